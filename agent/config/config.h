@@ -1,0 +1,63 @@
+// Config: the agent's configuration, read once from /etc/ecs/ecs.config and the environment
+// (ECS_* names, as the real agent and ecs-init read them), validated, then immutable.
+//
+// Precedence: environment > /etc/ecs/ecs.config > /var/lib/ecs/ecs.config > built-in default.
+// Problems with individual values become warnings and the default is kept, as the real agent
+// does; only values that make the agent unusable are errors.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "agent/common/result.h"
+
+namespace ecs::config {
+
+enum class ImagePullBehavior { kDefault, kAlways, kOnce, kPreferCached };
+
+struct Config {
+  // containerd
+  std::string containerd_address = "/run/containerd/containerd.sock";  // ECS_CONTAINERD_ADDRESS
+  std::string containerd_namespace = "ecs";                           // ECS_CONTAINERD_NAMESPACE
+
+  // images
+  ImagePullBehavior image_pull_behavior = ImagePullBehavior::kDefault;  // ECS_IMAGE_PULL_BEHAVIOR
+  std::string engine_auth_type;                                          // ECS_ENGINE_AUTH_TYPE
+  std::string engine_auth_data;                                          // ECS_ENGINE_AUTH_DATA
+  std::vector<std::string> insecure_registries;                         // ECS_INSECURE_REGISTRIES
+  std::chrono::seconds image_pull_timeout{2 * 3600};                     // ECS_IMAGE_PULL_TIMEOUT
+  std::chrono::seconds image_pull_inactivity_timeout{60};  // ECS_IMAGE_PULL_INACTIVITY_TIMEOUT
+  std::chrono::seconds manifest_pull_timeout{60};          // ECS_MANIFEST_PULL_TIMEOUT
+
+  // host
+  std::string data_dir = "/var/lib/ecs/data";  // ECS_DATADIR
+  std::string cluster = "default";             // ECS_CLUSTER
+  std::string region;                          // AWS_DEFAULT_REGION / AWS_REGION
+  std::string log_level = "info";              // ECS_LOGLEVEL
+
+  std::vector<std::string> warnings;  // values that were ignored, for the log
+};
+
+// Where values come from; tests pass their own.
+struct ConfigSources {
+  std::map<std::string, std::string> environment;
+  std::vector<std::string> files = {"/var/lib/ecs/ecs.config", "/etc/ecs/ecs.config"};
+  static ConfigSources fromProcess();  // the process environment and the default files
+};
+
+Result<Config> load(const ConfigSources& sources);
+
+// Parses "KEY=VALUE" lines as ecs-init does: trimmed, split on the first '=', lines without '='
+// skipped, no quoting, comments or expansion.
+std::map<std::string, std::string> parseEnvFile(std::string_view text);
+
+// Go duration syntax ("30s", "1m30s", "2h", "500ms").
+Result<std::chrono::milliseconds> parseDuration(std::string_view text);
+// strconv.ParseBool forms.
+Result<bool> parseBool(std::string_view text);
+
+std::string_view toString(ImagePullBehavior behavior);
+
+}  // namespace ecs::config

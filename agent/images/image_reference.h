@@ -32,4 +32,8 @@ struct ImageReference {
   bool isDockerHub() const;
 };
 
+// Checks an OCI digest: "sha256:" + 64 lowercase hex (sha384: 96, sha512: 128); kInvalidArgument
+// naming the fault otherwise. For digests read from manifests, before they become URLs or paths.
+Result<void> validateDigest(std::string_view digest);
+
 }  // namespace ecs::images

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "agent/common/result.h"
+#include "agent/images/digest.h"
 #include "agent/images/image_reference.h"
 #include "agent/images/registry_auth.h"
 #include "agent/runtime/types.h"
@@ -29,7 +30,7 @@ inline constexpr const char* kMediaTypeDockerManifest =
     "application/vnd.docker.distribution.manifest.v2+json";
 
 struct RegistryOptions {
-  std::vector<std::string> insecure_registries;  // host[:port] served over plain HTTP
+  std::vector<std::string> insecure_registries;            // host[:port] served over plain HTTP
   std::shared_ptr<const CredentialsProvider> credentials;  // may be null: anonymous
   std::chrono::seconds connect_timeout{30};
   // A transfer making no progress for this long is aborted (ECS_IMAGE_PULL_INACTIVITY_TIMEOUT).
@@ -45,6 +46,10 @@ struct FetchedManifest {
 // Receives blob bytes as they arrive; an error aborts the transfer.
 using BlobSink = std::function<Result<void>(std::string_view chunk)>;
 
+// RFC 3986 percent-encoding of everything but unreserved characters, for query parameters
+// ("repository:team/app:pull" -> "repository%3Ateam%2Fapp%3Apull").
+std::string percentEncode(std::string_view text);
+
 class RegistryClient {
  public:
   explicit RegistryClient(RegistryOptions options);
@@ -54,11 +59,17 @@ class RegistryClient {
   // is a digest, the body is verified against it; otherwise the digest is computed from the
   // body (and checked against Docker-Content-Digest when the registry sends one).
   // Errors: kNotFound (unknown repository/tag), kUnauthorized (401/403 after auth),
-  // kUnavailable (network), kDataLoss (digest mismatch); messages name the image and registry.
+  // kUnavailable (network, 5xx, 429), kDataLoss (digest mismatch), kInvalidArgument (a reference
+  // that is neither tag nor digest), kFailedPrecondition (a media type other than the four
+  // above, e.g. schema 1; a body over 4 MiB); messages name the image and registry.
   Result<FetchedManifest> fetchManifest(const ImageReference& image, const std::string& reference);
 
   // GET /v2/<repo>/blobs/<digest>, streaming into `sink` starting at `offset` (Range request,
-  // for resuming). Does not verify the digest itself: the content store does.
+  // for resuming; if the server ignores Range the first `offset` bytes are skipped here).
+  // Redirects are followed; Authorization goes only to the registry's own origin. Does not
+  // verify the digest itself: the content store does. When blob.size is known, fewer bytes
+  // are kUnavailable and more are kDataLoss. A sink's error comes back unchanged but for
+  // context; a truncated or stalled transfer (no byte for inactivity_timeout) is kUnavailable.
   Result<void> fetchBlob(const ImageReference& image, const runtime::Descriptor& blob,
                          int64_t offset, const BlobSink& sink);
 

@@ -1,0 +1,717 @@
+#include "agent/images/registry_client.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/json.hpp>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <system_error>
+
+#include "agent/images/digest.h"
+
+namespace ecs::images {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxManifestBytes = 4 << 20;  // containerd refuses larger manifests too
+constexpr size_t kMaxTokenBytes = 1 << 20;
+constexpr size_t kMaxErrorBodyBytes = 64 << 10;  // enough for any registry error document
+constexpr int kMaxRedirects = 5;
+constexpr size_t kMaxIdleHandles = 16;
+// Docker's minimum: a token response without expires_in is good for 60 s.
+constexpr std::chrono::seconds kDefaultTokenLifetime{60};
+// Renew a cached token this long before it expires, so it does not lapse in flight.
+constexpr std::chrono::seconds kTokenExpiryMargin{5};
+
+constexpr std::array<const char*, 4> kAcceptedManifestTypes{
+    kMediaTypeOciIndex, kMediaTypeOciManifest, kMediaTypeDockerList, kMediaTypeDockerManifest};
+
+std::string toLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+bool isAcceptedManifestType(std::string_view media_type) {
+  return std::find(kAcceptedManifestTypes.begin(), kAcceptedManifestTypes.end(), media_type) !=
+         kAcceptedManifestTypes.end();
+}
+
+// "host:port" -> "host", "[::1]:5000" -> "::1"
+std::string_view bareHost(std::string_view host_port) {
+  if (host_port.starts_with('[')) {
+    return host_port.substr(1, host_port.find(']') - 1);
+  }
+  return host_port.substr(0, host_port.find(':'));
+}
+
+// localhost, 127.0.0.0/8 or ::1: registries Docker talks plain HTTP to without being told.
+bool isLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+// Registry errors: {"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown",...}]}
+struct RegistryError {
+  std::string code;
+  std::string message;
+};
+
+std::vector<RegistryError> parseRegistryErrors(std::string_view body) {
+  boost::system::error_code ec;
+  boost::json::value root = boost::json::parse(body, ec);
+  const boost::json::object* object = ec ? nullptr : root.if_object();
+  const boost::json::value* errors = object ? object->if_contains("errors") : nullptr;
+  if (errors == nullptr || !errors->is_array()) return {};
+  std::vector<RegistryError> out;
+  for (const boost::json::value& entry : errors->get_array()) {
+    const boost::json::object* fields = entry.if_object();
+    if (fields == nullptr) continue;
+    RegistryError error;
+    if (auto* code = fields->if_contains("code"); code && code->is_string()) {
+      error.code = code->get_string();
+    }
+    if (auto* message = fields->if_contains("message"); message && message->is_string()) {
+      error.message = message->get_string();
+    }
+    out.push_back(std::move(error));
+  }
+  return out;
+}
+
+std::string_view reasonPhrase(long status) {
+  switch (status) {
+    case 400:
+      return "bad request";
+    case 401:
+      return "unauthorized";
+    case 403:
+      return "forbidden";
+    case 404:
+      return "not found";
+    case 405:
+      return "method not allowed";
+    case 416:
+      return "range not satisfiable";
+    case 429:
+      return "too many requests";
+    case 500:
+      return "internal server error";
+    case 502:
+      return "bad gateway";
+    case 503:
+      return "service unavailable";
+    case 504:
+      return "gateway timeout";
+    default:
+      return "unexpected HTTP status";
+  }
+}
+
+// ---- HTTP over libcurl ----------------------------------------------------------------------
+
+struct CurlFree {
+  void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
+};
+using CurlHandle = std::unique_ptr<CURL, CurlFree>;
+
+struct SlistFree {
+  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
+};
+
+struct HttpRequest {
+  std::string url;
+  std::vector<std::string> headers;  // "Name: value"
+  // Authorization header value, empty for none. Dropped when a redirect leaves the origin: a
+  // blob redirect to S3 or a CDN must not carry the registry's credentials (and S3 rejects it).
+  std::string authorization;
+  // Where a 2xx body goes; null keeps it in HttpResponse::body (up to body_limit).
+  const BlobSink* sink = nullptr;
+  int64_t range_start = 0;  // a 200 instead of 206 means the server ignored Range: skip these
+  int64_t max_stream = -1;  // more 2xx bytes than this into the sink is an error; -1: no limit
+  size_t body_limit = kMaxErrorBodyBytes;
+};
+
+struct HttpResponse {
+  long status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::string body;
+  int64_t streamed = 0;  // bytes given to the sink
+  std::string redirect_url;
+
+  std::string header(std::string_view name) const {
+    for (const auto& [key, value] : headers) {
+      if (key == name) return value;
+    }
+    return {};
+  }
+  std::vector<std::string> headerValues(std::string_view name) const {
+    std::vector<std::string> out;
+    for (const auto& [key, value] : headers) {
+      if (key == name) out.push_back(value);
+    }
+    return out;
+  }
+};
+
+// State shared with libcurl's callbacks during one transfer.
+struct Transfer {
+  const HttpRequest& request;
+  HttpResponse& response;
+  std::string_view peer;
+  int64_t skipped = 0;
+  std::optional<Error> error;  // why a callback aborted the transfer
+
+  bool toSink() const { return request.sink != nullptr && response.status / 100 == 2; }
+};
+
+size_t onHeader(char* data, size_t size, size_t count, void* user) {
+  auto* transfer = static_cast<Transfer*>(user);
+  std::string_view line = trim(std::string_view(data, size * count));
+  if (line.starts_with("HTTP/")) {
+    // A new response starts (after "100 Continue" or a proxy's CONNECT): forget the last one.
+    transfer->response.headers.clear();
+    size_t space = line.find(' ');
+    transfer->response.status = space == std::string_view::npos
+                                    ? 0
+                                    : std::atol(std::string(line.substr(space + 1)).c_str());
+  } else if (size_t colon = line.find(':'); colon != std::string_view::npos) {
+    transfer->response.headers.emplace_back(toLower(trim(line.substr(0, colon))),
+                                            std::string(trim(line.substr(colon + 1))));
+  }
+  return size * count;
+}
+
+size_t onBody(char* data, size_t size, size_t count, void* user) {
+  auto* transfer = static_cast<Transfer*>(user);
+  const HttpRequest& request = transfer->request;
+  HttpResponse& response = transfer->response;
+  std::string_view chunk(data, size * count);
+
+  if (transfer->toSink()) {
+    if (response.status == 200 && transfer->skipped < request.range_start) {
+      auto skip = std::min<int64_t>(request.range_start - transfer->skipped, chunk.size());
+      transfer->skipped += skip;
+      chunk.remove_prefix(static_cast<size_t>(skip));
+    }
+    if (request.max_stream >= 0 &&
+        response.streamed + static_cast<int64_t>(chunk.size()) > request.max_stream) {
+      transfer->error =
+          Error{ErrorCode::kDataLoss,
+                fmt::format("{} sent more bytes than the blob's size", transfer->peer)};
+      return 0;
+    }
+    if (!chunk.empty()) {
+      if (Result<void> written = (*request.sink)(chunk); !written) {
+        transfer->error = written.error();
+        return 0;
+      }
+      response.streamed += static_cast<int64_t>(chunk.size());
+    }
+    return size * count;
+  }
+
+  if (response.body.size() + chunk.size() > request.body_limit) {
+    if (response.status / 100 == 2) {
+      transfer->error =
+          Error{ErrorCode::kFailedPrecondition,
+                fmt::format("{} sent more than {} bytes", transfer->peer, request.body_limit)};
+      return 0;
+    }
+    // An error page: its start is enough to explain it.
+    chunk =
+        chunk.substr(0, request.body_limit - std::min(request.body_limit, response.body.size()));
+  }
+  response.body.append(chunk);
+  return size * count;
+}
+
+// "scheme://host:port" of a URL, for telling whether a redirect leaves the origin.
+std::string originOf(const std::string& url) {
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), curl_url_cleanup);
+  if (!parsed || curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return {};
+  std::string origin;
+  for (auto [part, separator] : {std::pair{CURLUPART_SCHEME, "://"}, std::pair{CURLUPART_HOST, ":"},
+                                 std::pair{CURLUPART_PORT, ""}}) {
+    char* value = nullptr;
+    if (curl_url_get(parsed.get(), part, &value, CURLU_DEFAULT_PORT) != CURLUE_OK) return {};
+    origin += toLower(value);
+    origin += separator;
+    curl_free(value);
+  }
+  return origin;
+}
+
+// "<peer> refused the configured credentials (401: why)", or for an anonymous caller
+// "<peer> refused anonymous access (401: why) and no credentials are configured for <registry>".
+std::string refusal(std::string_view peer, long status, std::string_view why, bool had_credentials,
+                    std::string_view registry) {
+  std::string detail = why.empty() ? std::to_string(status) : fmt::format("{}: {}", status, why);
+  if (had_credentials) {
+    return fmt::format("{} refused the configured credentials ({})", peer, detail);
+  }
+  return fmt::format("{} refused anonymous access ({}) and no credentials are configured for {}",
+                     peer, detail, registry);
+}
+
+}  // namespace
+
+std::string percentEncode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char c : text) {
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out += c;
+    } else {
+      auto byte = static_cast<unsigned char>(c);
+      out += '%';
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xf];
+    }
+  }
+  return out;
+}
+
+struct RegistryClient::Impl {
+  struct Token {
+    std::string value;
+    Clock::time_point expires;
+  };
+
+  RegistryOptions options;
+  std::mutex mu;
+  std::vector<CurlHandle> idle_handles;                         // guarded by mu
+  std::map<std::pair<std::string, std::string>, Token> tokens;  // (host, scope); by mu
+  std::set<std::string> basic_hosts;  // registries that asked for Basic auth; by mu
+
+  // Reusing easy handles keeps their connections (and TLS sessions) alive between requests.
+  CurlHandle acquireHandle() {
+    {
+      std::lock_guard lock(mu);
+      if (!idle_handles.empty()) {
+        CurlHandle handle = std::move(idle_handles.back());
+        idle_handles.pop_back();
+        return handle;
+      }
+    }
+    return CurlHandle(curl_easy_init());
+  }
+
+  void releaseHandle(CurlHandle handle) {
+    curl_easy_reset(handle.get());  // options go, live connections stay
+    std::lock_guard lock(mu);
+    if (idle_handles.size() < kMaxIdleHandles) idle_handles.push_back(std::move(handle));
+  }
+
+  std::optional<BasicCredentials> credentialsFor(const ImageReference& image) const {
+    if (!options.credentials) return std::nullopt;
+    return options.credentials->lookup(image);
+  }
+
+  // One request/response; no redirects. Fails only when no HTTP response was had. `peer`
+  // names who we are talking to in messages: "registry host:port" or "token service <realm>".
+  Result<HttpResponse> performOnce(const HttpRequest& request, const std::string& peer) {
+    HttpResponse response;
+    Transfer transfer{request, response, peer};
+    CurlHandle handle = acquireHandle();
+    if (!handle) return fail(ErrorCode::kInternal, "curl_easy_init failed");
+    CURL* h = handle.get();
+
+    std::unique_ptr<curl_slist, SlistFree> headers;
+    auto addHeader = [&](const std::string& line) {
+      headers.reset(curl_slist_append(headers.release(), line.c_str()));
+    };
+    for (const std::string& line : request.headers) addHeader(line);
+    if (!request.authorization.empty()) addHeader("Authorization: " + request.authorization);
+
+    char error_buffer[CURL_ERROR_SIZE] = {};
+    curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // many threads; no SIGALRM for DNS timeouts
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_USERAGENT, options.user_agent.c_str());
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, static_cast<long>(options.connect_timeout.count()));
+    // Abort a transfer that moves less than a byte a second for the whole inactivity timeout.
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
+                     static_cast<long>(options.inactivity_timeout.count()));
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, onHeader);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &transfer);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, onBody);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &transfer);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
+
+    CURLcode code = curl_easy_perform(h);
+    long os_errno = 0;
+    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
+    if (char* location = nullptr;
+        curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &location) == CURLE_OK && location) {
+      response.redirect_url = location;
+    }
+    releaseHandle(std::move(handle));
+
+    if (transfer.error) return fail(*transfer.error);
+    if (code == CURLE_OK) return response;
+    std::string detail = error_buffer[0] ? error_buffer : curl_easy_strerror(code);
+    // libcurl says "Couldn't connect to server"; the errno says why ("Connection refused").
+    // (Only then: a reused handle keeps the errno of an earlier connect.)
+    if (code == CURLE_COULDNT_CONNECT && os_errno != 0) {
+      detail += " (" +
+                std::error_code(static_cast<int>(os_errno), std::generic_category()).message() +
+                ")";
+    }
+    switch (code) {
+      case CURLE_COULDNT_RESOLVE_HOST:
+      case CURLE_COULDNT_RESOLVE_PROXY:
+      case CURLE_COULDNT_CONNECT:
+      case CURLE_SSL_CONNECT_ERROR:
+      case CURLE_PEER_FAILED_VERIFICATION:
+        return fail(ErrorCode::kUnavailable, "cannot reach {}: {}", peer, detail);
+      case CURLE_PARTIAL_FILE:
+      case CURLE_RECV_ERROR:
+      case CURLE_SEND_ERROR:
+      case CURLE_GOT_NOTHING:
+        return fail(ErrorCode::kUnavailable, "connection to {} broke: {}", peer, detail);
+      case CURLE_OPERATION_TIMEDOUT:
+        return fail(ErrorCode::kUnavailable, "{} timed out: {}", peer, detail);
+      default:
+        return fail(ErrorCode::kUnavailable, "request to {} failed: {}", peer, detail);
+    }
+  }
+
+  // Follows redirects itself (rather than CURLOPT_FOLLOWLOCATION) to decide what the next hop
+  // may see: Authorization only while the origin stays the same.
+  Result<HttpResponse> perform(HttpRequest request, const std::string& peer) {
+    const std::string origin = originOf(request.url);
+    for (int redirects = 0;; ++redirects) {
+      Result<HttpResponse> response = performOnce(request, peer);
+      if (!response || response->status / 100 != 3 || response->redirect_url.empty()) {
+        return response;
+      }
+      if (redirects == kMaxRedirects) {
+        return fail(ErrorCode::kUnavailable, "{} redirected more than {} times", peer,
+                    kMaxRedirects);
+      }
+      // Redirect URLs are often pre-signed: log where they lead, not what they say.
+      bool same_origin = originOf(response->redirect_url) == origin;
+      spdlog::debug("{}: redirected to {}", peer, same_origin ? "the same origin" : "another host");
+      if (!same_origin) request.authorization.clear();
+      request.url = response->redirect_url;
+    }
+  }
+
+  std::string cachedAuthorization(const ImageReference& image, const std::string& scope) {
+    const std::string host = image.registryHost();
+    std::lock_guard lock(mu);
+    if (auto it = tokens.find({host, scope});
+        it != tokens.end() && Clock::now() + kTokenExpiryMargin < it->second.expires) {
+      return "Bearer " + it->second.value;
+    }
+    if (basic_hosts.contains(host)) {
+      if (auto credentials = credentialsFor(image)) return basicAuthorization(*credentials);
+    }
+    return {};
+  }
+
+  // Bearer: ask the realm for a token for service+scope, with Basic credentials if we have
+  // some (the token service decides what an anonymous caller may do).
+  Result<std::string> fetchToken(const ImageReference& image, const AuthChallenge& challenge,
+                                 const std::string& default_scope,
+                                 const std::optional<BasicCredentials>& credentials) {
+    const std::string host = image.registryHost();
+    if (challenge.realm.empty()) {
+      return fail(ErrorCode::kUnauthorized, "registry {} sent a Bearer challenge without a realm",
+                  host);
+    }
+    const std::string scope = challenge.scope.empty() ? default_scope : challenge.scope;
+    HttpRequest request;
+    request.url = challenge.realm + (challenge.realm.find('?') == std::string::npos ? "?" : "&");
+    if (!challenge.service.empty()) {
+      request.url += "service=" + percentEncode(challenge.service) + "&";
+    }
+    request.url += "scope=" + percentEncode(scope);
+    request.body_limit = kMaxTokenBytes;
+    if (credentials) request.authorization = basicAuthorization(*credentials);
+
+    const std::string peer = fmt::format("token service {} of registry {}", challenge.realm, host);
+    Result<HttpResponse> response = perform(std::move(request), peer);
+    if (!response) return fail(response.error());
+    if (response->status == 401 || response->status == 403) {
+      return fail(ErrorCode::kUnauthorized, "{}",
+                  refusal(peer, response->status, registryMessage(*response),
+                          credentials.has_value(), host));
+    }
+    if (response->status != 200) {
+      return fail(response->status >= 500 ? ErrorCode::kUnavailable : ErrorCode::kUnauthorized,
+                  "{} answered {} ({})", peer, reasonPhrase(response->status), response->status);
+    }
+
+    boost::system::error_code ec;
+    boost::json::value root = boost::json::parse(response->body, ec);
+    const boost::json::object* object = ec ? nullptr : root.if_object();
+    std::string token;
+    std::chrono::seconds lifetime = kDefaultTokenLifetime;
+    if (object != nullptr) {
+      for (const char* key : {"token", "access_token"}) {
+        if (auto* value = object->if_contains(key); value && value->is_string() && token.empty()) {
+          token = value->get_string();
+        }
+      }
+      if (auto* value = object->if_contains("expires_in"); value && value->is_number()) {
+        auto seconds = value->to_number<double>(ec);
+        if (!ec && seconds > 0) lifetime = std::chrono::seconds(static_cast<int64_t>(seconds));
+      }
+    }
+    if (token.empty()) {
+      return fail(ErrorCode::kUnauthorized, "token service {} for registry {} sent no token",
+                  challenge.realm, host);
+    }
+    spdlog::debug("registry {}: got a token for {} valid {} s", host, scope, lifetime.count());
+    std::lock_guard lock(mu);
+    tokens[{host, scope}] = Token{token, Clock::now() + lifetime};
+    return "Bearer " + token;
+  }
+
+  // Answers a 401 challenge: the Authorization header value to retry with.
+  Result<std::string> authorize(const ImageReference& image, const HttpResponse& response,
+                                const std::string& default_scope) {
+    const std::string host = image.registryHost();
+    // Prefer Bearer when a registry offers several schemes.
+    std::optional<AuthChallenge> challenge;
+    for (const std::string& header : response.headerValues("www-authenticate")) {
+      auto parsed = AuthChallenge::parse(header);
+      if (parsed && (!challenge || parsed->scheme == "bearer")) challenge = parsed;
+    }
+    if (!challenge) {
+      return fail(ErrorCode::kUnauthorized,
+                  "registry {} answered 401 without a usable WWW-Authenticate challenge", host);
+    }
+    std::optional<BasicCredentials> credentials = credentialsFor(image);
+    if (challenge->scheme == "basic") {
+      if (!credentials) {
+        return fail(ErrorCode::kUnauthorized,
+                    "registry {} requires authentication (Basic) and no credentials are "
+                    "configured for it",
+                    host);
+      }
+      std::lock_guard lock(mu);
+      basic_hosts.insert(host);
+      return basicAuthorization(*credentials);
+    }
+    if (challenge->scheme == "bearer") {
+      return fetchToken(image, *challenge, default_scope, credentials);
+    }
+    return fail(ErrorCode::kUnauthorized,
+                "registry {} asks for authentication scheme \"{}\", which is not supported", host,
+                challenge->scheme);
+  }
+
+  // GET with authentication: sends what worked before, answers one 401 challenge, and turns a
+  // refusal after that into kUnauthorized. Other statuses are the caller's to judge.
+  Result<HttpResponse> get(const ImageReference& image, HttpRequest request) {
+    const std::string host = image.registryHost();
+    const std::string peer = "registry " + host;
+    const std::string scope = "repository:" + image.repository + ":pull";
+    request.authorization = cachedAuthorization(image, scope);
+    Result<HttpResponse> response = perform(request, peer);
+    if (!response || response->status != 401) return response;
+
+    Result<std::string> authorization = authorize(image, *response, scope);
+    if (!authorization) return fail(authorization.error());
+    request.authorization = std::move(*authorization);
+    response = perform(std::move(request), peer);
+    if (response && (response->status == 401 || response->status == 403)) {
+      return fail(ErrorCode::kUnauthorized, "{}",
+                  refusal(peer, response->status, registryMessage(*response),
+                          credentialsFor(image).has_value(), host));
+    }
+    return response;
+  }
+
+  // The registry's own words when the body holds a registry error document; else empty.
+  static std::string registryMessage(const HttpResponse& response) {
+    std::string out;
+    for (const RegistryError& error : parseRegistryErrors(response.body)) {
+      if (!out.empty()) out += "; ";
+      out += error.message.empty() ? toLower(error.code) : error.message;
+    }
+    return out;
+  }
+
+  // A non-success status as an Error: "manifest unknown (404) from registry host".
+  static Error statusError(const HttpResponse& response, const std::string& host) {
+    std::vector<RegistryError> errors = parseRegistryErrors(response.body);
+    ErrorCode code = ErrorCode::kUnknown;
+    if (response.status == 404) {
+      code = ErrorCode::kNotFound;
+    } else if (response.status == 401 || response.status == 403) {
+      code = ErrorCode::kUnauthorized;
+    } else if (response.status == 408 || response.status == 429 || response.status >= 500) {
+      code = ErrorCode::kUnavailable;
+    }
+    for (const RegistryError& error : errors) {
+      if (error.code == "MANIFEST_UNKNOWN" || error.code == "NAME_UNKNOWN" ||
+          error.code == "BLOB_UNKNOWN") {
+        code = ErrorCode::kNotFound;
+      }
+    }
+    std::string cause = registryMessage(response);
+    if (cause.empty()) cause = reasonPhrase(response.status);
+    return Error{code, fmt::format("{} ({}) from registry {}", cause, response.status, host)};
+  }
+};
+
+RegistryClient::RegistryClient(RegistryOptions options) : impl_(std::make_unique<Impl>()) {
+  // curl_global_init is not thread-safe and must run before any other libcurl call.
+  static std::once_flag curl_initialised;
+  std::call_once(curl_initialised, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  impl_->options = std::move(options);
+}
+
+RegistryClient::~RegistryClient() = default;
+
+std::string RegistryClient::baseUrl(const ImageReference& image) const {
+  const std::string host = toLower(image.registryHost());
+  const std::string bare(bareHost(host));
+  bool plain_http = isLoopbackHost(bare);
+  for (const std::string& entry : impl_->options.insecure_registries) {
+    std::string_view name = entry;
+    for (std::string_view scheme : {"http://", "https://"}) {
+      if (name.starts_with(scheme)) name.remove_prefix(scheme.size());
+    }
+    while (name.ends_with('/')) name.remove_suffix(1);
+    const std::string wanted = toLower(name);
+    if (wanted == host || wanted == bare) plain_http = true;
+  }
+  return (plain_http ? "http://" : "https://") + image.registryHost();
+}
+
+Result<FetchedManifest> RegistryClient::fetchManifest(const ImageReference& image,
+                                                      const std::string& reference) {
+  const std::string host = image.registryHost();
+  std::string context = "pull " + image.str();
+  if (reference != image.manifestReference()) context += ": manifest " + reference;
+  const bool by_digest = reference.find(':') != std::string::npos;
+  if (by_digest) {
+    if (auto valid = validateDigest(reference); !valid) return fail(valid.error().wrap(context));
+  } else if (reference.empty() || !std::all_of(reference.begin(), reference.end(), [](char c) {
+               return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '.' || c == '-';
+             })) {
+    return fail(ErrorCode::kInvalidArgument, "{}: \"{}\" is neither a tag nor a digest", context,
+                reference);
+  }
+
+  HttpRequest request;
+  request.url = baseUrl(image) + "/v2/" + image.repository + "/manifests/" + reference;
+  // All four types, always: given only Docker types a registry 404s an OCI manifest, and given
+  // none it converts a schema 2 manifest to schema 1 (a different digest).
+  std::string accept = "Accept: ";
+  for (const char* type : kAcceptedManifestTypes) {
+    accept += type;
+    accept += type == kAcceptedManifestTypes.back() ? "" : ", ";
+  }
+  request.headers.push_back(std::move(accept));
+  request.body_limit = kMaxManifestBytes;
+
+  Result<HttpResponse> response = impl_->get(image, std::move(request));
+  if (!response) return fail(response.error().wrap(context));
+  if (response->status != 200) return fail(Impl::statusError(*response, host).wrap(context));
+
+  // Content-Type names the manifest's type; if it is generic, the body's mediaType does.
+  std::string content_type = response->header("content-type");
+  std::string media_type(trim(std::string_view(content_type).substr(0, content_type.find(';'))));
+  if (!isAcceptedManifestType(media_type)) {
+    boost::system::error_code ec;
+    boost::json::value root = boost::json::parse(response->body, ec);
+    const boost::json::object* object = ec ? nullptr : root.if_object();
+    const boost::json::value* field = object ? object->if_contains("mediaType") : nullptr;
+    if (field != nullptr && field->is_string() && isAcceptedManifestType(field->get_string())) {
+      media_type = field->get_string();
+    } else {
+      return fail(ErrorCode::kFailedPrecondition,
+                  "{}: registry {} sent a manifest of unsupported type \"{}\" (want an OCI or "
+                  "Docker schema 2 manifest or index)",
+                  context, host, media_type);
+    }
+  }
+
+  const std::string& body = response->body;
+  std::string digest = sha256Digest(body);
+  if (by_digest) {
+    if (std::string actual = digestLike(reference, body); actual != reference) {
+      return fail(ErrorCode::kDataLoss, "{}: registry {} sent a manifest whose digest is {}",
+                  context, host, actual);
+    }
+    digest = reference;
+  }
+  if (std::string claimed = response->header("docker-content-digest"); !claimed.empty()) {
+    // A digest algorithm we cannot compute is not evidence of corruption: skip the check.
+    if (std::string actual = digestLike(claimed, body); !actual.empty() && actual != claimed) {
+      return fail(ErrorCode::kDataLoss,
+                  "{}: registry {} sent a manifest whose digest {} is not the {} its "
+                  "Docker-Content-Digest header claims",
+                  context, host, actual, claimed);
+    }
+  }
+  return FetchedManifest{
+      runtime::Descriptor{media_type, digest, static_cast<int64_t>(body.size()), {}},
+      std::move(response->body)};
+}
+
+Result<void> RegistryClient::fetchBlob(const ImageReference& image, const runtime::Descriptor& blob,
+                                       int64_t offset, const BlobSink& sink) {
+  const std::string host = image.registryHost();
+  const std::string context = fmt::format("pull {}: blob {}", image.str(), blob.digest);
+  if (auto valid = validateDigest(blob.digest); !valid) return fail(valid.error().wrap(context));
+  if (offset < 0 || (blob.size > 0 && offset > blob.size)) {
+    return fail(ErrorCode::kInvalidArgument, "{}: offset {} is outside the blob's {} bytes",
+                context, offset, blob.size);
+  }
+  if (blob.size > 0 && offset == blob.size) return {};  // already complete
+
+  HttpRequest request;
+  request.url = baseUrl(image) + "/v2/" + image.repository + "/blobs/" + blob.digest;
+  if (offset > 0) request.headers.push_back(fmt::format("Range: bytes={}-", offset));
+  request.sink = &sink;
+  request.range_start = offset;
+  request.max_stream = blob.size > 0 ? blob.size - offset : -1;
+
+  Result<HttpResponse> response = impl_->get(image, std::move(request));
+  if (!response) return fail(response.error().wrap(context));
+  if (response->status != 200 && response->status != 206) {
+    return fail(Impl::statusError(*response, host).wrap(context));
+  }
+  // A body without Content-Length that ends early looks complete to libcurl.
+  if (blob.size > 0 && offset + response->streamed != blob.size) {
+    return fail(ErrorCode::kUnavailable, "{}: registry {} ended the transfer after {} of {} bytes",
+                context, host, offset + response->streamed, blob.size);
+  }
+  return {};
+}
+
+}  // namespace ecs::images

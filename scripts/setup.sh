@@ -17,6 +17,8 @@ PACKAGES=(
   containerd runc docker-registry apache2-utils skopeo umoci busybox-static
   containernetworking-plugins iptables iproute2 procps psmisc util-linux
   python3-boto3 awscli wrk curl jq
+  # test harness: the token server signs JWTs
+  python3 python3-cryptography
 )
 
 missing=()

@@ -1,0 +1,16 @@
+// The ecs-node-agent subcommands. Each returns the process exit status.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "agent/config/config.h"
+
+namespace ecs::cli {
+
+using Args = std::vector<std::string>;
+
+int imagesCommand(const config::Config& config, const Args& args);
+int demoCommand(const config::Config& config, const Args& args);
+
+}  // namespace ecs::cli

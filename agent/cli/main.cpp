@@ -1,0 +1,66 @@
+// ecs-node-agent: the Amazon ECS node agent for containerd hosts.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "agent/cli/commands.h"
+#include "agent/config/config.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: ecs-node-agent COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  images pull REF...   pull images into containerd (operators pre-pull before registering)\n"
+    "  images ls [-q]       list the images in the agent's containerd namespace\n"
+    "  images rm REF...     remove images\n"
+    "  demo IMAGE           pull IMAGE and run its default command once, streaming its output\n"
+    "  version              print the agent's version\n"
+    "\n"
+    "configuration: /etc/ecs/ecs.config and ECS_* environment variables (see docs/configuration.md)\n";
+
+void setUpLogging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("ecs-node-agent");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+  if (level == "debug") spdlog::set_level(spdlog::level::debug);
+  else if (level == "warn") spdlog::set_level(spdlog::level::warn);
+  else if (level == "error") spdlog::set_level(spdlog::level::err);
+  else if (level == "crit") spdlog::set_level(spdlog::level::critical);
+  else if (level == "none") spdlog::set_level(spdlog::level::off);
+  else spdlog::set_level(spdlog::level::info);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    fmt::print(args.empty() ? stderr : stdout, "{}", kUsage);
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "version" || args[0] == "--version") {
+    fmt::print("ecs-node-agent {}\n", ECS_NODE_AGENT_VERSION);
+    return 0;
+  }
+
+  auto config = ecs::config::load(ecs::config::ConfigSources::fromProcess());
+  if (!config) {
+    fmt::print(stderr, "error: configuration: {}\n", config.error().message);
+    return 2;
+  }
+  setUpLogging(config->log_level);
+  for (const auto& warning : config->warnings) spdlog::warn("configuration: {}", warning);
+
+  const std::string command = args[0];
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (command == "images") return ecs::cli::imagesCommand(*config, rest);
+  if (command == "demo") return ecs::cli::demoCommand(*config, rest);
+  fmt::print(stderr, "unknown command \"{}\"\n\n{}", command, kUsage);
+  return 2;
+}

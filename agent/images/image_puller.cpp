@@ -27,6 +27,8 @@ constexpr const char* kMediaTypeDockerSchema1Signed =
 constexpr size_t kMaxConfigBytes = 32 << 20;
 // Bytes a download may run ahead of the content store write.
 constexpr size_t kPipeBufferBytes = 4 << 20;
+// Bytes per content store Write message.
+constexpr size_t kWriteBatchBytes = 1 << 20;
 constexpr auto kPullLeaseExpiry = std::chrono::hours(24);
 
 bool isIndex(std::string_view media_type) {
@@ -188,7 +190,7 @@ class BlobPipe {
     if (reader_gone_) return fail(ErrorCode::kUnavailable, "content store write ended");
     buffered_ += chunk.size();
     chunks_.emplace_back(chunk);
-    data_.notify_one();
+    if (buffered_ >= kWriteBatchBytes) data_.notify_one();
     return {};
   }
 
@@ -199,16 +201,24 @@ class BlobPipe {
     data_.notify_one();
   }
 
+  // Returns the next run of bytes, coalescing small network reads into messages of up to
+  // kWriteBatchBytes (one gRPC Write message per 16 KiB read would cost more than the copy).
   Result<std::string_view> pop() {
     std::unique_lock lock(mutex_);
-    data_.wait(lock, [&] { return !chunks_.empty() || closed_; });
-    if (!chunks_.empty()) {
-      current_ = std::move(chunks_.front());
+    data_.wait(lock, [&] { return buffered_ >= kWriteBatchBytes || closed_; });
+    current_.clear();
+    while (!chunks_.empty() && current_.size() + chunks_.front().size() <= kWriteBatchBytes) {
+      current_ += chunks_.front();
+      buffered_ -= chunks_.front().size();
       chunks_.pop_front();
-      buffered_ -= current_.size();
-      space_.notify_one();
-      return std::string_view(current_);
     }
+    if (current_.empty() && !chunks_.empty()) {  // a single read larger than a batch
+      current_ = std::move(chunks_.front());
+      buffered_ -= current_.size();
+      chunks_.pop_front();
+    }
+    space_.notify_one();
+    if (!current_.empty()) return std::string_view(current_);
     if (writer_error_) return fail(*writer_error_);
     return std::string_view();
   }

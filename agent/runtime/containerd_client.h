@@ -22,7 +22,13 @@ struct ContainerdOptions {
   std::string address = "/run/containerd/containerd.sock";  // ECS_CONTAINERD_ADDRESS
   std::string ns = "ecs";                                   // ECS_CONTAINERD_NAMESPACE
   std::chrono::milliseconds call_timeout{std::chrono::seconds(30)};
+  // Deadline of the calls whose duration grows with data: a content write, Diff.Apply.
+  std::chrono::milliseconds long_call_timeout{std::chrono::minutes(30)};
   Labels default_labels;  // merged into labels of everything the agent creates
+  // containerd 1.6's shim sends stdout AND stderr to the stdout file of a `file://` URI, so
+  // distinct stdout/stderr files are written by a tiny `binary://` logger run with this shell
+  // (two `cat`s). See task_io.h.
+  std::string logger_shell = "/bin/sh";
 };
 
 // Receives chunks of a blob as it is written; returns an error to abort the write.
@@ -46,10 +52,12 @@ class ContainerdClient {
   Result<std::string> createLease(const Labels& labels, std::chrono::seconds expire_after);
   Result<void> deleteLease(const std::string& id, bool sync_gc);
   Result<std::vector<std::string>> listLeases();
-  // Adds an existing resource to a lease, protecting it from GC while the lease lives.
-  // `type` is "content" (id = digest) or "snapshots/<snapshotter>" (id = snapshot key).
+  // Adds an existing object to a lease, protecting it from GC while the lease lives. `type` is
+  // "content" (id = digest), "snapshots/<snapshotter>" (id = snapshot key) or "ingests" (id = ref).
   Result<void> addLeaseResource(const std::string& lease, const std::string& id,
                                 const std::string& type);
+  Result<void> deleteLeaseResource(const std::string& lease, const std::string& id,
+                                   const std::string& type);
 
   // --- content store -------------------------------------------------------------------------
   Result<std::optional<ContentInfo>> contentInfo(const std::string& digest);
@@ -61,12 +69,15 @@ class ContainerdClient {
                             const ChunkSource& source);
   // Reads a whole blob (manifests, configs: small).
   Result<std::string> readContent(const std::string& digest);
-  // Sets labels (merging: keys given are set, others kept).
+  // Sets labels (merging: keys given are set, others kept; an empty value removes the key).
   Result<void> updateContentLabels(const std::string& digest, const Labels& labels);
   Result<void> deleteContent(const std::string& digest);
   Result<std::vector<ContentInfo>> listContent();
-  // Aborts an in-progress ingest (used to clean up after a failed pull).
+  // Aborts an in-progress ingest (used to clean up after a failed pull). An ingest that does not
+  // exist is not an error.
   Result<void> abortIngest(const std::string& ref);
+  // Unfinished writes in this namespace.
+  Result<std::vector<IngestStatus>> listIngests();
 
   // --- snapshots (snapshotter given per call, default overlayfs) -----------------------------
   Result<std::optional<SnapshotInfo>> statSnapshot(const std::string& key,
@@ -114,11 +125,20 @@ class ContainerdClient {
   Result<uint32_t> execProcess(const std::string& container_id, const std::string& exec_id,
                                const std::string& process_spec_json, const std::string& stdout_path,
                                const std::string& stderr_path);
+  // Signals a process started with execProcess (a health check past its timeout).
+  Result<void> killProcess(const std::string& container_id, const std::string& exec_id, int signal);
   Result<TaskExit> deleteProcess(const std::string& container_id, const std::string& exec_id);
   // Deletes a stopped task; returns its exit. kNotFound when there is no task.
   Result<TaskExit> deleteTask(const std::string& container_id);
-  // Deletes the container record and its snapshot. Missing pieces are not an error.
+  // Deletes the container record and its snapshot. Missing pieces are not an error; a container
+  // that still has a task is (kFailedPrecondition).
   Result<void> deleteContainer(const std::string& id);
+
+  // --- namespaces ----------------------------------------------------------------------------
+  Result<std::vector<std::string>> listNamespaces();
+  // Deletes an empty namespace (kFailedPrecondition names what is left in it). Note containerd
+  // does not count leases and ingests: check those first or they vanish with the namespace.
+  Result<void> deleteNamespace(const std::string& name);
 
   // --- events --------------------------------------------------------------------------------
   // The shared event monitor of this client (one Subscribe stream for the whole agent).
@@ -130,20 +150,40 @@ class ContainerdClient {
   std::unique_ptr<Impl> impl_;
 };
 
-// One containerd event subscription for the whole agent, dispatching task exits (and, later,
-// OOM events) to whoever waits for them. Waiting is race-free: an exit that arrives before
-// anyone waits is kept until it is claimed or the container is deleted.
+struct EventMonitorStats {
+  uint64_t subscriptions = 0;      // streams opened (1 + resubscriptions)
+  uint64_t stream_failures = 0;    // streams that broke while the client was alive
+  uint64_t exits_received = 0;     // TaskExit events decoded (init and exec)
+  uint64_t exits_synthesized = 0;  // exits found by Tasks.Get/List after a resubscription
+  uint64_t exits_dropped = 0;      // buffered exits evicted because the buffer was full
+  uint64_t ooms_received = 0;
+  uint64_t buffered_exits = 0;  // exits held right now for waiters to come
+};
+
+// One containerd event subscription for the whole agent, dispatching task exits and OOM events
+// to whoever waits for them. Waiting is race-free: an exit that arrives before anyone waits is
+// kept (bounded) until the task is deleted through this client (deleteTask, deleteProcess,
+// deleteContainer) or a new task is started for the container; every waiter gets it.
 class EventMonitor {
  public:
   virtual ~EventMonitor() = default;
   // Blocks until the task of `container_id` (init process) exits, or the timeout passes
-  // (kUnavailable). A task that already exited before the call is reported immediately.
+  // (kUnavailable). A task that already exited before the call is reported immediately;
+  // kNotFound when the container has no task.
   virtual Result<TaskExit> waitExit(const std::string& container_id,
                                     std::chrono::milliseconds timeout) = 0;
-  // Calls `callback` (on the monitor's thread) for every task exit of the init process.
+  // The same for a process started with execProcess.
+  virtual Result<TaskExit> waitExecExit(const std::string& container_id, const std::string& exec_id,
+                                        std::chrono::milliseconds timeout) = 0;
+  // Calls `callback` (on the monitor's threads) for every task exit of the init process,
+  // including exits found missing after the stream broke. Must not block for long.
   virtual void onExit(std::function<void(const TaskExit&)> callback) = 0;
   // Calls `callback` for every OOM event (container id).
   virtual void onOom(std::function<void(const std::string&)> callback) = 0;
+  virtual EventMonitorStats stats() const = 0;
+  // Tests only: breaks the current stream as if containerd had gone away, and resubscribes no
+  // sooner than `pause` from now.
+  virtual void dropStreamForTesting(std::chrono::milliseconds pause) = 0;
 };
 
 }  // namespace ecs::runtime

@@ -34,6 +34,14 @@ struct ContentInfo {
   Labels labels;
 };
 
+// An ingest (an unfinished content write) in the content store.
+struct IngestStatus {
+  std::string ref;
+  int64_t offset = 0;    // bytes written so far
+  int64_t total = 0;     // expected size, 0 when unknown
+  std::string expected;  // expected digest, empty when unknown
+};
+
 struct SnapshotInfo {
   enum class Kind { kUnknown, kView, kActive, kCommitted };
   std::string name;
@@ -54,11 +62,11 @@ struct ImageRecord {
 // What the engine asks for when it creates a container.
 struct ContainerSpec {
   std::string id;
-  std::string image;           // image record name, recorded on the container
-  std::string snapshot_parent; // chain ID of the image's top layer; empty for no rootfs snapshot
+  std::string image;            // image record name, recorded on the container
+  std::string snapshot_parent;  // chain ID of the image's top layer; empty for no rootfs snapshot
   std::string snapshotter = "overlayfs";
   std::string runtime = "io.containerd.runc.v2";
-  std::string oci_spec_json;   // full OCI runtime spec, as JSON
+  std::string oci_spec_json;  // full OCI runtime spec, as JSON
   Labels labels;
 };
 
@@ -72,6 +80,7 @@ struct ContainerRecord {
 
 struct TaskExit {
   std::string container_id;
+  std::string exec_id;  // empty for the task's init process
   uint32_t pid = 0;
   uint32_t exit_status = 0;
   std::chrono::system_clock::time_point exited_at{};
@@ -83,7 +92,8 @@ struct TaskInfo {
   std::string container_id;
   uint32_t pid = 0;
   TaskStatus status = TaskStatus::kUnknown;
-  uint32_t exit_status = 0;
+  uint32_t exit_status = 0;  // meaningful when status is kStopped
+  std::chrono::system_clock::time_point exited_at{};
 };
 
 // Label keys the agent puts on everything it creates, so that state can be rebuilt from

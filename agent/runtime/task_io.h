@@ -1,0 +1,29 @@
+// Where a task's (or exec'd process's) stdout and stderr go, as the URIs the runc shim takes.
+//
+// containerd 1.6's shim honours `file://PATH` only for stdout: it sends stderr to the same file
+// and ignores the stderr URI. So one file for both is a `file://` URI, while distinct files (or
+// one stream discarded) use a `binary://` logger: `<shell> -c '<script>'` started by the shim
+// with the container's stdout and stderr pipes on fds 3 and 4, appending each to its file with
+// `cat`. The logger belongs to the shim, so output keeps flowing across agent restarts.
+#pragma once
+
+#include <string>
+
+#include "agent/common/result.h"
+
+namespace ecs::runtime {
+
+struct TaskIo {
+  std::string stdout_uri;  // both empty: no output at all (the shim's null IO)
+  std::string stderr_uri;
+};
+
+// Paths must be absolute; either may be empty (that stream is discarded). Creates the files'
+// parent directories.
+Result<TaskIo> makeTaskIo(const std::string& stdout_path, const std::string& stderr_path,
+                          const std::string& logger_shell);
+
+// "file:///abs/path" with characters a URL parser would misread percent-encoded.
+std::string fileUri(const std::string& path);
+
+}  // namespace ecs::runtime

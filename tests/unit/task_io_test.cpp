@@ -1,0 +1,107 @@
+// Task IO URIs for the runc shim: null IO, one file, and the logger for distinct files.
+#include "agent/runtime/task_io.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace ecs::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TaskIoTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/task-io-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+TEST_F(TaskIoTest, NoPathsIsNullIo) {
+  auto io = makeTaskIo("", "", "/bin/sh");
+  ASSERT_TRUE(io) << io.error().message;
+  EXPECT_TRUE(io->stdout_uri.empty());
+  EXPECT_TRUE(io->stderr_uri.empty());
+}
+
+TEST_F(TaskIoTest, OneFileForBothIsAFileUriAndItsDirectoryIsMade) {
+  const auto path = (dir_ / "logs/a b%#?.log").string();
+  auto io = makeTaskIo(path, path, "/bin/sh");
+  ASSERT_TRUE(io) << io.error().message;
+  EXPECT_EQ(io->stdout_uri, "file://" + dir_.string() + "/logs/a%20b%25%23%3F.log");
+  EXPECT_EQ(io->stderr_uri, io->stdout_uri);
+  EXPECT_TRUE(fs::is_directory(dir_ / "logs"));
+}
+
+TEST_F(TaskIoTest, DistinctFilesUseTheLoggerWithEverythingEncoded) {
+  auto io = makeTaskIo((dir_ / "out").string(), (dir_ / "it's.err").string(), "/bin/sh");
+  ASSERT_TRUE(io) << io.error().message;
+  EXPECT_TRUE(io->stdout_uri.starts_with("binary:///bin/sh?-c=")) << io->stdout_uri;
+  EXPECT_EQ(io->stdout_uri, io->stderr_uri);
+  const auto query = io->stdout_uri.substr(io->stdout_uri.find('?') + 1);
+  // One query key: the shim passes query pairs in map order, so a second would be unordered.
+  EXPECT_EQ(query.find('&'), std::string::npos);
+  EXPECT_EQ(query.find(' '), std::string::npos);
+  EXPECT_EQ(query.find('\''), std::string::npos);
+  EXPECT_EQ(query.find(';'), std::string::npos);
+}
+
+TEST_F(TaskIoTest, LoggerScriptCopiesEachStreamToItsFile) {
+  // Run the logger as the shim would: stdout on fd 3, stderr on fd 4, readiness on fd 5.
+  const auto out = (dir_ / "o.log").string();
+  const auto err = (dir_ / "it's.err").string();
+  auto io = makeTaskIo(out, err, "/bin/sh");
+  ASSERT_TRUE(io);
+  std::string script;
+  {
+    const auto encoded = io->stdout_uri.substr(io->stdout_uri.find("-c=") + 3);
+    for (size_t i = 0; i < encoded.size(); ++i) {
+      if (encoded[i] == '%') {
+        script += static_cast<char>(std::stoi(encoded.substr(i + 1, 2), nullptr, 16));
+        i += 2;
+      } else {
+        script += encoded[i];
+      }
+    }
+  }
+  const auto quoted = [](const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  const std::string harness = "printf 'out\\n' >" + (dir_ / "in1").string() +
+                              "; printf 'err\\n' >" + (dir_ / "in2").string() + "; /bin/sh -c " +
+                              quoted(script) + " 3<" + (dir_ / "in1").string() + " 4<" +
+                              (dir_ / "in2").string() + " 5>/dev/null";
+  ASSERT_EQ(std::system(harness.c_str()), 0);
+  auto read = [](const std::string& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(read(out), "out\n");
+  EXPECT_EQ(read(err), "err\n");
+}
+
+TEST_F(TaskIoTest, OneStreamOnlyDiscardsTheOther) {
+  auto io = makeTaskIo("", (dir_ / "err").string(), "/bin/sh");
+  ASSERT_TRUE(io);
+  EXPECT_NE(io->stdout_uri.find("%2Fdev%2Fnull"), std::string::npos) << io->stdout_uri;
+}
+
+TEST_F(TaskIoTest, RelativePathsAndShellsAreRefused) {
+  auto io = makeTaskIo("out.log", "", "/bin/sh");
+  ASSERT_FALSE(io);
+  EXPECT_EQ(io.error().code, ErrorCode::kInvalidArgument);
+  io = makeTaskIo((dir_ / "o").string(), (dir_ / "e").string(), "sh");
+  ASSERT_FALSE(io);
+  EXPECT_EQ(io.error().code, ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace ecs::runtime

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <deque>
 #include <thread>
 
 #include "agent/runtime/containerd_connection.h"
@@ -35,7 +36,8 @@ namespace tasks_v1 = ::containerd::services::tasks::v1;
 constexpr const char* kSpecTypeUrl = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 constexpr const char* kProcessTypeUrl = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 constexpr const char* kGcExpireLabel = "containerd.io/gc.expire";
-constexpr int64_t kMaxWriteChunk = 1 << 20;  // bytes per Content.Write message
+constexpr size_t kMaxWriteChunk = 1 << 20;  // bytes per Content.Write message
+constexpr size_t kWritesInFlight = 8;       // Content.Write messages sent but not yet answered
 // The lease that protects a container's snapshot between Prepare and Containers.Create.
 constexpr auto kCreateLeaseExpiry = std::chrono::hours(1);
 
@@ -367,53 +369,90 @@ Result<void> ContainerdClient::Impl::writeOnce(const std::string& lease, const s
   }
   if (offset > 0) spdlog::debug("{}: resuming at byte {}", what, offset);
 
-  int64_t written = offset;
-  bool first_write = true;
-  auto send = [&](std::string_view data) -> Result<void> {
-    while (!data.empty() || first_write) {
-      const auto n = std::min<int64_t>(static_cast<int64_t>(data.size()), kMaxWriteChunk);
-      content_v1::WriteContentRequest request;
-      request.set_action(content_v1::WRITE);
-      request.set_ref(ref);
-      request.set_offset(written);
-      request.set_data(data.data(), n);
-      first_write = false;
-      if (!exchange(request)) {
-        return grpcFail(finish(), fmt::format("{}: write at offset {}", what, written));
+  // Data goes out in messages of up to 1 MiB (small source chunks are coalesced) with up to
+  // kWritesInFlight of them unanswered: containerd answers every message, in order, and waiting
+  // for each answer before the next send would make the write latency-bound.
+  int64_t written = offset;        // bytes sent
+  std::deque<int64_t> unanswered;  // the offsets containerd must report, oldest first
+  std::string buffer;
+  // A first write at offset 0 truncates whatever the ingest held (restart).
+  bool must_truncate = offset == 0 && response.offset() > 0;
+  auto awaitAnswer = [&]() -> Result<void> {
+    const int64_t want = unanswered.front();
+    unanswered.pop_front();
+    if (!stream->Read(&response)) {
+      return grpcFail(finish(), fmt::format("{}: write up to offset {}", what, want));
+    }
+    if (response.offset() != want) {
+      finish();
+      return fail(ErrorCode::kDataLoss, "{}: containerd is at offset {} after a write up to {}",
+                  what, response.offset(), want);
+    }
+    return {};
+  };
+  auto sendMessage = [&](std::string_view data) -> Result<void> {
+    content_v1::WriteContentRequest request;
+    request.set_action(content_v1::WRITE);
+    request.set_ref(ref);
+    request.set_offset(written);
+    request.set_data(data.data(), data.size());
+    if (!stream->Write(request)) {
+      return grpcFail(finish(), fmt::format("{}: write at offset {}", what, written));
+    }
+    must_truncate = false;
+    written += static_cast<int64_t>(data.size());
+    unanswered.push_back(written);
+    while (unanswered.size() >= kWritesInFlight) {
+      if (auto answered = awaitAnswer(); !answered) return answered;
+    }
+    return {};
+  };
+  auto flush = [&]() -> Result<void> {
+    if (buffer.empty() && !must_truncate) return {};
+    auto sent = sendMessage(buffer);
+    buffer.clear();
+    return sent;
+  };
+  auto add = [&](std::string_view data) -> Result<void> {
+    while (!data.empty()) {
+      if (buffer.empty() && data.size() >= kMaxWriteChunk) {  // big chunks go out uncopied
+        if (auto sent = sendMessage(data.substr(0, kMaxWriteChunk)); !sent) return sent;
+        data.remove_prefix(kMaxWriteChunk);
+        continue;
       }
-      written += n;
-      data.remove_prefix(n);
-      if (response.offset() != written) {
-        finish();
-        return fail(ErrorCode::kDataLoss, "{}: containerd is at offset {} after writing to {}",
-                    what, response.offset(), written);
+      const auto take = std::min(kMaxWriteChunk - buffer.size(), data.size());
+      buffer.append(data.substr(0, take));
+      data.remove_prefix(take);
+      if (buffer.size() == kMaxWriteChunk) {
+        if (auto flushed = flush(); !flushed) return flushed;
       }
     }
     return {};
   };
-  // A first write at offset 0 truncates whatever the ingest held (restart); otherwise nothing
-  // needs sending until there is data.
-  first_write = offset == 0 && response.offset() > 0;
-  if (!pending.empty()) {
-    if (auto sent = send(pending); !sent) return sent;
-  }
+
+  buffer.reserve(kMaxWriteChunk);
+  if (auto added = add(pending); !added) return added;
   while (true) {
     auto chunk = source();
     if (!chunk) {
-      finish();  // the ingest stays, so that a retry of the same ref resumes
+      // Keep what arrived: the ingest stays, so that a retry of the same ref resumes from it.
+      bool sent = static_cast<bool>(flush());
+      while (sent && !unanswered.empty()) sent = static_cast<bool>(awaitAnswer());
+      if (sent) finish();
       return fail(chunk.error().wrap(what));
     }
     if (chunk->empty()) break;
-    if (auto sent = send(*chunk); !sent) return sent;
-    if (written > expected.size) {
+    if (auto added = add(*chunk); !added) return added;
+    if (written + static_cast<int64_t>(buffer.size()) > expected.size) {
       finish();
       abortRef();
       return fail(ErrorCode::kDataLoss, "{}: the source gave more than the expected {} bytes", what,
                   expected.size);
     }
   }
-  if (first_write) {  // an empty blob over a stale ingest: truncate it
-    if (auto sent = send({}); !sent) return sent;
+  if (auto flushed = flush(); !flushed) return flushed;
+  while (!unanswered.empty()) {
+    if (auto answered = awaitAnswer(); !answered) return answered;
   }
 
   content_v1::WriteContentRequest commit;

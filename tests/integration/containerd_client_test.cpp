@@ -406,6 +406,13 @@ TEST_F(ContainerdClientTest, WriteContentWithWrongDigestIsDataLossAndLeavesNothi
   ASSERT_FALSE(written);
   EXPECT_EQ(written.error().code, ErrorCode::kDataLoss) << written.error().message;
 
+  // A source that goes on past the expected size is stopped there.
+  const std::string longer = blob + blob;
+  written = client_->writeContent(lease, "too-long", Descriptor{"", digestOf(blob), 100000, {}},
+                                  {}, chunksOf(longer, 4096));
+  ASSERT_FALSE(written);
+  EXPECT_EQ(written.error().code, ErrorCode::kDataLoss) << written.error().message;
+
   auto ingests = client_->listIngests();
   ASSERT_TRUE(ingests);
   EXPECT_TRUE(ingests->empty());

@@ -15,7 +15,7 @@ namespace events = ::containerd::services::events::v1;
 namespace tasks = ::containerd::services::tasks::v1;
 
 constexpr auto kMinBackoff = std::chrono::milliseconds(100);
-constexpr auto kMaxBackoff = std::chrono::seconds(5);
+constexpr auto kMaxBackoff = std::chrono::seconds(2);
 constexpr auto kFirstSyncInterval = std::chrono::milliseconds(100);
 constexpr auto kMaxSyncInterval = std::chrono::seconds(2);
 
@@ -90,6 +90,8 @@ void EventMonitorImpl::readerLoop() {
   while (true) {
     grpc::ClientContext ctx;
     conn_->prepare(ctx, {}, std::chrono::milliseconds(0));  // a stream: no deadline
+    // While containerd is away, wait for the channel to reconnect instead of failing at once.
+    ctx.set_wait_for_ready(true);
     {
       std::unique_lock lock(mutex_);
       cv_.wait_until(lock, hold_until_, [&] { return stopping_; });
@@ -114,14 +116,19 @@ void EventMonitorImpl::readerLoop() {
       handleEnvelope(envelope);
     }
     const grpc::Status status = reader->Finish();
+    uint64_t failures = 0;
     {
       std::lock_guard lock(mutex_);
       stream_ctx_ = nullptr;
       if (stopping_) return;
-      ++stats_.stream_failures;
+      failures = ++stats_.stream_failures;
     }
-    spdlog::warn("containerd event stream (namespace {}) broke: {}; resubscribing in {} ms",
-                 conn_->options.ns, grpcError(status, "subscribe").message, backoff.count());
+    const auto level = backoff == kMinBackoff ? spdlog::level::warn : spdlog::level::debug;
+    spdlog::log(level,
+                "containerd event stream (namespace {}) broke ({} so far): {}; "
+                "resubscribing in {} ms",
+                conn_->options.ns, failures, grpcError(status, "subscribe").message,
+                backoff.count());
     {
       std::unique_lock lock(mutex_);
       cv_.wait_for(lock, backoff, [&] { return stopping_; });

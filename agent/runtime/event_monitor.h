@@ -3,7 +3,8 @@
 // Two threads:
 //  - the reader owns the one Events.Subscribe stream (filters: this namespace's /tasks/exit,
 //    /tasks/oom and our own sync topic), decodes TaskExit/TaskOOM and hands them out; when the
-//    stream breaks it resubscribes with backoff (100 ms doubling to 5 s).
+//    stream breaks it resubscribes with backoff (100 ms doubling to 2 s), waiting for the channel
+//    to reconnect while containerd is away.
 //  - the syncer makes each new stream trustworthy: it publishes a sync event until the stream
 //    delivers one (proof that containerd registered the subscription; no exit after that point
 //    can be missed), then re-checks with Tasks.List/Tasks.Get for exits that happened while no

@@ -356,6 +356,7 @@ Result<void> ContainerdClient::Impl::writeOnce(const std::string& lease, const s
     }
     if (chunk->empty()) {
       finish();
+      abortRef();  // that ingest cannot be this blob: let the next attempt start afresh
       return fail(ErrorCode::kDataLoss,
                   "{}: the source ended after {} bytes, before the {} already written", what,
                   skipped, offset);

@@ -385,6 +385,26 @@ TEST_F(ContainerdClientTest, WriteContentResumesAnInterruptedIngest) {
   ingests = client_->listIngests();
   ASSERT_TRUE(ingests);
   EXPECT_TRUE(ingests->empty());
+
+  // A source shorter than what an old ingest of the ref holds cannot be that blob: the ingest
+  // is dropped so that the next attempt starts afresh.
+  const std::string other = randomBytes(2 * (1 << 20), 5);
+  const Descriptor other_desc{
+      "application/octet-stream", digestOf(other), static_cast<int64_t>(other.size()), {}};
+  ChunkSource cut_short = [&, pos = size_t{0}]() mutable -> Result<std::string_view> {
+    if (pos >= cut) return fail(ErrorCode::kUnavailable, "reset again");
+    auto piece = std::string_view(other).substr(pos, 256 << 10);
+    pos += piece.size();
+    return piece;
+  };
+  ASSERT_FALSE(client_->writeContent(lease, "short", other_desc, {}, cut_short));
+  written =
+      client_->writeContent(lease, "short", other_desc, {}, chunksOf(other.substr(0, 1000), 512));
+  ASSERT_FALSE(written);
+  EXPECT_EQ(written.error().code, ErrorCode::kDataLoss) << written.error().message;
+  ingests = client_->listIngests();
+  ASSERT_TRUE(ingests);
+  EXPECT_TRUE(ingests->empty());
   dropLease(lease);
 }
 
@@ -408,8 +428,8 @@ TEST_F(ContainerdClientTest, WriteContentWithWrongDigestIsDataLossAndLeavesNothi
 
   // A source that goes on past the expected size is stopped there.
   const std::string longer = blob + blob;
-  written = client_->writeContent(lease, "too-long", Descriptor{"", digestOf(blob), 100000, {}},
-                                  {}, chunksOf(longer, 4096));
+  written = client_->writeContent(lease, "too-long", Descriptor{"", digestOf(blob), 100000, {}}, {},
+                                  chunksOf(longer, 4096));
   ASSERT_FALSE(written);
   EXPECT_EQ(written.error().code, ErrorCode::kDataLoss) << written.error().message;
 

@@ -11,6 +11,7 @@ namespace ecs::cli {
 using Args = std::vector<std::string>;
 
 int imagesCommand(const config::Config& config, const Args& args);
+int runCommand(const config::Config& config, const Args& args);
 int demoCommand(const config::Config& config, const Args& args);
 
 }  // namespace ecs::cli

@@ -19,6 +19,8 @@ constexpr const char* kUsage =
     "  images pull REF...   pull images into containerd (operators pre-pull before registering)\n"
     "  images ls [-q]       list the images in the agent's containerd namespace\n"
     "  images rm REF...     remove images\n"
+    "  run TASKDEF.json     run one task from an ECS task definition (JSON), no cluster needed\n"
+    "      [--output json]  one JSON object per line: state changes and container output\n"
     "  demo IMAGE           pull IMAGE and run its default command once, streaming its output\n"
     "  version              print the agent's version\n"
     "\n"
@@ -60,6 +62,7 @@ int main(int argc, char** argv) {
   const std::string command = args[0];
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (command == "images") return ecs::cli::imagesCommand(*config, rest);
+  if (command == "run") return ecs::cli::runCommand(*config, rest);
   if (command == "demo") return ecs::cli::demoCommand(*config, rest);
   fmt::print(stderr, "unknown command \"{}\"\n\n{}", command, kUsage);
   return 2;

@@ -188,6 +188,39 @@ Result<Config> load(const ConfigSources& sources) {
   duration("ECS_IMAGE_PULL_INACTIVITY_TIMEOUT", config.image_pull_inactivity_timeout,
            std::chrono::seconds(60));
   duration("ECS_MANIFEST_PULL_TIMEOUT", config.manifest_pull_timeout, std::chrono::seconds(30));
+  if (const auto* v = get("ECS_CONTAINER_STOP_TIMEOUT")) {
+    auto parsed = parseDuration(*v);
+    if (!parsed) {
+      warn("ECS_CONTAINER_STOP_TIMEOUT", *v, parsed.error().message);
+    } else {
+      // As the real agent: anything below one second becomes one second.
+      config.container_stop_timeout = std::max(*parsed, std::chrono::milliseconds(1000));
+    }
+  }
+  if (const auto* v = get("ECS_ENABLE_TASK_CPU_MEM_LIMIT")) {
+    auto parsed = parseBool(trim(*v));
+    if (parsed) config.task_cpu_mem_limit = *parsed;
+    else warn("ECS_ENABLE_TASK_CPU_MEM_LIMIT", *v, parsed.error().message);
+  }
+  if (const auto* v = get("ECS_CGROUP_PATH")) config.cgroup_path = trim(*v);
+  if (const auto* v = get("ECS_CGROUP_CPU_PERIOD")) {
+    auto parsed = parseDuration(*v);
+    if (!parsed || *parsed < std::chrono::milliseconds(8) || *parsed > std::chrono::milliseconds(100)) {
+      warn("ECS_CGROUP_CPU_PERIOD", *v, "expected a duration from 8ms to 100ms");
+    } else {
+      config.cgroup_cpu_period = std::chrono::duration_cast<std::chrono::microseconds>(*parsed);
+    }
+  }
+  if (const auto* v = get("ECS_TASK_PIDS_LIMIT")) {
+    int64_t limit = 0;
+    auto text = trim(*v);
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), limit);
+    if (ec != std::errc() || ptr != text.data() + text.size() || limit < 0 || limit > 4194304) {
+      warn("ECS_TASK_PIDS_LIMIT", *v, "expected a whole number from 0 to 4194304");
+    } else {
+      config.task_pids_limit = limit;
+    }
+  }
   if (const auto* v = get("ECS_DATADIR")) config.data_dir = trim(*v);
   if (const auto* v = get("ECS_CLUSTER")) config.cluster = trim(*v);
   if (const auto* v = get("AWS_REGION")) config.region = trim(*v);

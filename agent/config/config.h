@@ -31,6 +31,13 @@ struct Config {
   std::chrono::seconds image_pull_inactivity_timeout{60};  // ECS_IMAGE_PULL_INACTIVITY_TIMEOUT
   std::chrono::seconds manifest_pull_timeout{60};          // ECS_MANIFEST_PULL_TIMEOUT
 
+  // tasks
+  std::chrono::milliseconds container_stop_timeout{std::chrono::seconds(30)};  // ECS_CONTAINER_STOP_TIMEOUT
+  bool task_cpu_mem_limit = true;                 // ECS_ENABLE_TASK_CPU_MEM_LIMIT
+  std::string cgroup_path = "/sys/fs/cgroup";     // ECS_CGROUP_PATH
+  std::chrono::microseconds cgroup_cpu_period{100000};  // ECS_CGROUP_CPU_PERIOD (8ms..100ms)
+  int64_t task_pids_limit = 0;                     // ECS_TASK_PIDS_LIMIT (0: none)
+
   // host
   std::string data_dir = "/var/lib/ecs/data";  // ECS_DATADIR
   std::string cluster = "default";             // ECS_CLUSTER

@@ -1,0 +1,272 @@
+// `ecs-node-agent run TASKDEF.json [--output json]`: run one task from a task definition, with no
+// cluster (like `docker compose up` for ECS task definitions). Streams state changes and
+// container output; ends when the task has stopped and been cleaned up.
+//
+// Exit status: the exit code of the essential container that stopped first; 2 when the task
+// definition does not validate (nothing is started); 125 when the task could not start (pull,
+// create or resource failure).
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/json.hpp>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "agent/cli/commands.h"
+#include "agent/cli/services.h"
+#include "agent/engine/task_engine.h"
+#include "cgroups/task_cgroup.h"
+
+namespace ecs::cli {
+namespace {
+
+constexpr const char* kUsage = "usage: ecs-node-agent run TASKDEF.json [--output text|json]\n";
+
+std::string rfc3339(std::chrono::system_clock::time_point time) {
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z",
+                     std::chrono::time_point_cast<std::chrono::milliseconds>(time));
+}
+
+std::string randomTaskId() {
+  std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{:016x}{:016x}", rng(), rng());
+}
+
+// Follows one container's stdout and stderr files, handing out whole lines.
+class LogFollower {
+ public:
+  LogFollower(std::string container, std::string out_path, std::string err_path)
+      : container_(std::move(container)), streams_{{{std::move(out_path), "stdout"}, {std::move(err_path), "stderr"}}} {}
+
+  template <typename Emit>
+  void drain(bool final, Emit emit) {
+    for (auto& stream : streams_) {
+      std::ifstream in(stream.path, std::ios::binary);
+      if (in) {
+        in.seekg(static_cast<std::streamoff>(stream.offset));
+        std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        stream.offset += chunk.size();
+        stream.partial += chunk;
+      }
+      size_t start = 0;
+      for (size_t nl; (nl = stream.partial.find('\n', start)) != std::string::npos; start = nl + 1) {
+        emit(container_, stream.name, std::string_view(stream.partial).substr(start, nl - start));
+      }
+      stream.partial.erase(0, start);
+      if (final && !stream.partial.empty()) {
+        emit(container_, stream.name, std::string_view(stream.partial));
+        stream.partial.clear();
+      }
+    }
+  }
+
+ private:
+  struct Stream {
+    std::string path;
+    const char* name;
+    size_t offset = 0;
+    std::string partial;
+  };
+  std::string container_;
+  std::array<Stream, 2> streams_;
+};
+
+class Printer {
+ public:
+  explicit Printer(bool json) : json_(json) {}
+
+  void state(const engine::StateChange& change) {
+    if (json_) {
+      boost::json::object line{{"type", "state"},
+                               {"time", rfc3339(change.time)},
+                               {"taskArn", change.task_arn}};
+      if (!change.container_name.empty()) line["containerName"] = change.container_name;
+      line["status"] = std::string(engine::toString(change.status));
+      if (change.exit_code) line["exitCode"] = *change.exit_code;
+      if (!change.reason.empty()) line["reason"] = change.reason;
+      if (change.health) line["healthStatus"] = std::string(engine::toString(*change.health));
+      boost::json::array bindings;
+      for (const auto& b : change.network_bindings) {
+        boost::json::object binding{{"bindIP", b.bind_ip}, {"protocol", b.protocol}};
+        if (b.container_port_range.empty()) {
+          binding["containerPort"] = b.container_port;
+          binding["hostPort"] = b.host_port;
+        } else {
+          binding["containerPortRange"] = b.container_port_range;
+          binding["hostPortRange"] = b.host_port_range;
+        }
+        bindings.push_back(std::move(binding));
+      }
+      line["networkBindings"] = std::move(bindings);
+      fmt::print("{}\n", boost::json::serialize(line));
+    } else {
+      std::string who = change.container_name.empty() ? "task" : change.container_name;
+      std::string what = change.health ? fmt::format("{} (health)", engine::toString(*change.health))
+                                       : std::string(engine::toString(change.status));
+      std::string extra;
+      if (change.exit_code) extra += fmt::format(" exit code {}", *change.exit_code);
+      if (!change.reason.empty()) extra += fmt::format(" ({})", change.reason);
+      fmt::print(stderr, "{} [{}] {}{}\n", rfc3339(change.time), who, what, extra);
+    }
+    std::fflush(stdout);
+  }
+
+  void log(const std::string& container, std::string_view stream, std::string_view text) {
+    if (json_) {
+      boost::json::object line{{"type", "log"},
+                               {"time", rfc3339(std::chrono::system_clock::now())},
+                               {"containerName", container},
+                               {"stream", stream},
+                               {"log", text}};
+      fmt::print("{}\n", boost::json::serialize(line));
+    } else {
+      fmt::print(stream == "stderr" ? stderr : stdout, "{} | {}\n", container, text);
+    }
+  }
+
+ private:
+  bool json_;
+};
+
+}  // namespace
+
+int runCommand(const config::Config& config, const Args& args) {
+  std::string path;
+  bool json = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--output" && i + 1 < args.size()) {
+      if (args[i + 1] != "json" && args[i + 1] != "text") {
+        fmt::print(stderr, "{}", kUsage);
+        return 2;
+      }
+      json = args[++i] == "json";
+    } else if (args[i].starts_with("--output=")) {
+      json = args[i] == "--output=json";
+    } else if (path.empty() && !args[i].starts_with("--")) {
+      path = args[i];
+    } else {
+      fmt::print(stderr, "{}", kUsage);
+      return 2;
+    }
+  }
+  if (path.empty()) {
+    fmt::print(stderr, "{}", kUsage);
+    return 2;
+  }
+  std::ifstream in(path);
+  if (!in) {
+    fmt::print(stderr, "error: cannot read task definition {}\n", path);
+    return 2;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  auto definition = engine::loadTaskDefinition(text.str());
+  if (!definition) {
+    fmt::print(stderr, "error: task definition {}: {}\n", path, definition.error().message);
+    return 2;
+  }
+
+  auto services = connectServices(config);
+  if (!services) {
+    fmt::print(stderr, "error: {}\n", services.error().message);
+    return 125;
+  }
+  std::unique_ptr<cgroups::CgroupManager> cgroup_manager;
+  if (config.task_cpu_mem_limit) {
+    cgroups::CgroupOptions options;
+    options.root = config.cgroup_path;
+    options.cpu_period = config.cgroup_cpu_period;
+    options.pids_limit = config.task_pids_limit;
+    auto manager = cgroups::CgroupManager::create(options);
+    if (manager && (*manager)->init()) {
+      cgroup_manager = std::move(*manager);
+    } else {
+      spdlog::warn("task cgroups are unavailable ({}); running without task-level limits",
+                   manager ? "init failed" : manager.error().message);
+    }
+  }
+
+  const std::string region = config.region.empty() ? "us-east-1" : config.region;
+  const std::string task_arn = fmt::format("arn:aws:ecs:{}:000000000000:task/{}/{}", region,
+                                           config.cluster, randomTaskId());
+  boost::asio::io_context io;
+  engine::EngineOptions options;
+  options.default_stop_timeout = config.container_stop_timeout;
+  options.pull_behavior = config.image_pull_behavior;
+  options.data_dir = config.data_dir;
+  options.cluster = config.cluster;
+  engine::TaskEngine engine(io, {services->containerd.get(), services->puller.get(), cgroup_manager.get()},
+                            options);
+
+  Printer printer(json);
+  std::map<std::string, LogFollower> followers;
+  for (const auto& c : definition->container_definitions) {
+    followers.emplace(c.name, LogFollower(c.name, engine.logPath(task_arn, c.name, false),
+                                          engine.logPath(task_arn, c.name, true)));
+  }
+  auto print_log = [&](const std::string& container, std::string_view stream, std::string_view line) {
+    printer.log(container, stream, line);
+  };
+
+  std::set<std::string> essential;
+  for (const auto& c : definition->container_definitions) {
+    if (c.essential) essential.insert(c.name);
+  }
+  std::optional<int> exit_status;
+  bool could_not_start = false;
+  engine.onStateChange([&](const engine::StateChange& change) {
+    if (!change.container_name.empty() && change.status == engine::ContainerStatus::kStopped) {
+      followers.at(change.container_name).drain(true, print_log);
+      if (!exit_status && essential.contains(change.container_name)) {
+        if (change.exit_code) {
+          exit_status = *change.exit_code;
+        } else if (!change.reason.empty() && change.reason.find("Error") != std::string::npos) {
+          could_not_start = true;
+        }
+      }
+    }
+    printer.state(change);
+  });
+
+  boost::asio::steady_timer log_timer(io);
+  std::function<void()> poll_logs = [&] {
+    for (auto& [name, follower] : followers) follower.drain(false, print_log);
+    std::fflush(stdout);
+    log_timer.expires_after(std::chrono::milliseconds(100));
+    log_timer.async_wait([&](boost::system::error_code ec) {
+      if (!ec) poll_logs();
+    });
+  };
+  poll_logs();
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](boost::system::error_code ec, int signal) {
+      if (ec) return;
+      engine.stopTask(task_arn, fmt::format("Task stopped by {}", signal == SIGINT ? "SIGINT" : "SIGTERM"));
+      wait_signal();
+    });
+  };
+  wait_signal();
+
+  engine.onTaskCleanedUp([&](const std::string&) {
+    log_timer.cancel();
+    signals.cancel();
+    io.stop();
+  });
+  engine.startTask(task_arn, std::move(*definition));
+  io.run();
+  engine.drain();
+
+  // No essential exit code: the task never got its containers running.
+  if (!exit_status && could_not_start) spdlog::debug("task {} could not start", task_arn);
+  return exit_status.value_or(125);
+}
+
+}  // namespace ecs::cli

@@ -1,0 +1,899 @@
+#include "agent/engine/task_engine.h"
+
+#include <sys/mount.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "agent/engine/container_spec.h"
+#include "agent/engine/image_user.h"
+#include "cgroups/task_cgroup.h"
+
+namespace ecs::engine {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr size_t kHealthOutputLimit = 1024;
+
+bool isTerminal(ContainerStatus status) { return status == ContainerStatus::kStopped; }
+
+std::string sanitizeName(std::string_view name) {
+  std::string out;
+  for (char c : name) {
+    out.push_back((std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '-');
+  }
+  return out.substr(0, 40);
+}
+
+int signalNumber(std::string_view name) {
+  static const std::map<std::string, int, std::less<>> kSignals = {
+      {"SIGTERM", SIGTERM}, {"SIGINT", SIGINT},   {"SIGQUIT", SIGQUIT}, {"SIGKILL", SIGKILL},
+      {"SIGHUP", SIGHUP},   {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGWINCH", SIGWINCH}};
+  if (name.empty()) return SIGTERM;
+  std::string upper(name);
+  for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (!upper.starts_with("SIG")) upper = "SIG" + upper;
+  if (auto it = kSignals.find(upper); it != kSignals.end()) return it->second;
+  if (std::all_of(name.begin(), name.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+    return std::stoi(std::string(name));
+  }
+  return SIGTERM;
+}
+
+// Mounts a snapshot's mounts read-only at a temporary directory for `fn`, then unmounts.
+Result<UserIds> withSnapshotRootfs(const std::vector<runtime::Mount>& mounts,
+                                   const std::function<Result<UserIds>(const std::string&)>& fn) {
+  if (mounts.size() != 1) {
+    return fail(ErrorCode::kInternal, "expected one rootfs mount, got {}", mounts.size());
+  }
+  const auto& m = mounts[0];
+  char dir_template[] = "/tmp/ecs-rootfs-XXXXXX";
+  const char* dir = mkdtemp(dir_template);
+  if (!dir) return fail(ErrorCode::kInternal, "mkdtemp: {}", std::strerror(errno));
+  std::string data;
+  unsigned long flags = MS_RDONLY;
+  for (const auto& option : m.options) {
+    if (option == "rbind") flags |= MS_BIND | MS_REC;
+    else if (option == "bind") flags |= MS_BIND;
+    else if (option == "ro" || option == "rw") continue;
+    else data += (data.empty() ? "" : ",") + option;
+  }
+  int rc = ::mount(m.source.c_str(), dir, m.type == "bind" ? nullptr : m.type.c_str(), flags,
+                   data.empty() ? nullptr : data.c_str());
+  if (rc != 0) {
+    auto error = std::strerror(errno);
+    ::rmdir(dir);
+    return fail(ErrorCode::kInternal, "mount image rootfs to read /etc/passwd: {}", error);
+  }
+  auto result = fn(dir);
+  ::umount2(dir, MNT_DETACH);
+  ::rmdir(dir);
+  return result;
+}
+
+}  // namespace
+
+std::string_view toString(ContainerStatus status) {
+  switch (status) {
+    case ContainerStatus::kNone: return "NONE";
+    case ContainerStatus::kManifestPulled: return "MANIFEST_PULLED";
+    case ContainerStatus::kPulled: return "PULLED";
+    case ContainerStatus::kCreated: return "CREATED";
+    case ContainerStatus::kRunning: return "RUNNING";
+    case ContainerStatus::kStopped: return "STOPPED";
+  }
+  return "NONE";
+}
+
+std::string_view toString(HealthStatus status) {
+  switch (status) {
+    case HealthStatus::kUnknown: return "UNKNOWN";
+    case HealthStatus::kHealthy: return "HEALTHY";
+    case HealthStatus::kUnhealthy: return "UNHEALTHY";
+  }
+  return "UNKNOWN";
+}
+
+std::string taskIdFromArn(std::string_view task_arn) {
+  auto slash = task_arn.rfind('/');
+  return std::string(slash == std::string_view::npos ? task_arn : task_arn.substr(slash + 1));
+}
+
+struct TaskEngine::Container {
+  const ContainerDefinition* def = nullptr;
+  std::string runtime_id;
+  std::string dir;
+  ContainerStatus known = ContainerStatus::kNone;
+  ContainerStatus desired = ContainerStatus::kRunning;
+  bool busy = false;            // a transition is in flight on the worker pool
+  bool created = false;         // a containerd container exists
+  bool stop_sent = false;
+  bool restarting = false;  // exited; a new task is being started under the restart policy
+  std::optional<uint32_t> pending_exit;  // an exit that arrived while the start was in flight
+  std::optional<int> exit_code;
+  std::string reason;
+  bool oom = false;
+  images::ResolvedImage image;
+  runtime::ImageConfig image_config;
+  ContainerSpecInputs spec_inputs;
+  HealthStatus health = HealthStatus::kUnknown;
+  int health_failures = 0;
+  uint64_t health_generation = 0;  // bumps on every (re)start: stale checks are ignored
+  std::string health_output;
+  Clock::time_point started_at{};
+  std::optional<Clock::time_point> last_restart_at;
+  int restart_count = 0;
+  std::unique_ptr<boost::asio::steady_timer> stop_timer;
+  std::unique_ptr<boost::asio::steady_timer> health_timer;
+  std::unique_ptr<boost::asio::steady_timer> start_timeout_timer;
+};
+
+struct TaskEngine::Task {
+  std::string arn;
+  std::string id;
+  TaskDefinition definition;
+  std::vector<std::unique_ptr<Container>> containers;
+  ContainerStatus known = ContainerStatus::kNone;
+  ContainerStatus desired = ContainerStatus::kRunning;
+  std::string stop_reason;
+  std::string dir;
+  bool resources_ready = false;
+  bool resources_busy = false;
+  bool cleaning = false;
+
+  Container* container(std::string_view name) {
+    for (auto& c : containers) {
+      if (c->def->name == name) return c.get();
+    }
+    return nullptr;
+  }
+};
+
+TaskEngine::TaskEngine(boost::asio::io_context& io, EngineDependencies deps, EngineOptions options)
+    : io_(io),
+      deps_(deps),
+      options_(std::move(options)),
+      workers_(static_cast<size_t>(std::max(1, options_.workers))),
+      alive_(std::make_shared<bool>(true)) {
+  std::weak_ptr<bool> alive = alive_;
+  deps_.containerd->events().onExit([this, alive](const runtime::TaskExit& exit) {
+    if (!exit.exec_id.empty()) return;
+    boost::asio::post(io_, [this, alive, exit] {
+      if (alive.lock()) handleExit(exit.container_id, exit.exit_status);
+    });
+  });
+  deps_.containerd->events().onOom([this, alive](const std::string& id) {
+    boost::asio::post(io_, [this, alive, id] {
+      if (alive.lock()) handleOom(id);
+    });
+  });
+}
+
+TaskEngine::~TaskEngine() {
+  *alive_ = false;
+  alive_.reset();
+  workers_.join();
+}
+
+void TaskEngine::drain() { workers_.join(); }
+
+void TaskEngine::onStateChange(std::function<void(const StateChange&)> callback) {
+  state_callbacks_.push_back(std::move(callback));
+}
+
+void TaskEngine::onTaskCleanedUp(std::function<void(const std::string&)> callback) {
+  cleanup_callbacks_.push_back(std::move(callback));
+}
+
+void TaskEngine::startTask(std::string task_arn, TaskDefinition definition) {
+  boost::asio::post(io_, [this, arn = std::move(task_arn), def = std::move(definition)]() mutable {
+    addTask(std::move(arn), std::move(def));
+  });
+}
+
+void TaskEngine::stopTask(const std::string& task_arn, std::string reason) {
+  boost::asio::post(io_, [this, task_arn, reason = std::move(reason)]() mutable {
+    if (auto* task = findTask(task_arn)) setDesiredStopped(*task, std::move(reason));
+  });
+}
+
+std::string TaskEngine::logPath(const std::string& task_arn, const std::string& container_name,
+                                bool stderr_stream) const {
+  return (fs::path(options_.data_dir) / "tasks" / taskIdFromArn(task_arn) /
+          sanitizeName(container_name) / (stderr_stream ? "stderr.log" : "stdout.log"))
+      .string();
+}
+
+TaskEngine::Task* TaskEngine::findTask(const std::string& task_arn) {
+  auto it = tasks_.find(task_arn);
+  return it == tasks_.end() ? nullptr : it->second.get();
+}
+
+template <typename Work, typename Done>
+void TaskEngine::offload(const std::string& task_arn, Work work, Done done) {
+  std::weak_ptr<bool> alive = alive_;
+  boost::asio::post(workers_, [this, alive, task_arn, work = std::move(work),
+                               done = std::move(done)]() mutable {
+    auto result = work();
+    boost::asio::post(io_, [this, alive, task_arn, result = std::move(result),
+                            done = std::move(done)]() mutable {
+      if (!alive.lock()) return;
+      if (auto* task = findTask(task_arn)) done(*task, std::move(result));
+    });
+  });
+}
+
+void TaskEngine::addTask(std::string task_arn, TaskDefinition definition) {
+  if (tasks_.contains(task_arn)) {
+    spdlog::warn("task {} is already known; ignoring the second start", task_arn);
+    return;
+  }
+  auto task = std::make_unique<Task>();
+  task->arn = task_arn;
+  task->id = taskIdFromArn(task_arn);
+  task->definition = std::move(definition);
+  task->dir = (fs::path(options_.data_dir) / "tasks" / task->id).string();
+  size_t index = 0;
+  for (const auto& def : task->definition.container_definitions) {
+    auto c = std::make_unique<Container>();
+    c->def = &def;
+    c->runtime_id = fmt::format("{}-{}-{}", task->id, index++, sanitizeName(def.name));
+    c->dir = (fs::path(task->dir) / sanitizeName(def.name)).string();
+    c->stop_timer = std::make_unique<boost::asio::steady_timer>(io_);
+    c->health_timer = std::make_unique<boost::asio::steady_timer>(io_);
+    c->start_timeout_timer = std::make_unique<boost::asio::steady_timer>(io_);
+    by_runtime_id_[c->runtime_id] = {task_arn, def.name};
+    task->containers.push_back(std::move(c));
+  }
+  auto& ref = *task;
+  tasks_.emplace(task_arn, std::move(task));
+  spdlog::info("task {}: starting ({} containers)", ref.arn, ref.containers.size());
+  step(ref);
+}
+
+void TaskEngine::emit(Task& task, Container* container, std::optional<HealthStatus> health) {
+  StateChange change;
+  change.time = std::chrono::system_clock::now();
+  change.task_arn = task.arn;
+  if (container) {
+    change.container_name = container->def->name;
+    change.status = container->known;
+    change.exit_code = container->exit_code;
+    change.reason = container->reason;
+    change.runtime_id = container->runtime_id;
+    change.health = health;
+  } else {
+    change.status = task.known;
+    change.reason = task.known == ContainerStatus::kStopped ? task.stop_reason : std::string();
+  }
+  for (const auto& callback : state_callbacks_) callback(change);
+}
+
+void TaskEngine::setDesiredStopped(Task& task, std::string reason) {
+  if (task.desired == ContainerStatus::kStopped) return;
+  spdlog::info("task {}: stopping: {}", task.arn, reason);
+  task.desired = ContainerStatus::kStopped;
+  task.stop_reason = std::move(reason);
+  for (auto& c : task.containers) {
+    c->desired = ContainerStatus::kStopped;
+    c->health_timer->cancel();
+    c->start_timeout_timer->cancel();
+  }
+  step(task);
+}
+
+void TaskEngine::step(Task& task) {
+  if (task.cleaning) return;
+  if (!task.resources_ready && task.desired == ContainerStatus::kRunning) {
+    if (task.resources_busy) return;
+    task.resources_busy = true;
+    const auto& def = task.definition;
+    cgroups::TaskLimits limits;
+    limits.cpu_units = def.cpu_units;
+    if (def.memory_mib) limits.memory_bytes = int64_t{*def.memory_mib} << 20;
+    for (const auto& c : def.container_definitions) {
+      limits.container_cpu_shares += std::max(c.cpu, 2);
+    }
+    offload(
+        task.arn,
+        [this, dir = task.dir, id = task.id, limits]() -> Result<void> {
+          std::error_code ec;
+          fs::create_directories(dir, ec);
+          if (ec) return fail(ErrorCode::kInternal, "create task directory {}: {}", dir, ec.message());
+          if (deps_.cgroups) {
+            if (auto created = deps_.cgroups->createTask(id, limits); !created) return created;
+          }
+          return {};
+        },
+        [this](Task& t, Result<void> result) {
+          t.resources_busy = false;
+          if (!result) {
+            for (auto& c : t.containers) c->reason = "ResourceInitializationError: " + result.error().message;
+            setDesiredStopped(t, "ResourceInitializationError: " + result.error().message);
+            return;
+          }
+          t.resources_ready = true;
+          step(t);
+        });
+    return;
+  }
+  for (auto& c : task.containers) stepContainer(task, *c);
+  updateTaskStatus(task);
+}
+
+void TaskEngine::stepContainer(Task& task, Container& c) {
+  if (c.busy || isTerminal(c.known)) return;
+  if (c.desired == ContainerStatus::kStopped) return stepStop(task, c);
+  std::string why;
+  switch (c.known) {
+    case ContainerStatus::kNone:
+    case ContainerStatus::kManifestPulled:
+      if (task.resources_ready) pull(task, c);
+      return;
+    case ContainerStatus::kPulled:
+      switch (dependenciesFor(task, c, ContainerStatus::kCreated, &why)) {
+        case Gate::kOpen: return create(task, c);
+        case Gate::kWait: return;
+        case Gate::kNever:
+          c.reason = "DependencyError: " + why;
+          c.known = ContainerStatus::kStopped;
+          emit(task, &c);
+          return setDesiredStopped(task, "TaskDependencyError: " + why);
+      }
+      return;
+    case ContainerStatus::kCreated:
+      switch (dependenciesFor(task, c, ContainerStatus::kRunning, &why)) {
+        case Gate::kOpen: return start(task, c);
+        case Gate::kWait: return;
+        case Gate::kNever:
+          c.reason = "DependencyError: " + why;
+          c.known = ContainerStatus::kStopped;
+          emit(task, &c);
+          return setDesiredStopped(task, "TaskDependencyError: " + why);
+      }
+      return;
+    case ContainerStatus::kRunning:
+    case ContainerStatus::kStopped:
+      return;
+  }
+}
+
+// Containers that must stop before `container` may: those that depend on it.
+std::vector<TaskEngine::Container*> TaskEngine::dependentsOf(Task& task, const Container& container) {
+  std::vector<Container*> out;
+  const auto& name = container.def->name;
+  for (auto& c : task.containers) {
+    const auto& def = *c->def;
+    bool depends = std::any_of(def.depends_on.begin(), def.depends_on.end(),
+                               [&](const auto& d) { return d.container_name == name; }) ||
+                   std::find(def.links.begin(), def.links.end(), name) != def.links.end() ||
+                   std::any_of(def.links.begin(), def.links.end(),
+                               [&](const std::string& l) { return l.substr(0, l.find(':')) == name; }) ||
+                   std::any_of(def.volumes_from.begin(), def.volumes_from.end(),
+                               [&](const auto& v) { return v.source_container == name; });
+    if (depends) out.push_back(c.get());
+  }
+  return out;
+}
+
+void TaskEngine::stepStop(Task& task, Container& c) {
+  if (c.known < ContainerStatus::kRunning) {
+    // Never started: nothing to signal.
+    c.known = ContainerStatus::kStopped;
+    if (c.reason.empty()) c.reason = task.stop_reason;
+    emit(task, &c);
+    return;
+  }
+  if (c.stop_sent) return;
+  for (auto* dependent : dependentsOf(task, c)) {
+    if (dependent->known == ContainerStatus::kRunning ||
+        (dependent->busy && dependent->known == ContainerStatus::kCreated)) {
+      return;  // reverse dependency order: it stops first
+    }
+  }
+  stopContainer(task, c);
+}
+
+TaskEngine::Gate TaskEngine::dependenciesFor(Task& task, Container& c, ContainerStatus next,
+                                             std::string* why) {
+  auto timed_out = [&](const Container& dep) {
+    if (!dep.def->start_timeout_seconds || dep.known != ContainerStatus::kRunning) return false;
+    return Clock::now() - dep.started_at > std::chrono::seconds(*dep.def->start_timeout_seconds);
+  };
+  Gate gate = Gate::kOpen;
+  auto wait = [&] {
+    if (gate == Gate::kOpen) gate = Gate::kWait;
+  };
+  auto never = [&](std::string reason) {
+    *why = std::move(reason);
+    gate = Gate::kNever;
+  };
+  for (const auto& dependency : c.def->depends_on) {
+    Container* dep = task.container(dependency.container_name);
+    if (!dep) {
+      never(fmt::format("{} depends on unknown container {}", c.def->name, dependency.container_name));
+      break;
+    }
+    const auto& dn = dep->def->name;
+    switch (dependency.condition) {
+      case ContainerDependency::Condition::kStart: {
+        auto need = next == ContainerStatus::kCreated ? ContainerStatus::kCreated : ContainerStatus::kRunning;
+        if (dep->known >= need) break;
+        if (dep->desired == ContainerStatus::kStopped) {
+          never(fmt::format("{} depends on {} (START), which stopped before it started", c.def->name, dn));
+        } else {
+          wait();
+        }
+        break;
+      }
+      case ContainerDependency::Condition::kComplete:
+        if (dep->known == ContainerStatus::kStopped) {
+          if (!dep->exit_code) never(fmt::format("{} depends on {} (COMPLETE), which stopped without running: {}", c.def->name, dn, dep->reason));
+        } else if (timed_out(*dep)) {
+          never(fmt::format("{} depends on {} (COMPLETE), which did not complete within its startTimeout of {}s", c.def->name, dn, *dep->def->start_timeout_seconds));
+        } else {
+          wait();
+        }
+        break;
+      case ContainerDependency::Condition::kSuccess:
+        if (dep->known == ContainerStatus::kStopped) {
+          if (!dep->exit_code) {
+            never(fmt::format("{} depends on {} (SUCCESS), which stopped without running: {}", c.def->name, dn, dep->reason));
+          } else if (*dep->exit_code != 0) {
+            never(fmt::format("{} depends on {} (SUCCESS), which exited with code {}", c.def->name, dn, *dep->exit_code));
+          }
+        } else if (timed_out(*dep)) {
+          never(fmt::format("{} depends on {} (SUCCESS), which did not exit within its startTimeout of {}s", c.def->name, dn, *dep->def->start_timeout_seconds));
+        } else {
+          wait();
+        }
+        break;
+      case ContainerDependency::Condition::kHealthy:
+        if (dep->health == HealthStatus::kHealthy) break;
+        if (dep->known == ContainerStatus::kStopped) {
+          never(fmt::format("{} depends on {} (HEALTHY), which stopped before it was healthy", c.def->name, dn));
+        } else if (timed_out(*dep)) {
+          never(fmt::format("{} depends on {} (HEALTHY), which was not healthy within its startTimeout of {}s", c.def->name, dn, *dep->def->start_timeout_seconds));
+        } else {
+          wait();
+        }
+        break;
+    }
+    if (gate == Gate::kNever) return gate;
+  }
+  // links need the linked container started; volumesFrom needs the source created.
+  for (const auto& link : c.def->links) {
+    Container* dep = task.container(link.substr(0, link.find(':')));
+    if (!dep) continue;
+    if (dep->known < ContainerStatus::kRunning) {
+      if (dep->desired == ContainerStatus::kStopped) {
+        never(fmt::format("{} links to {}, which stopped before it started", c.def->name, dep->def->name));
+        return gate;
+      }
+      wait();
+    }
+  }
+  for (const auto& from : c.def->volumes_from) {
+    Container* dep = task.container(from.source_container);
+    if (!dep) continue;
+    if (dep->known < ContainerStatus::kCreated) {
+      if (dep->desired == ContainerStatus::kStopped) {
+        never(fmt::format("{} takes volumes from {}, which was never created", c.def->name, dep->def->name));
+        return gate;
+      }
+      wait();
+    }
+  }
+  return gate;
+}
+
+void TaskEngine::updateTaskStatus(Task& task) {
+  if (task.containers.empty()) return;
+  ContainerStatus lowest = ContainerStatus::kStopped;
+  for (const auto& c : task.containers) {
+    auto mapped = c->known == ContainerStatus::kManifestPulled ? ContainerStatus::kPulled : c->known;
+    lowest = std::min(lowest, mapped);
+  }
+  if (lowest <= task.known) return;
+  task.known = lowest;
+  if (lowest == ContainerStatus::kCreated || lowest == ContainerStatus::kRunning ||
+      lowest == ContainerStatus::kStopped) {
+    emit(task, nullptr);
+  }
+  if (lowest == ContainerStatus::kStopped) cleanup(task);
+}
+
+void TaskEngine::pull(Task& task, Container& c) {
+  c.busy = true;
+  auto behavior = options_.pull_behavior;
+  offload(
+      task.arn,
+      [this, image = c.def->image, behavior]() -> Result<std::pair<images::ResolvedImage, runtime::ImageConfig>> {
+        auto reference = images::ImageReference::parse(image);
+        if (!reference) return fail(reference.error());
+        Result<images::ResolvedImage> resolved = fail(ErrorCode::kNotFound, "not resolved");
+        bool cached_first = behavior == config::ImagePullBehavior::kOnce ||
+                            behavior == config::ImagePullBehavior::kPreferCached;
+        if (cached_first) resolved = deps_.puller->resolveLocal(*reference);
+        if (!resolved) {
+          auto pulled = deps_.puller->pull(*reference);
+          if (pulled) {
+            resolved = std::move(pulled->image);
+          } else if (behavior == config::ImagePullBehavior::kDefault) {
+            // default: a failed pull falls back to an image already here.
+            resolved = deps_.puller->resolveLocal(*reference);
+            if (resolved) {
+              spdlog::warn("{}; using the cached image", pulled.error().message);
+            } else {
+              return fail(pulled.error());
+            }
+          } else {
+            return fail(pulled.error());
+          }
+        }
+        auto config = runtime::parseImageConfig(resolved->config_json);
+        if (!config) return fail(config.error().wrap("image config of " + reference->str()));
+        return std::make_pair(std::move(*resolved), std::move(*config));
+      },
+      [this, name = c.def->name](Task& t, auto result) {
+        Container& ct = *t.container(name);
+        ct.busy = false;
+        if (!result) {
+          ct.reason = "CannotPullContainerError: " + result.error().message;
+          ct.known = ContainerStatus::kStopped;
+          emit(t, &ct);
+          if (ct.def->essential) setDesiredStopped(t, ct.reason);
+          return step(t);
+        }
+        ct.image = std::move(result->first);
+        ct.image_config = std::move(result->second);
+        ct.known = ContainerStatus::kPulled;
+        emit(t, &ct);
+        step(t);
+      });
+}
+
+void TaskEngine::create(Task& task, Container& c) {
+  c.busy = true;
+  ContainerSpecInputs inputs;
+  inputs.task = &task.definition;
+  inputs.container = c.def;
+  inputs.image = c.image_config;
+  inputs.task_id = task.id;
+  inputs.runtime_id = c.runtime_id;
+  inputs.container_dir = c.dir;
+  if (deps_.cgroups) inputs.cgroups_path = deps_.cgroups->containerCgroupsPath(task.id, c.runtime_id);
+  auto* containerd = deps_.containerd;
+  const std::string chain_id = c.image.chain_id;
+  inputs.resolve_user = [containerd, chain_id, id = c.runtime_id](const std::string& user) -> Result<UserIds> {
+    // Names resolve against the image's own /etc/passwd and /etc/group: mount a throwaway
+    // snapshot of the image's rootfs just long enough to read them.
+    const std::string key = "userlookup-" + id;
+    auto mounts = containerd->prepareSnapshot("", key, chain_id, {{runtime::kLabelManagedBy, runtime::kManagedByValue}});
+    if (!mounts) return fail(mounts.error().wrap("read the image's /etc/passwd"));
+    auto ids = withSnapshotRootfs(*mounts, [&](const std::string& dir) { return resolveUserInRootfs(dir, user); });
+    containerd->removeSnapshot(key);
+    return ids;
+  };
+  c.spec_inputs = inputs;
+
+  runtime::ContainerSpec spec;
+  spec.id = c.runtime_id;
+  spec.image = c.image.name;
+  spec.snapshot_parent = c.image.chain_id;
+  spec.labels = c.def->docker_labels;
+  spec.labels["com.amazonaws.ecs.task-arn"] = task.arn;
+  spec.labels["com.amazonaws.ecs.container-name"] = c.def->name;
+  spec.labels["com.amazonaws.ecs.task-definition-family"] = task.definition.family;
+  spec.labels["com.amazonaws.ecs.task-definition-version"] = std::to_string(task.definition.revision);
+  spec.labels["com.amazonaws.ecs.cluster"] = options_.cluster;
+  spec.labels[runtime::kLabelManagedBy] = runtime::kManagedByValue;
+  offload(
+      task.arn,
+      [this, inputs, spec]() mutable -> Result<void> {
+        std::error_code ec;
+        fs::create_directories(inputs.container_dir, ec);
+        if (ec) return fail(ErrorCode::kInternal, "create {}: {}", inputs.container_dir, ec.message());
+        auto json = buildContainerSpec(inputs);
+        if (!json) return fail(json.error());
+        spec.oci_spec_json = std::move(*json);
+        auto created = deps_.containerd->createContainer(spec);
+        if (!created) return fail(created.error());
+        return {};
+      },
+      [this, name = c.def->name](Task& t, Result<void> result) {
+        Container& ct = *t.container(name);
+        ct.busy = false;
+        if (!result) {
+          ct.reason = "CannotCreateContainerError: " + result.error().message;
+          ct.known = ContainerStatus::kStopped;
+          emit(t, &ct);
+          if (ct.def->essential) setDesiredStopped(t, ct.reason);
+          return step(t);
+        }
+        ct.created = true;
+        ct.known = ContainerStatus::kCreated;
+        emit(t, &ct);
+        step(t);
+      });
+}
+
+void TaskEngine::start(Task& task, Container& c) {
+  c.busy = true;
+  offload(
+      task.arn,
+      [this, id = c.runtime_id, out = (fs::path(c.dir) / "stdout.log").string(),
+       err = (fs::path(c.dir) / "stderr.log").string()]() { return deps_.containerd->startTask(id, out, err); },
+      [this, name = c.def->name](Task& t, Result<uint32_t> result) {
+        Container& ct = *t.container(name);
+        ct.busy = false;
+        if (!result) {
+          ct.restarting = false;
+          ct.reason = "CannotStartContainerError: " + result.error().message;
+          ct.known = ContainerStatus::kStopped;
+          emit(t, &ct);
+          if (ct.def->essential) setDesiredStopped(t, ct.reason);
+          return step(t);
+        }
+        const bool restarted = ct.restarting;
+        ct.restarting = false;
+        ct.known = ContainerStatus::kRunning;
+        ct.started_at = Clock::now();
+        ct.stop_sent = false;
+        ++ct.health_generation;
+        if (!restarted) emit(t, &ct);
+        if (const auto& hc = ct.def->health_check; hc && !hc->command.empty() && hc->command[0] != "NONE") {
+          scheduleHealthCheck(t, ct, std::chrono::seconds(hc->interval_seconds));
+        }
+        if (ct.def->start_timeout_seconds) {
+          ct.start_timeout_timer->expires_after(std::chrono::seconds(*ct.def->start_timeout_seconds) +
+                                                std::chrono::milliseconds(10));
+          ct.start_timeout_timer->async_wait([this, arn = t.arn](boost::system::error_code ec) {
+            if (ec) return;
+            if (auto* task = findTask(arn)) step(*task);
+          });
+        }
+        if (ct.pending_exit) {
+          auto status = *ct.pending_exit;
+          ct.pending_exit.reset();
+          return handleExit(ct.runtime_id, status);
+        }
+        step(t);
+      });
+}
+
+void TaskEngine::stopContainer(Task& task, Container& c) {
+  c.stop_sent = true;
+  c.health_timer->cancel();
+  const int signal = signalNumber(c.image_config.stop_signal);
+  auto timeout = c.def->stop_timeout_seconds
+                     ? std::chrono::milliseconds(std::chrono::seconds(*c.def->stop_timeout_seconds))
+                     : options_.default_stop_timeout;
+  spdlog::info("task {}: stopping container {} (signal {}, SIGKILL after {} ms)", task.arn,
+               c.def->name, signal, timeout.count());
+  offload(
+      task.arn, [this, id = c.runtime_id, signal] { return deps_.containerd->killTask(id, signal); },
+      [](Task&, Result<void> result) {
+        if (!result && result.error().code != ErrorCode::kNotFound) {
+          spdlog::warn("stop: {}", result.error().message);
+        }
+      });
+  c.stop_timer->expires_after(timeout);
+  c.stop_timer->async_wait([this, arn = task.arn, name = c.def->name](boost::system::error_code ec) {
+    if (ec) return;
+    auto* t = findTask(arn);
+    if (!t) return;
+    Container* ct = t->container(name);
+    if (!ct || ct->known != ContainerStatus::kRunning) return;
+    spdlog::info("task {}: container {} ignored the stop signal; sending SIGKILL", arn, name);
+    offload(
+        arn, [this, id = ct->runtime_id] { return deps_.containerd->killTask(id, SIGKILL, true); },
+        [](Task&, Result<void> result) {
+          if (!result && result.error().code != ErrorCode::kNotFound) {
+            spdlog::warn("kill: {}", result.error().message);
+          }
+        });
+  });
+}
+
+void TaskEngine::handleOom(const std::string& runtime_id) {
+  auto it = by_runtime_id_.find(runtime_id);
+  if (it == by_runtime_id_.end()) return;
+  if (auto* task = findTask(it->second.first)) {
+    if (auto* c = task->container(it->second.second)) c->oom = true;
+  }
+}
+
+void TaskEngine::handleExit(const std::string& runtime_id, uint32_t exit_status) {
+  auto it = by_runtime_id_.find(runtime_id);
+  if (it == by_runtime_id_.end()) return;
+  auto* task = findTask(it->second.first);
+  if (!task) return;
+  Container* c = task->container(it->second.second);
+  if (!c) return;
+  if (c->busy) {
+    c->pending_exit = exit_status;  // its start (or restart) is still being recorded
+    return;
+  }
+  if (c->known != ContainerStatus::kRunning) return;
+  c->stop_timer->cancel();
+  c->health_timer->cancel();
+  c->busy = true;
+  // The containerd task is deleted before the exit is recorded, so a restart can start a new one
+  // and the OOM event (which containerd sends just before the exit) has been seen.
+  offload(
+      task->arn,
+      [this, id = c->runtime_id, cgroup = c->spec_inputs.cgroups_path]() -> bool {
+        if (auto deleted = deps_.containerd->deleteTask(id); !deleted && deleted.error().code != ErrorCode::kNotFound) {
+          spdlog::warn("delete task of {}: {}", id, deleted.error().message);
+        }
+        if (deps_.cgroups && !cgroup.empty()) {
+          if (auto stats = deps_.cgroups->stats(cgroup); stats && stats->oom_kills > 0) return true;
+        }
+        return false;
+      },
+      [this, name = c->def->name, exit_status](Task& t, bool oom_in_cgroup) {
+        Container& ct = *t.container(name);
+        ct.busy = false;
+        ct.exit_code = static_cast<int>(exit_status);
+        if (ct.oom || oom_in_cgroup) {
+          ct.reason = "OutOfMemoryError: Container killed due to memory usage";
+        }
+        if (maybeRestart(t, ct)) return;
+        ct.known = ContainerStatus::kStopped;
+        emit(t, &ct);
+        if (ct.def->essential) setDesiredStopped(t, "Essential container in task exited");
+        step(t);
+      });
+}
+
+bool TaskEngine::maybeRestart(Task& task, Container& c) {
+  const auto& policy = c.def->restart_policy;
+  if (!policy || !policy->enabled || task.desired == ContainerStatus::kStopped || !c.exit_code) return false;
+  if (std::find(policy->ignored_exit_codes.begin(), policy->ignored_exit_codes.end(), *c.exit_code) !=
+      policy->ignored_exit_codes.end()) {
+    return false;
+  }
+  auto since = c.last_restart_at.value_or(c.started_at);
+  if (Clock::now() - since < std::chrono::seconds(policy->restart_attempt_period_seconds)) return false;
+  ++c.restart_count;
+  c.last_restart_at = Clock::now();
+  spdlog::info("task {}: restarting container {} (exit code {}, restart {})", task.arn, c.def->name,
+               *c.exit_code, c.restart_count);
+  c.reason = fmt::format("restarted after exit code {} (restart {})", *c.exit_code, c.restart_count);
+  c.restarting = true;  // known stays RUNNING: the task does not stop while it restarts
+  c.oom = false;
+  c.health = HealthStatus::kUnknown;
+  c.health_failures = 0;
+  emit(task, &c);
+  c.exit_code.reset();
+  start(task, c);
+  return true;
+}
+
+void TaskEngine::scheduleHealthCheck(Task& task, Container& c, std::chrono::milliseconds delay) {
+  c.health_timer->expires_after(delay);
+  c.health_timer->async_wait([this, arn = task.arn, name = c.def->name,
+                              generation = c.health_generation](boost::system::error_code ec) {
+    if (ec) return;
+    auto* t = findTask(arn);
+    if (!t) return;
+    Container* ct = t->container(name);
+    if (!ct || ct->known != ContainerStatus::kRunning || ct->health_generation != generation ||
+        ct->desired == ContainerStatus::kStopped) {
+      return;
+    }
+    runHealthCheck(*t, *ct);
+  });
+}
+
+void TaskEngine::runHealthCheck(Task& task, Container& c) {
+  const auto& hc = *c.def->health_check;
+  std::vector<std::string> args;
+  if (hc.command[0] == "CMD-SHELL") {
+    args = {"/bin/sh", "-c", hc.command.size() > 1 ? hc.command[1] : ""};
+  } else {
+    args.assign(hc.command.begin() + 1, hc.command.end());
+  }
+  static std::atomic<uint64_t> counter{0};
+  const std::string exec_id = fmt::format("health-{}", ++counter);
+  const auto timeout = std::chrono::seconds(hc.timeout_seconds);
+  offload(
+      task.arn,
+      [this, inputs = c.spec_inputs, args, exec_id, timeout, id = c.runtime_id,
+       out = (fs::path(c.dir) / "health.log").string()]() -> std::pair<int, std::string> {
+        auto process = buildExecProcess(inputs, args);
+        if (!process) return {-1, process.error().message};
+        std::error_code ec;
+        fs::remove(out, ec);
+        auto started = deps_.containerd->execProcess(id, exec_id, *process, out, out);
+        if (!started) return {-1, started.error().message};
+        auto exit = deps_.containerd->events().waitExecExit(id, exec_id, timeout);
+        int code = -1;
+        std::string output;
+        if (exit) {
+          code = static_cast<int>(exit->exit_status);
+        } else {
+          output = fmt::format("health check timed out after {}s", timeout.count());
+          deps_.containerd->killProcess(id, exec_id, SIGKILL);
+          deps_.containerd->events().waitExecExit(id, exec_id, std::chrono::seconds(5));
+        }
+        deps_.containerd->deleteProcess(id, exec_id);
+        std::ifstream in(out);
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        fs::remove(out, ec);
+        if (output.empty()) output = text.substr(0, kHealthOutputLimit);
+        return {code, output};
+      },
+      [this, name = c.def->name, generation = c.health_generation](Task& t, std::pair<int, std::string> result) {
+        Container& ct = *t.container(name);
+        if (ct.known != ContainerStatus::kRunning || ct.health_generation != generation ||
+            ct.desired == ContainerStatus::kStopped) {
+          return;
+        }
+        const auto& hc = *ct.def->health_check;
+        ct.health_output = result.second;
+        auto before = ct.health;
+        if (result.first == 0) {
+          ct.health_failures = 0;
+          ct.health = HealthStatus::kHealthy;
+        } else if (Clock::now() - ct.started_at >= std::chrono::seconds(hc.start_period_seconds)) {
+          // Failures inside the start period do not count (Docker's rule).
+          if (++ct.health_failures >= hc.retries) ct.health = HealthStatus::kUnhealthy;
+        }
+        if (ct.health != before) {
+          spdlog::info("task {}: container {} is {}", t.arn, name, toString(ct.health));
+          emit(t, &ct, ct.health);
+          step(t);
+        }
+        scheduleHealthCheck(t, ct, std::chrono::seconds(hc.interval_seconds));
+      });
+}
+
+void TaskEngine::cleanup(Task& task) {
+  task.cleaning = true;
+  std::vector<std::string> ids;
+  for (auto& c : task.containers) {
+    c->stop_timer->cancel();
+    c->health_timer->cancel();
+    c->start_timeout_timer->cancel();
+    if (c->created) ids.push_back(c->runtime_id);
+  }
+  offload(
+      task.arn,
+      [this, ids, id = task.id, dir = task.dir]() -> bool {
+        for (const auto& runtime_id : ids) {
+          if (auto deleted = deps_.containerd->deleteTask(runtime_id);
+              !deleted && deleted.error().code != ErrorCode::kNotFound) {
+            spdlog::warn("cleanup: {}", deleted.error().message);
+          }
+          if (auto deleted = deps_.containerd->deleteContainer(runtime_id); !deleted) {
+            spdlog::warn("cleanup: {}", deleted.error().message);
+          }
+        }
+        if (deps_.cgroups) {
+          if (auto removed = deps_.cgroups->removeTask(id); !removed) {
+            spdlog::warn("cleanup: {}", removed.error().message);
+          }
+        }
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+        return true;
+      },
+      [this](Task& t, bool) {
+        const std::string arn = t.arn;
+        for (auto& c : t.containers) by_runtime_id_.erase(c->runtime_id);
+        tasks_.erase(arn);
+        spdlog::info("task {}: cleaned up", arn);
+        for (const auto& callback : cleanup_callbacks_) callback(arn);
+      });
+}
+
+}  // namespace ecs::engine

@@ -10,6 +10,8 @@
 #include <regex>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "tests/support/harness_env.h"
 
 namespace {
@@ -392,6 +394,132 @@ TEST_F(RunTaskTest, HumanOutputPrefixesContainerLines) {
   EXPECT_EQ(result.out, "app | hello\napp | world\n");
   EXPECT_NE(result.err.find("[app] RUNNING"), std::string::npos) << result.err;
   EXPECT_NE(result.err.find("[task] STOPPED"), std::string::npos) << result.err;
+}
+
+TEST_F(RunTaskTest, ContainerDefinitionFieldsReachTheContainer) {
+  auto env_file = data_dir_ / "app.env";
+  std::ofstream(env_file) << "# comment\nFROM_FILE=file-value\nOVERRIDDEN=from-file\n\n";
+  auto run = this->run(R"J({
+    "family": "fields",
+    "containerDefinitions": [
+      {"name": "probe", "image": "${IMAGE}", "memory": 64, "memoryReservation": 32, "cpu": 512,
+       "entryPoint": ["sh", "-c"],
+       "command": ["echo cwd=$(pwd); echo env=$FROM_FILE,$OVERRIDDEN,$PLAIN; echo host=$(hostname); grep db.local /etc/hosts; grep -E '^(nameserver|search)' /etc/resolv.conf; echo shm=$(df -k /dev/shm | awk 'NR==2{print $2}'); echo scratch=$(df -k /scratch | awk 'NR==2{print $2}'); echo fwd=$(cat /proc/sys/net/ipv4/ip_forward); grep NoNewPrivs /proc/self/status; echo shares=$(cat /sys/fs/cgroup/cpu/cpu.shares); echo soft=$(cat /sys/fs/cgroup/memory/memory.soft_limit_in_bytes)"],
+       "workingDirectory": "/tmp",
+       "environment": [{"name": "OVERRIDDEN", "value": "from-env"}, {"name": "PLAIN", "value": "p"}],
+       "environmentFiles": [{"value": ")J" + env_file.string() + R"J(", "type": "s3"}],
+       "hostname": "kitchen",
+       "extraHosts": [{"hostname": "db.local", "ipAddress": "172.31.9.9"}],
+       "dnsServers": ["172.31.0.53"], "dnsSearchDomains": ["corp.local"],
+       "linuxParameters": {"sharedMemorySize": 32,
+                           "tmpfs": [{"containerPath": "/scratch", "size": 16}]},
+       "systemControls": [{"namespace": "net.ipv4.ip_forward", "value": "1"}],
+       "dockerSecurityOptions": ["no-new-privileges"]},
+      {"name": "named-user", "image": "${IMAGE}", "memory": 16, "essential": false,
+       "user": "nobody", "command": ["sh", "-c", "echo $(id -u):$(id -g)"]},
+      {"name": "user-group", "image": "${IMAGE}", "memory": 16, "essential": false,
+       "user": "nobody:root", "command": ["sh", "-c", "echo $(id -u):$(id -g)"]}
+    ]
+  })J");
+  EXPECT_EQ(run.result.exit_code, 0) << run.describe();
+  auto out = run.output("probe");
+  for (const char* expected :
+       {"cwd=/tmp\n", "env=file-value,from-env,p\n", "host=kitchen\n", "172.31.9.9",
+        "nameserver 172.31.0.53\n", "search corp.local\n", "shm=32768\n", "scratch=16384\n",
+        "fwd=1\n", "NoNewPrivs:\t1\n", "shares=512\n", "soft=33554432\n"}) {
+    EXPECT_NE(out.find(expected), std::string::npos) << "missing " << expected << " in:\n" << out;
+  }
+  EXPECT_EQ(run.output("named-user"), "65534:65534\n");
+  EXPECT_EQ(run.output("user-group"), "65534:0\n");
+}
+
+TEST_F(RunTaskTest, PrivilegedContainerHasEveryCapabilityAndNoSeccomp) {
+  auto run = this->run(R"({
+    "family": "privileged",
+    "containerDefinitions": [{"name": "root", "image": "${IMAGE}", "memory": 16, "privileged": true,
+      "command": ["sh", "-c", "grep -E '^(CapEff|Seccomp):' /proc/self/status"]}]
+  })");
+  EXPECT_EQ(run.result.exit_code, 0) << run.describe();
+  auto out = run.output("root");
+  EXPECT_NE(out.find("Seccomp:\t0"), std::string::npos) << out;
+  EXPECT_EQ(out.find("CapEff:\t00000000a80425fb"), std::string::npos) << out;
+}
+
+TEST_F(RunTaskTest, DockerLabelsAndAgentLabelsAreOnTheContainer) {
+  auto taskdef = writeTaskDefinition(R"({
+    "family": "labels",
+    "containerDefinitions": [{"name": "app", "image": "${IMAGE}", "memory": 16,
+      "dockerLabels": {"team": "payments"},
+      "linuxParameters": {"initProcessEnabled": true},
+      "command": ["sleep", "30"]}]
+  })");
+  // While the task runs, read its container record from containerd; then stop it with SIGTERM.
+  std::string script = "\"$0\" run \"$1\" --output json > /dev/null & pid=$!; "
+                       "for i in $(seq 50); do ctr -a \"$2\" -n \"$3\" containers ls -q | grep -q . && break; sleep 0.2; done; "
+                       "sleep 0.5; ctr -a \"$2\" -n \"$3\" containers info $(ctr -a \"$2\" -n \"$3\" containers ls -q); "
+                       "kill -TERM $pid; wait $pid";
+  auto result = runCommand({"bash", "-c", script, agent_, taskdef, harnessEnv().containerdAddress(), ns_},
+                           agentEnv(), std::chrono::seconds(60));
+  EXPECT_EQ(result.exit_code, 143) << result.describe();
+  for (const char* label : {"\"team\": \"payments\"", "\"com.amazonaws.ecs.container-name\": \"app\"",
+                            "\"com.amazonaws.ecs.task-definition-family\": \"labels\"",
+                            "\"com.amazonaws.ecs.task-arn\": \"arn:aws:ecs:", "\"com.amazonaws.ecs.cluster\": \"default\""}) {
+    EXPECT_NE(result.out.find(label), std::string::npos) << "missing " << label << " in " << result.out;
+  }
+}
+
+TEST_F(RunTaskTest, EveryValidationErrorExits2NamingTheField) {
+  struct Case {
+    const char* definition;
+    const char* message;
+  };
+  const Case cases[] = {
+      {R"({"family":"f","containerDefinitions":[{"name":"a","memory":16}]})", "image"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16},{"name":"a","image":"${IMAGE}","memory":16}]})", "duplicate"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"linuxParameters":{"capabilities":{"add":["NOT_A_CAP"]}}}]})", "NOT_A_CAP"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"ulimits":[{"name":"nofile","softLimit":10,"hardLimit":5}]}]})", "ulimits"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"ulimits":[{"name":"bogus","softLimit":1,"hardLimit":1}]}]})", "bogus"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"dependsOn":[{"containerName":"ghost","condition":"START"}]}]})", "ghost"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"dependsOn":[{"containerName":"b","condition":"START"}]},{"name":"b","image":"${IMAGE}","memory":16,"dependsOn":[{"containerName":"a","condition":"START"}]}]})", "cycle"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":5}]})", "memory"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"portMappings":[{"containerPort":70000}]}]})", "containerPort"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"portMappings":[{"containerPort":80,"hostPort":-1}]}]})", "hostPort"},
+  };
+  std::string eleven = R"({"family":"f","containerDefinitions":[)";
+  for (int i = 0; i < 11; ++i) {
+    eleven += fmt::format(R"({}{{"name":"c{}","image":"${{IMAGE}}","memory":16}})", i ? "," : "", i);
+  }
+  eleven += "]}";
+  std::vector<Case> all(std::begin(cases), std::end(cases));
+  all.push_back({eleven.c_str(), "10"});
+  for (const auto& c : all) {
+    auto run = this->run(c.definition);
+    EXPECT_EQ(run.result.exit_code, 2) << c.definition << "\n" << run.describe();
+    EXPECT_NE(run.result.err.find(c.message), std::string::npos)
+        << "expected \"" << c.message << "\" in: " << run.result.err;
+    EXPECT_TRUE(run.states.empty()) << c.definition;
+  }
+  EXPECT_EQ(ctr({"containers", "ls", "-q"}).out, "");
+}
+
+TEST_F(RunTaskTest, RestartPolicyRestartsAContainerThatRanLongEnough) {
+  // ECS's minimum restartAttemptPeriod is 60 s: the container must run that long before an exit
+  // restarts it. The second run (a marker file in a task-scoped tmpfs would not survive; the
+  // restart count comes from the state line) exits 0, which is ignored.
+  auto run = this->run(R"({
+    "family": "restart",
+    "containerDefinitions": [{"name": "app", "image": "${IMAGE}", "memory": 16,
+      "restartPolicy": {"enabled": true, "ignoredExitCodes": [0], "restartAttemptPeriod": 60},
+      "command": ["sh", "-c", "if [ -e /tmp/ran-once ]; then echo second-run; exit 0; fi; touch /tmp/ran-once; sleep 61; echo first-run; exit 9"]}]
+  })");
+  EXPECT_EQ(run.result.exit_code, 0) << run.describe();
+  EXPECT_EQ(run.output("app"), "first-run\nsecond-run\n");
+  bool restarted = false;
+  for (const auto& s : run.statesOf("app")) {
+    restarted |= s.contains("reason") &&
+                 std::string(s.at("reason").as_string()).find("restarted after exit code 9") != std::string::npos;
+  }
+  EXPECT_TRUE(restarted) << run.describe();
 }
 
 }  // namespace

@@ -56,7 +56,9 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "error: configuration: {}\n", config.error().message);
     return 2;
   }
-  setUpLogging(config->log_level);
+  // Interactive commands show their own progress; the agent's log is for problems unless asked.
+  const bool interactive = args[0] == "run" || args[0] == "images" || args[0] == "demo";
+  setUpLogging(config->log_level_set || !interactive ? config->log_level : "warn");
   for (const auto& warning : config->warnings) spdlog::warn("configuration: {}", warning);
 
   const std::string command = args[0];

@@ -29,8 +29,9 @@ namespace {
 constexpr const char* kUsage = "usage: ecs-node-agent run TASKDEF.json [--output text|json]\n";
 
 std::string rfc3339(std::chrono::system_clock::time_point time) {
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z",
-                     std::chrono::time_point_cast<std::chrono::milliseconds>(time));
+  auto seconds = std::chrono::time_point_cast<std::chrono::seconds>(time);
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(time - seconds).count();
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z", seconds, millis);
 }
 
 std::string randomTaskId() {

@@ -233,6 +233,7 @@ Result<Config> load(const ConfigSources& sources) {
       warn("ECS_LOGLEVEL", *v, "expected debug, info, warn, error, crit or none");
     } else {
       config.log_level = level;
+      config.log_level_set = true;
     }
   }
 

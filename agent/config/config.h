@@ -43,6 +43,7 @@ struct Config {
   std::string cluster = "default";             // ECS_CLUSTER
   std::string region;                          // AWS_DEFAULT_REGION / AWS_REGION
   std::string log_level = "info";              // ECS_LOGLEVEL
+  bool log_level_set = false;                  // ECS_LOGLEVEL was given (commands pick their own default)
 
   std::vector<std::string> warnings;  // values that were ignored, for the log
 };

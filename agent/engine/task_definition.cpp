@@ -924,6 +924,37 @@ void validateNames(const TaskDefinition& d, TaskView& view, Problems& problems) 
   }
 }
 
+// EFS: IAM authorization and access points only work over TLS (efs-utils' "tls" option).
+void validateEfsVolume(const std::string& prefix, const EfsVolumeConfiguration& efs,
+                       Problems& problems) {
+  if (efs.file_system_id.empty()) problems.add("{}.fileSystemId: required", prefix);
+  if (!efs.root_directory.empty() && !isAbsolutePath(efs.root_directory)) {
+    problems.add("{}.rootDirectory: \"{}\" must be an absolute path", prefix, efs.root_directory);
+  }
+  if (efs.transit_encryption_port &&
+      (*efs.transit_encryption_port < 1 || *efs.transit_encryption_port > 65535)) {
+    problems.add("{}.transitEncryptionPort: {} is outside 1..65535", prefix,
+                 *efs.transit_encryption_port);
+  }
+  if (efs.transit_encryption_port && !efs.transit_encryption) {
+    problems.add("{}.transitEncryptionPort: needs transitEncryption ENABLED", prefix);
+  }
+  if (efs.iam && !efs.transit_encryption) {
+    problems.add("{}.authorizationConfig.iam: ENABLED needs transitEncryption ENABLED", prefix);
+  }
+  if (!efs.access_point_id.empty()) {
+    if (!efs.transit_encryption) {
+      problems.add("{}.authorizationConfig.accessPointId: needs transitEncryption ENABLED", prefix);
+    }
+    if (!efs.root_directory.empty() && efs.root_directory != "/") {
+      problems.add(
+          "{}.rootDirectory: must be omitted or \"/\" with an access point (the access point "
+          "sets the path)",
+          prefix);
+    }
+  }
+}
+
 void validateVolumes(const TaskDefinition& d, TaskView& view, Problems& problems) {
   for (size_t i = 0; i < d.volumes.size(); ++i) {
     const Volume& volume = d.volumes[i];
@@ -966,36 +997,9 @@ void validateVolumes(const TaskDefinition& d, TaskView& view, Problems& problems
             label, docker->driver);
       }
     }
-    if (const auto& efs = volume.efs_volume_configuration) {
-      std::string prefix = label + ".efsVolumeConfiguration";
-      if (efs->file_system_id.empty()) problems.add("{}.fileSystemId: required", prefix);
-      if (!efs->root_directory.empty() && !isAbsolutePath(efs->root_directory)) {
-        problems.add("{}.rootDirectory: \"{}\" must be an absolute path", prefix,
-                     efs->root_directory);
-      }
-      if (efs->transit_encryption_port &&
-          (*efs->transit_encryption_port < 1 || *efs->transit_encryption_port > 65535)) {
-        problems.add("{}.transitEncryptionPort: {} is outside 1..65535", prefix,
-                     *efs->transit_encryption_port);
-      }
-      if (efs->transit_encryption_port && !efs->transit_encryption) {
-        problems.add("{}.transitEncryptionPort: needs transitEncryption ENABLED", prefix);
-      }
-      if (efs->iam && !efs->transit_encryption) {
-        problems.add("{}.authorizationConfig.iam: ENABLED needs transitEncryption ENABLED", prefix);
-      }
-      if (!efs->access_point_id.empty()) {
-        if (!efs->transit_encryption) {
-          problems.add("{}.authorizationConfig.accessPointId: needs transitEncryption ENABLED",
-                       prefix);
-        }
-        if (!efs->root_directory.empty() && efs->root_directory != "/") {
-          problems.add(
-              "{}.rootDirectory: must be omitted or \"/\" with an access point (the access point "
-              "sets the path)",
-              prefix);
-        }
-      }
+    if (volume.efs_volume_configuration) {
+      validateEfsVolume(label + ".efsVolumeConfiguration", *volume.efs_volume_configuration,
+                        problems);
     }
   }
 }
@@ -1068,11 +1072,74 @@ void reportOverlaps(std::vector<PortClaim> claims, std::string_view what, Proble
   }
 }
 
+// Where the ports of one container's mappings go, for the overlap checks.
+struct PortClaims {
+  std::vector<PortClaim> container;  // container ports in the container's network namespace
+  std::vector<PortClaim> host;       // fixed host ports (bridge mode)
+};
+
+// A containerPortRange mapping: ports are picked by the agent (bridge) or equal (awsvpc).
+void validatePortRange(const std::string& network_mode, const PortMapping& m,
+                       const std::string& field, PortClaims& claims, Problems& problems) {
+  if (m.container_port) {
+    problems.add("{}.containerPortRange: cannot be combined with containerPort", field);
+  }
+  if (m.host_port) problems.add("{}.hostPort: cannot be combined with containerPortRange", field);
+  if (network_mode != "bridge" && network_mode != "awsvpc") {
+    problems.add("{}.containerPortRange: needs networkMode bridge or awsvpc", field);
+  }
+  auto range = parsePortRange(m.container_port_range);
+  if (!range) {
+    problems.add("{}.containerPortRange: {}", field, range.error().message);
+  } else if (!m.container_port) {
+    claims.container.push_back({range->first, range->last, m.protocol, field});
+  }
+}
+
+// A containerPort mapping. In host and awsvpc modes the container port is the host port.
+void validatePortMapping(const std::string& network_mode, const PortMapping& m,
+                         const std::string& field, PortClaims& claims, Problems& problems) {
+  bool protocol_ok = m.protocol == "tcp" || m.protocol == "udp";
+  if (!protocol_ok) problems.add("{}.protocol: \"{}\" is not one of tcp, udp", field, m.protocol);
+  if (!m.app_protocol.empty() && m.app_protocol != "http" && m.app_protocol != "http2" &&
+      m.app_protocol != "grpc") {
+    problems.add("{}.appProtocol: \"{}\" is not one of http, http2, grpc", field, m.app_protocol);
+  }
+  PortClaims ignored;
+  PortClaims& out = protocol_ok ? claims : ignored;
+  if (!m.container_port_range.empty()) {
+    validatePortRange(network_mode, m, field, out, problems);
+    return;
+  }
+  if (!m.container_port) {
+    problems.add("{}.containerPort: required (or containerPortRange)", field);
+    return;
+  }
+  const bool shared_namespace = network_mode == "host" || network_mode == "awsvpc";
+  int port = *m.container_port;
+  if (port >= 1 && port <= 65535) {
+    out.container.push_back({port, port, m.protocol, field});
+  } else {
+    problems.add("{}.containerPort: {} is outside 1..65535", field, port);
+  }
+  int host_port = m.host_port.value_or(0);
+  if (host_port < 0 || host_port > 65535) {
+    problems.add("{}.hostPort: {} is outside 0..65535 (0: dynamic)", field, host_port);
+  } else if (shared_namespace && host_port != 0 && host_port != port) {
+    problems.add(
+        "{}.hostPort: {} must equal containerPort ({}) or be omitted with networkMode "
+        "\"{}\"",
+        field, host_port, port, network_mode);
+  } else if (!shared_namespace && host_port != 0) {
+    out.host.push_back({host_port, host_port, m.protocol, field});
+  }
+}
+
+// Containers in bridge mode have a namespace each; host and awsvpc tasks share one. Fixed host
+// ports are one namespace for the whole task either way.
 void validatePorts(const TaskView& view, Problems& problems) {
   const TaskDefinition& d = view.definition;
-  const bool shared_namespace = view.sharesNetworkNamespace();
-  std::vector<PortClaim> task_container_ports;  // host/awsvpc: one namespace for the task
-  std::vector<PortClaim> host_ports;            // bridge: fixed host ports across the task
+  PortClaims task_claims;
   for (size_t i = 0; i < d.container_definitions.size(); ++i) {
     const auto& c = d.container_definitions[i];
     std::string label = containerLabel(c, i);
@@ -1080,72 +1147,27 @@ void validatePorts(const TaskView& view, Problems& problems) {
       problems.add("{}.portMappings: not allowed with networkMode \"none\"", label);
       continue;
     }
-    std::vector<PortClaim> container_ports;
-    int ranges = 0;
+    PortClaims claims;
     for (size_t j = 0; j < c.port_mappings.size(); ++j) {
-      const PortMapping& m = c.port_mappings[j];
-      std::string field = fmt::format("{}.portMappings[{}]", label, j);
-      bool protocol_ok = m.protocol == "tcp" || m.protocol == "udp";
-      if (!protocol_ok) {
-        problems.add("{}.protocol: \"{}\" is not one of tcp, udp", field, m.protocol);
-      }
-      if (!m.app_protocol.empty() && m.app_protocol != "http" && m.app_protocol != "http2" &&
-          m.app_protocol != "grpc") {
-        problems.add("{}.appProtocol: \"{}\" is not one of http, http2, grpc", field,
-                     m.app_protocol);
-      }
-      if (!m.container_port_range.empty()) {
-        ++ranges;
-        if (m.container_port) {
-          problems.add("{}.containerPortRange: cannot be combined with containerPort", field);
-        }
-        if (m.host_port) {
-          problems.add("{}.hostPort: cannot be combined with containerPortRange", field);
-        }
-        if (d.network_mode != "bridge" && d.network_mode != "awsvpc") {
-          problems.add("{}.containerPortRange: needs networkMode bridge or awsvpc", field);
-        }
-        auto range = parsePortRange(m.container_port_range);
-        if (!range) {
-          problems.add("{}.containerPortRange: {}", field, range.error().message);
-        } else if (protocol_ok && !m.container_port) {
-          container_ports.push_back({range->first, range->last, m.protocol, field});
-        }
-        continue;
-      }
-      if (!m.container_port) {
-        problems.add("{}.containerPort: required (or containerPortRange)", field);
-        continue;
-      }
-      int port = *m.container_port;
-      bool port_ok = port >= 1 && port <= 65535;
-      if (!port_ok) problems.add("{}.containerPort: {} is outside 1..65535", field, port);
-      int host_port = m.host_port.value_or(0);
-      if (host_port < 0 || host_port > 65535) {
-        problems.add("{}.hostPort: {} is outside 0..65535 (0: dynamic)", field, host_port);
-      } else if (shared_namespace && host_port != 0 && host_port != port) {
-        problems.add(
-            "{}.hostPort: {} must equal containerPort ({}) or be omitted with "
-            "networkMode \"{}\"",
-            field, host_port, port, d.network_mode);
-      } else if (!shared_namespace && host_port != 0 && protocol_ok) {
-        host_ports.push_back({host_port, host_port, m.protocol, field});
-      }
-      if (port_ok && protocol_ok) container_ports.push_back({port, port, m.protocol, field});
+      validatePortMapping(d.network_mode, c.port_mappings[j],
+                          fmt::format("{}.portMappings[{}]", label, j), claims, problems);
     }
+    auto ranges = std::count_if(c.port_mappings.begin(), c.port_mappings.end(),
+                                [](const auto& m) { return !m.container_port_range.empty(); });
     if (ranges > kMaxPortRangesPerContainer) {
       problems.add("{}.portMappings: {} port ranges is more than the limit of {}", label, ranges,
                    kMaxPortRangesPerContainer);
     }
-    if (shared_namespace) {
-      task_container_ports.insert(task_container_ports.end(), container_ports.begin(),
-                                  container_ports.end());
+    task_claims.host.insert(task_claims.host.end(), claims.host.begin(), claims.host.end());
+    if (view.sharesNetworkNamespace()) {
+      task_claims.container.insert(task_claims.container.end(), claims.container.begin(),
+                                   claims.container.end());
     } else {
-      reportOverlaps(std::move(container_ports), "container", problems);
+      reportOverlaps(std::move(claims.container), "container", problems);
     }
   }
-  reportOverlaps(std::move(task_container_ports), "container", problems);
-  reportOverlaps(std::move(host_ports), "host", problems);
+  reportOverlaps(std::move(task_claims.container), "container", problems);
+  reportOverlaps(std::move(task_claims.host), "host", problems);
 }
 
 // "no-new-privileges", "apparmor:PROFILE", "label:type:svirt_t", "seccomp=unconfined" ... as the
@@ -1286,17 +1308,10 @@ void validateHealthCheck(const std::string& label, const HealthCheck& h, Problem
   range("startPeriod", h.start_period_seconds, 0, 300);
 }
 
-void validateContainer(const TaskView& view, size_t index, Problems& problems) {
+// links, volumesFrom and dependsOn: each names a container of this task, other than itself.
+void validateReferences(const TaskView& view, const ContainerDefinition& c,
+                        const std::string& label, Problems& problems) {
   const TaskDefinition& d = view.definition;
-  const ContainerDefinition& c = d.container_definitions[index];
-  std::string label = containerLabel(c, index);
-
-  if (c.image.empty()) {
-    problems.add("{}.image: required", label);
-  } else if (auto reference = images::ImageReference::parse(c.image); !reference) {
-    problems.add("{}.image: {}", label, reference.error().message);
-  }
-
   for (size_t i = 0; i < c.links.size(); ++i) {
     std::string target = c.links[i].substr(0, c.links[i].find(':'));
     if (d.network_mode != "bridge") {
@@ -1349,7 +1364,11 @@ void validateContainer(const TaskView& view, size_t index, Problems& problems) {
       }
     }
   }
+}
 
+// mountPoints and tmpfs: known volumes, absolute paths, each path mounted once.
+void validateMounts(const TaskView& view, const ContainerDefinition& c, const std::string& label,
+                    Problems& problems) {
   std::set<std::string> container_paths;
   for (size_t i = 0; i < c.mount_points.size(); ++i) {
     const MountPoint& mount = c.mount_points[i];
@@ -1376,7 +1395,10 @@ void validateContainer(const TaskView& view, size_t index, Problems& problems) {
       }
     }
   }
+}
 
+void validateEnvironment(const ContainerDefinition& c, const std::string& label,
+                         Problems& problems) {
   for (size_t i = 0; i < c.environment.size(); ++i) {
     const std::string& name = c.environment[i].name;
     if (name.empty()) {
@@ -1398,25 +1420,15 @@ void validateContainer(const TaskView& view, size_t index, Problems& problems) {
       problems.add("{}.secrets[{}].valueFrom: required", label, i);
     }
   }
+}
 
-  if (c.start_timeout_seconds &&
-      (*c.start_timeout_seconds < 0 || *c.start_timeout_seconds > kMaxTimeoutSeconds)) {
-    problems.add("{}.startTimeout: {} is outside 0..{} seconds", label, *c.start_timeout_seconds,
-                 kMaxTimeoutSeconds);
-  }
-  if (c.stop_timeout_seconds &&
-      (*c.stop_timeout_seconds < 0 || *c.stop_timeout_seconds > kMaxTimeoutSeconds)) {
-    problems.add("{}.stopTimeout: {} is outside 0..{} seconds", label, *c.stop_timeout_seconds,
-                 kMaxTimeoutSeconds);
-  }
-
-  if (!c.working_directory.empty() && !isAbsolutePath(c.working_directory)) {
-    problems.add("{}.workingDirectory: \"{}\" must be an absolute path", label,
-                 c.working_directory);
-  }
+// awsvpc leaves hostname and DNS to the task ENI; addresses must parse.
+void validateNetworkSettings(const TaskDefinition& d, const ContainerDefinition& c,
+                             const std::string& label, Problems& problems) {
   if (d.network_mode == "awsvpc") {
-    if (!c.hostname.empty())
+    if (!c.hostname.empty()) {
       problems.add("{}.hostname: not allowed with networkMode awsvpc", label);
+    }
     if (!c.dns_servers.empty()) {
       problems.add("{}.dnsServers: not allowed with networkMode awsvpc", label);
     }
@@ -1440,6 +1452,10 @@ void validateContainer(const TaskView& view, size_t index, Problems& problems) {
                    entry.ip_address);
     }
   }
+}
+
+void validateSecurityAndLimits(const ContainerDefinition& c, const std::string& label,
+                               Problems& problems) {
   for (size_t i = 0; i < c.docker_security_options.size(); ++i) {
     if (auto problem = securityOptionProblem(c.docker_security_options[i])) {
       problems.add("{}.dockerSecurityOptions[{}]: {}", label, i, *problem);
@@ -1448,7 +1464,6 @@ void validateContainer(const TaskView& view, size_t index, Problems& problems) {
   for (const auto& [key, value] : c.docker_labels) {
     if (key.empty()) problems.add("{}.dockerLabels: a label name must not be empty", label);
   }
-
   for (size_t i = 0; i < c.ulimits.size(); ++i) {
     const Ulimit& ulimit = c.ulimits[i];
     std::string field = fmt::format("{}.ulimits[{}]", label, i);
@@ -1467,20 +1482,11 @@ void validateContainer(const TaskView& view, size_t index, Problems& problems) {
                    ulimit.hard_limit);
     }
   }
+}
 
-  if (c.log_configuration) {
-    const LogConfiguration& log = *c.log_configuration;
-    if (log.log_driver.empty()) {
-      problems.add("{}.logConfiguration.logDriver: required", label);
-    } else if (!oneOf(log.log_driver, kLogDrivers)) {
-      problems.add(
-          "{}.logConfiguration.logDriver: \"{}\" is not one of json-file, syslog, "
-          "journald, gelf, fluentd, awslogs, splunk, awsfirelens",
-          label, log.log_driver);
-    }
-  }
-  if (c.health_check) validateHealthCheck(label, *c.health_check, problems);
-
+// Only namespaced sysctls, and never in a namespace shared with the host.
+void validateSystemControls(const TaskDefinition& d, const ContainerDefinition& c,
+                            const std::string& label, Problems& problems) {
   for (size_t i = 0; i < c.system_controls.size(); ++i) {
     const KeyValuePair& control = c.system_controls[i];
     std::string field = fmt::format("{}.systemControls[{}]", label, i);
@@ -1514,7 +1520,42 @@ void validateContainer(const TaskView& view, size_t index, Problems& problems) {
     }
     if (control.value.empty()) problems.add("{}.value: required", field);
   }
+}
 
+void validateProcessSettings(const ContainerDefinition& c, const std::string& label,
+                             Problems& problems) {
+  if (c.image.empty()) {
+    problems.add("{}.image: required", label);
+  } else if (auto reference = images::ImageReference::parse(c.image); !reference) {
+    problems.add("{}.image: {}", label, reference.error().message);
+  }
+
+  if (c.start_timeout_seconds &&
+      (*c.start_timeout_seconds < 0 || *c.start_timeout_seconds > kMaxTimeoutSeconds)) {
+    problems.add("{}.startTimeout: {} is outside 0..{} seconds", label, *c.start_timeout_seconds,
+                 kMaxTimeoutSeconds);
+  }
+  if (c.stop_timeout_seconds &&
+      (*c.stop_timeout_seconds < 0 || *c.stop_timeout_seconds > kMaxTimeoutSeconds)) {
+    problems.add("{}.stopTimeout: {} is outside 0..{} seconds", label, *c.stop_timeout_seconds,
+                 kMaxTimeoutSeconds);
+  }
+  if (!c.working_directory.empty() && !isAbsolutePath(c.working_directory)) {
+    problems.add("{}.workingDirectory: \"{}\" must be an absolute path", label,
+                 c.working_directory);
+  }
+  if (c.log_configuration) {
+    const LogConfiguration& log = *c.log_configuration;
+    if (log.log_driver.empty()) {
+      problems.add("{}.logConfiguration.logDriver: required", label);
+    } else if (!oneOf(log.log_driver, kLogDrivers)) {
+      problems.add(
+          "{}.logConfiguration.logDriver: \"{}\" is not one of json-file, syslog, "
+          "journald, gelf, fluentd, awslogs, splunk, awsfirelens",
+          label, log.log_driver);
+    }
+  }
+  if (c.health_check) validateHealthCheck(label, *c.health_check, problems);
   if (c.restart_policy) {
     const RestartPolicy& policy = *c.restart_policy;
     if (policy.ignored_exit_codes.size() > kMaxIgnoredExitCodes) {
@@ -1529,11 +1570,52 @@ void validateContainer(const TaskView& view, size_t index, Problems& problems) {
   }
 }
 
+void validateContainer(const TaskView& view, size_t index, Problems& problems) {
+  const TaskDefinition& d = view.definition;
+  const ContainerDefinition& c = d.container_definitions[index];
+  std::string label = containerLabel(c, index);
+  validateProcessSettings(c, label, problems);
+  validateReferences(view, c, label, problems);
+  validateMounts(view, c, label, problems);
+  validateEnvironment(c, label, problems);
+  validateNetworkSettings(d, c, label, problems);
+  validateSecurityAndLimits(c, label, problems);
+  validateSystemControls(d, c, label, problems);
+}
+
+// How one container reaches the next in the dependency graph.
+enum class Via { kDependsOn, kLinks, kVolumesFrom };
+
+// "dependsOn cycle: a -> b -> a", hops through links or volumesFrom marked as such. `cycle` starts
+// and ends with the same container; each entry names the edge that reached it.
+std::string describeCycle(const std::vector<ContainerDefinition>& containers,
+                          const std::vector<std::pair<size_t, Via>>& cycle) {
+  bool only_depends_on = std::all_of(cycle.begin() + 1, cycle.end(), [](const auto& entry) {
+    return entry.second == Via::kDependsOn;
+  });
+  std::string text = only_depends_on ? "dependsOn cycle: " : "dependency cycle: ";
+  text += containers[cycle.front().first].name;
+  for (size_t k = 1; k < cycle.size(); ++k) {
+    switch (cycle[k].second) {
+      case Via::kDependsOn:
+        text += " -> ";
+        break;
+      case Via::kLinks:
+        text += " -(links)-> ";
+        break;
+      case Via::kVolumesFrom:
+        text += " -(volumesFrom)-> ";
+        break;
+    }
+    text += containers[cycle[k].first].name;
+  }
+  return text;
+}
+
 // Cycles through dependsOn, links (implicit START) and volumesFrom (implicit CREATE): each is
 // reported once, as the path that closes it: "dependsOn cycle: a -> b -> a".
 void validateDependencyGraph(const TaskView& view, Problems& problems) {
   const auto& containers = view.definition.container_definitions;
-  enum class Via { kDependsOn, kLinks, kVolumesFrom };
   struct Edge {
     size_t to;
     Via via;
@@ -1590,25 +1672,7 @@ void validateDependencyGraph(const TaskView& view, Problems& problems) {
         std::set<size_t> members;
         for (const auto& entry : cycle) members.insert(entry.first);
         if (!reported.insert(members).second) continue;
-        bool only_depends_on = std::all_of(cycle.begin() + 1, cycle.end(), [](const auto& entry) {
-          return entry.second == Via::kDependsOn;
-        });
-        std::string text = containers[cycle.front().first].name;
-        for (size_t k = 1; k < cycle.size(); ++k) {
-          switch (cycle[k].second) {
-            case Via::kDependsOn:
-              text += " -> ";
-              break;
-            case Via::kLinks:
-              text += " -(links)-> ";
-              break;
-            case Via::kVolumesFrom:
-              text += " -(volumesFrom)-> ";
-              break;
-          }
-          text += containers[cycle[k].first].name;
-        }
-        problems.add("{}: {}", only_depends_on ? "dependsOn cycle" : "dependency cycle", text);
+        problems.add(describeCycle(containers, cycle));
       }
     }
   }

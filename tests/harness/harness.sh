@@ -86,11 +86,12 @@ start_daemon() {
   die "$name did not start (no pid file)"
 }
 
-# True if PID is alive and its command line names WORKDIR (guards against a recycled pid).
+# True if PID is alive and its command line names a path inside WORKDIR (guards against a
+# recycled pid, and against a harness in WORKDIR2 when WORKDIR is a prefix of it).
 pid_is_ours() {
   local pid=$1
   [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
-  cmdline_of "$pid" | grep -qF -- "$W"
+  cmdline_of "$pid" | grep -qF -- "$W/"
 }
 
 daemon_pid() { cat "$PIDS/$1" 2>/dev/null || true; }
@@ -162,6 +163,7 @@ cmdline_of() { { tr '\0' '\n' <"/proc/$1/cmdline"; } 2>/dev/null || true; }
 # Prints "PID NAMESPACE ID" for each runc shim that serves our containerd socket.
 our_shims() {
   local p pid args
+  local -a argv
   for p in /proc/[0-9]*; do
     pid=${p#/proc/}
     args=$(cmdline_of "$pid")
@@ -304,7 +306,11 @@ free_port() {
   "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-random_secret() { head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "${1:-24}"; }
+random_secret() {
+  "$PYTHON" -c 'import secrets, string, sys
+print("".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(int(sys.argv[1]))))' \
+    "${1:-24}"
+}
 
 http_status() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || true; }
 
@@ -415,7 +421,10 @@ ensure_image_cache() {
   local key
   key=$(cat "$HERE/build_images.sh" /bin/busybox | sha256sum | cut -c1-16)
   IMAGE_CACHE=$IMAGE_CACHE_ROOT/$key
-  [[ -e $IMAGE_CACHE/.complete ]] && return 0
+  if [[ -e $IMAGE_CACHE/.complete ]]; then
+    touch "$IMAGE_CACHE"
+    return 0
+  fi
   mkdir -p "$IMAGE_CACHE_ROOT"
   local fd
   exec {fd}>"$IMAGE_CACHE_ROOT/.lock"
@@ -428,8 +437,9 @@ ensure_image_cache() {
       { rm -rf "$tmp"; fail_with_log "building the test images failed" "$W/build-images.log"; }
     touch "$tmp/.complete"
     mv "$tmp" "$IMAGE_CACHE"
-    # Older builds are never used again.
-    find "$IMAGE_CACHE_ROOT" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -name '.build-*' \
+    # Builds of other versions of build_images.sh unused for two days (another checkout may still
+    # be using a recent one).
+    find "$IMAGE_CACHE_ROOT" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -mtime +2 \
       -exec rm -rf {} +
   fi
   exec {fd}>&-
@@ -645,7 +655,7 @@ fail_with_log() {
   for f in "$@"; do
     [[ -r $f ]] || continue
     log "---- last lines of $f ----"
-    tail -n 30 "$f" >&2
+    tail -n 30 "$f" | cut -c1-400 >&2
   done
   exit 1
 }

@@ -132,10 +132,12 @@ class RunTaskTest : public ::testing::Test {
     return run;
   }
 
+  // runc creates a container's cgroup path in every v1 hierarchy (blkio, devices, freezer, ...),
+  // not only the ones with limits: the task's directory must be gone from all of them.
   void expectNoTaskCgroup(const std::string& task_arn) {
     auto id = task_arn.substr(task_arn.rfind('/') + 1);
-    for (const char* controller : {"memory", "cpu,cpuacct", "pids"}) {
-      auto path = fs::path("/sys/fs/cgroup") / controller / "ecs" / id;
+    for (const auto& hierarchy : fs::directory_iterator("/sys/fs/cgroup")) {
+      auto path = hierarchy.path() / "ecs" / id;
       EXPECT_FALSE(fs::exists(path)) << "task cgroup left behind: " << path;
     }
   }

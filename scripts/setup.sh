@@ -15,6 +15,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # runtime and test peers
   containerd runc docker-registry apache2-utils skopeo umoci busybox-static
+  # initProcessEnabled: a static tini bind-mounted into containers as PID 1
+  tini
   containernetworking-plugins iptables iproute2 procps psmisc util-linux
   python3-boto3 awscli wrk curl jq
   # test harness: the token server signs JWTs

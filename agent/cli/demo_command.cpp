@@ -1,6 +1,8 @@
 // `ecs-node-agent demo IMAGE [-- COMMAND...]`: pull an image and run it once in containerd,
 // streaming its output, then remove the container. The smallest end-to-end path through the
 // agent's image and runtime layers; `run TASKDEF.json` grows out of it.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -8,9 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "agent/cli/commands.h"
 #include "agent/cli/services.h"
@@ -21,7 +20,9 @@ namespace {
 
 std::atomic<int> g_stop_signal{0};
 
-void onStopSignal(int signal) { g_stop_signal = signal; }
+void onStopSignal(int signal) {
+  g_stop_signal = signal;
+}
 
 // Prints whatever was appended to a log file since the last call.
 class LogFollower {
@@ -112,7 +113,8 @@ int demoCommand(const config::Config& config, const Args& args) {
 
   int status = 125;
   auto cleanup = [&] {
-    if (auto deleted = containerd.deleteTask(id); !deleted && deleted.error().code != ErrorCode::kNotFound) {
+    if (auto deleted = containerd.deleteTask(id);
+        !deleted && deleted.error().code != ErrorCode::kNotFound) {
       spdlog::warn("demo: delete task {}: {}", id, deleted.error().message);
     }
     if (auto deleted = containerd.deleteContainer(id); !deleted) {

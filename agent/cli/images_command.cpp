@@ -1,9 +1,9 @@
 // `ecs-node-agent images pull|ls|rm`: operators pre-pull images before a host registers.
-#include <chrono>
-#include <cstdio>
-
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
 
 #include "agent/cli/commands.h"
 #include "agent/cli/services.h"
@@ -35,10 +35,11 @@ int pullImages(images::ImagePuller& puller, const Args& refs) {
     auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - started);
     const auto& stats = pulled->stats;
-    fmt::print("{}: pulled {} ({} blobs, {:.1f} MiB fetched, {} present; {} layers unpacked) in {} ms\n",
-               reference->str(), pulled->image.target.digest, stats.blobs_fetched,
-               static_cast<double>(stats.bytes_fetched) / (1 << 20), stats.blobs_present,
-               stats.layers_unpacked, elapsed.count());
+    fmt::print(
+        "{}: pulled {} ({} blobs, {:.1f} MiB fetched, {} present; {} layers unpacked) in {} ms\n",
+        reference->str(), pulled->image.target.digest, stats.blobs_fetched,
+        static_cast<double>(stats.bytes_fetched) / (1 << 20), stats.blobs_present,
+        stats.layers_unpacked, elapsed.count());
   }
   return status;
 }

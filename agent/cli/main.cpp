@@ -1,11 +1,11 @@
 // ecs-node-agent: the Amazon ECS node agent for containerd hosts.
-#include <cstdio>
-#include <string>
-#include <vector>
-
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
 
 #include "agent/cli/commands.h"
 #include "agent/config/config.h"
@@ -24,18 +24,25 @@ constexpr const char* kUsage =
     "  demo IMAGE           pull IMAGE and run its default command once, streaming its output\n"
     "  version              print the agent's version\n"
     "\n"
-    "configuration: /etc/ecs/ecs.config and ECS_* environment variables (see docs/configuration.md)\n";
+    "configuration: /etc/ecs/ecs.config and ECS_* environment variables (see "
+    "docs/configuration.md)\n";
 
 void setUpLogging(const std::string& level) {
   auto logger = spdlog::stderr_color_mt("ecs-node-agent");
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
-  if (level == "debug") spdlog::set_level(spdlog::level::debug);
-  else if (level == "warn") spdlog::set_level(spdlog::level::warn);
-  else if (level == "error") spdlog::set_level(spdlog::level::err);
-  else if (level == "crit") spdlog::set_level(spdlog::level::critical);
-  else if (level == "none") spdlog::set_level(spdlog::level::off);
-  else spdlog::set_level(spdlog::level::info);
+  if (level == "debug")
+    spdlog::set_level(spdlog::level::debug);
+  else if (level == "warn")
+    spdlog::set_level(spdlog::level::warn);
+  else if (level == "error")
+    spdlog::set_level(spdlog::level::err);
+  else if (level == "crit")
+    spdlog::set_level(spdlog::level::critical);
+  else if (level == "none")
+    spdlog::set_level(spdlog::level::off);
+  else
+    spdlog::set_level(spdlog::level::info);
 }
 
 }  // namespace

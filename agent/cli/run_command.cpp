@@ -5,6 +5,9 @@
 // Exit status: the exit code of the essential container that stopped first; 2 when the task
 // definition does not validate (nothing is started); 125 when the task could not start (pull,
 // create or resource failure).
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <boost/asio.hpp>
@@ -13,10 +16,6 @@
 #include <random>
 #include <set>
 #include <sstream>
-
-#include <fmt/chrono.h>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "agent/cli/commands.h"
 #include "agent/cli/services.h"
@@ -43,7 +42,8 @@ std::string randomTaskId() {
 class LogFollower {
  public:
   LogFollower(std::string container, std::string out_path, std::string err_path)
-      : container_(std::move(container)), streams_{{{std::move(out_path), "stdout"}, {std::move(err_path), "stderr"}}} {}
+      : container_(std::move(container)),
+        streams_{{{std::move(out_path), "stdout"}, {std::move(err_path), "stderr"}}} {}
 
   template <typename Emit>
   void drain(bool final, Emit emit) {
@@ -56,7 +56,8 @@ class LogFollower {
         stream.partial += chunk;
       }
       size_t start = 0;
-      for (size_t nl; (nl = stream.partial.find('\n', start)) != std::string::npos; start = nl + 1) {
+      for (size_t nl; (nl = stream.partial.find('\n', start)) != std::string::npos;
+           start = nl + 1) {
         emit(container_, stream.name, std::string_view(stream.partial).substr(start, nl - start));
       }
       stream.partial.erase(0, start);
@@ -84,9 +85,8 @@ class Printer {
 
   void state(const engine::StateChange& change) {
     if (json_) {
-      boost::json::object line{{"type", "state"},
-                               {"time", rfc3339(change.time)},
-                               {"taskArn", change.task_arn}};
+      boost::json::object line{
+          {"type", "state"}, {"time", rfc3339(change.time)}, {"taskArn", change.task_arn}};
       if (!change.container_name.empty()) line["containerName"] = change.container_name;
       line["status"] = std::string(engine::toString(change.status));
       if (change.exit_code) line["exitCode"] = *change.exit_code;
@@ -108,8 +108,9 @@ class Printer {
       fmt::print("{}\n", boost::json::serialize(line));
     } else {
       std::string who = change.container_name.empty() ? "task" : change.container_name;
-      std::string what = change.health ? fmt::format("{} (health)", engine::toString(*change.health))
-                                       : std::string(engine::toString(change.status));
+      std::string what = change.health
+                             ? fmt::format("{} (health)", engine::toString(*change.health))
+                             : std::string(engine::toString(change.status));
       std::string extra;
       if (change.exit_code) extra += fmt::format(" exit code {}", *change.exit_code);
       if (!change.reason.empty()) extra += fmt::format(" ({})", change.reason);
@@ -194,16 +195,16 @@ int runCommand(const config::Config& config, const Args& args) {
   }
 
   const std::string region = config.region.empty() ? "us-east-1" : config.region;
-  const std::string task_arn = fmt::format("arn:aws:ecs:{}:000000000000:task/{}/{}", region,
-                                           config.cluster, randomTaskId());
+  const std::string task_arn =
+      fmt::format("arn:aws:ecs:{}:000000000000:task/{}/{}", region, config.cluster, randomTaskId());
   boost::asio::io_context io;
   engine::EngineOptions options;
   options.default_stop_timeout = config.container_stop_timeout;
   options.pull_behavior = config.image_pull_behavior;
   options.data_dir = config.data_dir;
   options.cluster = config.cluster;
-  engine::TaskEngine engine(io, {services->containerd.get(), services->puller.get(), cgroup_manager.get()},
-                            options);
+  engine::TaskEngine engine(
+      io, {services->containerd.get(), services->puller.get(), cgroup_manager.get()}, options);
 
   Printer printer(json);
   std::map<std::string, LogFollower> followers;
@@ -211,9 +212,8 @@ int runCommand(const config::Config& config, const Args& args) {
     followers.emplace(c.name, LogFollower(c.name, engine.logPath(task_arn, c.name, false),
                                           engine.logPath(task_arn, c.name, true)));
   }
-  auto print_log = [&](const std::string& container, std::string_view stream, std::string_view line) {
-    printer.log(container, stream, line);
-  };
+  auto print_log = [&](const std::string& container, std::string_view stream,
+                       std::string_view line) { printer.log(container, stream, line); };
 
   std::set<std::string> essential;
   for (const auto& c : definition->container_definitions) {
@@ -250,7 +250,8 @@ int runCommand(const config::Config& config, const Args& args) {
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](boost::system::error_code ec, int signal) {
       if (ec) return;
-      engine.stopTask(task_arn, fmt::format("Task stopped by {}", signal == SIGINT ? "SIGINT" : "SIGTERM"));
+      engine.stopTask(task_arn,
+                      fmt::format("Task stopped by {}", signal == SIGINT ? "SIGINT" : "SIGTERM"));
       wait_signal();
     });
   };

@@ -11,8 +11,8 @@ Result<Services> connectServices(const config::Config& config) {
   containerd_options.ns = config.containerd_namespace;
   auto containerd = runtime::ContainerdClient::connect(containerd_options);
   if (!containerd) {
-    return fail(containerd.error().wrap(
-        fmt::format("connect to containerd at {} (ECS_CONTAINERD_ADDRESS)", config.containerd_address)));
+    return fail(containerd.error().wrap(fmt::format(
+        "connect to containerd at {} (ECS_CONTAINERD_ADDRESS)", config.containerd_address)));
   }
   services.containerd = std::move(*containerd);
 

@@ -3,11 +3,11 @@
 // no exceptions cross module boundaries.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <expected>
 #include <string>
 #include <utility>
-
-#include <fmt/format.h>
 
 namespace ecs {
 
@@ -43,6 +43,8 @@ std::unexpected<Error> fail(ErrorCode code, fmt::format_string<Args...> format, 
   return std::unexpected(Error{code, fmt::format(format, std::forward<Args>(args)...)});
 }
 
-inline std::unexpected<Error> fail(Error error) { return std::unexpected(std::move(error)); }
+inline std::unexpected<Error> fail(Error error) {
+  return std::unexpected(std::move(error));
+}
 
 }  // namespace ecs

@@ -58,7 +58,8 @@ ConfigSources ConfigSources::fromProcess() {
     std::string_view entry(*e);
     auto eq = entry.find('=');
     if (eq == std::string_view::npos) continue;
-    sources.environment.emplace(std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)));
+    sources.environment.emplace(std::string(entry.substr(0, eq)),
+                                std::string(entry.substr(eq + 1)));
   }
   return sources;
 }
@@ -104,12 +105,18 @@ Result<std::chrono::milliseconds> parseDuration(std::string_view text) {
     auto unit = rest.substr(0, unit_len);
     rest.remove_prefix(unit_len);
     double scale = 0;
-    if (unit == "ns") scale = 1e-6;
-    else if (unit == "us" || unit == "µs") scale = 1e-3;
-    else if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1e3;
-    else if (unit == "m") scale = 60e3;
-    else if (unit == "h") scale = 3600e3;
+    if (unit == "ns")
+      scale = 1e-6;
+    else if (unit == "us" || unit == "µs")
+      scale = 1e-3;
+    else if (unit == "ms")
+      scale = 1;
+    else if (unit == "s")
+      scale = 1e3;
+    else if (unit == "m")
+      scale = 60e3;
+    else if (unit == "h")
+      scale = 3600e3;
     else
       return fail(ErrorCode::kInvalidArgument, "not a duration: \"{}\" (unknown unit \"{}\")", text,
                   unit);
@@ -120,10 +127,14 @@ Result<std::chrono::milliseconds> parseDuration(std::string_view text) {
 
 std::string_view toString(ImagePullBehavior behavior) {
   switch (behavior) {
-    case ImagePullBehavior::kDefault: return "default";
-    case ImagePullBehavior::kAlways: return "always";
-    case ImagePullBehavior::kOnce: return "once";
-    case ImagePullBehavior::kPreferCached: return "prefer-cached";
+    case ImagePullBehavior::kDefault:
+      return "default";
+    case ImagePullBehavior::kAlways:
+      return "always";
+    case ImagePullBehavior::kOnce:
+      return "once";
+    case ImagePullBehavior::kPreferCached:
+      return "prefer-cached";
   }
   return "default";
 }
@@ -181,8 +192,10 @@ Result<Config> load(const ConfigSources& sources) {
   if (const auto* v = get("ECS_ENGINE_AUTH_DATA")) config.engine_auth_data = *v;
   if (const auto* v = get("ECS_INSECURE_REGISTRIES")) {
     auto list = parseStringList(*v);
-    if (list) config.insecure_registries = std::move(*list);
-    else warn("ECS_INSECURE_REGISTRIES", *v, list.error().message);
+    if (list)
+      config.insecure_registries = std::move(*list);
+    else
+      warn("ECS_INSECURE_REGISTRIES", *v, list.error().message);
   }
   duration("ECS_IMAGE_PULL_TIMEOUT", config.image_pull_timeout, std::chrono::seconds(1));
   duration("ECS_IMAGE_PULL_INACTIVITY_TIMEOUT", config.image_pull_inactivity_timeout,
@@ -199,13 +212,16 @@ Result<Config> load(const ConfigSources& sources) {
   }
   if (const auto* v = get("ECS_ENABLE_TASK_CPU_MEM_LIMIT")) {
     auto parsed = parseBool(trim(*v));
-    if (parsed) config.task_cpu_mem_limit = *parsed;
-    else warn("ECS_ENABLE_TASK_CPU_MEM_LIMIT", *v, parsed.error().message);
+    if (parsed)
+      config.task_cpu_mem_limit = *parsed;
+    else
+      warn("ECS_ENABLE_TASK_CPU_MEM_LIMIT", *v, parsed.error().message);
   }
   if (const auto* v = get("ECS_CGROUP_PATH")) config.cgroup_path = trim(*v);
   if (const auto* v = get("ECS_CGROUP_CPU_PERIOD")) {
     auto parsed = parseDuration(*v);
-    if (!parsed || *parsed < std::chrono::milliseconds(8) || *parsed > std::chrono::milliseconds(100)) {
+    if (!parsed || *parsed < std::chrono::milliseconds(8) ||
+        *parsed > std::chrono::milliseconds(100)) {
       warn("ECS_CGROUP_CPU_PERIOD", *v, "expected a duration from 8ms to 100ms");
     } else {
       config.cgroup_cpu_period = std::chrono::duration_cast<std::chrono::microseconds>(*parsed);
@@ -226,7 +242,8 @@ Result<Config> load(const ConfigSources& sources) {
   if (const auto* v = get("AWS_REGION")) config.region = trim(*v);
   if (const auto* v = get("AWS_DEFAULT_REGION")) config.region = trim(*v);
   if (const auto* v = get("ECS_LOGLEVEL")) {
-    static constexpr std::string_view kLevels[] = {"debug", "info", "warn", "error", "crit", "none"};
+    static constexpr std::string_view kLevels[] = {"debug", "info", "warn",
+                                                   "error", "crit", "none"};
     std::string level(trim(*v));
     std::ranges::transform(level, level.begin(), [](unsigned char c) { return std::tolower(c); });
     if (std::ranges::find(kLevels, level) == std::end(kLevels)) {
@@ -239,7 +256,8 @@ Result<Config> load(const ConfigSources& sources) {
 
   if (config.containerd_namespace.empty() ||
       config.containerd_namespace.find_first_not_of(
-          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != std::string::npos) {
+          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+          std::string::npos) {
     return fail(ErrorCode::kInvalidArgument,
                 "ECS_CONTAINERD_NAMESPACE=\"{}\": a namespace is letters, digits, '.', '_' and '-'",
                 config.containerd_namespace);

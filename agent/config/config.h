@@ -20,30 +20,31 @@ enum class ImagePullBehavior { kDefault, kAlways, kOnce, kPreferCached };
 struct Config {
   // containerd
   std::string containerd_address = "/run/containerd/containerd.sock";  // ECS_CONTAINERD_ADDRESS
-  std::string containerd_namespace = "ecs";                           // ECS_CONTAINERD_NAMESPACE
+  std::string containerd_namespace = "ecs";                            // ECS_CONTAINERD_NAMESPACE
 
   // images
   ImagePullBehavior image_pull_behavior = ImagePullBehavior::kDefault;  // ECS_IMAGE_PULL_BEHAVIOR
-  std::string engine_auth_type;                                          // ECS_ENGINE_AUTH_TYPE
-  std::string engine_auth_data;                                          // ECS_ENGINE_AUTH_DATA
+  std::string engine_auth_type;                                         // ECS_ENGINE_AUTH_TYPE
+  std::string engine_auth_data;                                         // ECS_ENGINE_AUTH_DATA
   std::vector<std::string> insecure_registries;                         // ECS_INSECURE_REGISTRIES
-  std::chrono::seconds image_pull_timeout{2 * 3600};                     // ECS_IMAGE_PULL_TIMEOUT
+  std::chrono::seconds image_pull_timeout{2 * 3600};                    // ECS_IMAGE_PULL_TIMEOUT
   std::chrono::seconds image_pull_inactivity_timeout{60};  // ECS_IMAGE_PULL_INACTIVITY_TIMEOUT
   std::chrono::seconds manifest_pull_timeout{60};          // ECS_MANIFEST_PULL_TIMEOUT
 
   // tasks
-  std::chrono::milliseconds container_stop_timeout{std::chrono::seconds(30)};  // ECS_CONTAINER_STOP_TIMEOUT
-  bool task_cpu_mem_limit = true;                 // ECS_ENABLE_TASK_CPU_MEM_LIMIT
-  std::string cgroup_path = "/sys/fs/cgroup";     // ECS_CGROUP_PATH
+  std::chrono::milliseconds container_stop_timeout{
+      std::chrono::seconds(30)};                        // ECS_CONTAINER_STOP_TIMEOUT
+  bool task_cpu_mem_limit = true;                       // ECS_ENABLE_TASK_CPU_MEM_LIMIT
+  std::string cgroup_path = "/sys/fs/cgroup";           // ECS_CGROUP_PATH
   std::chrono::microseconds cgroup_cpu_period{100000};  // ECS_CGROUP_CPU_PERIOD (8ms..100ms)
-  int64_t task_pids_limit = 0;                     // ECS_TASK_PIDS_LIMIT (0: none)
+  int64_t task_pids_limit = 0;                          // ECS_TASK_PIDS_LIMIT (0: none)
 
   // host
   std::string data_dir = "/var/lib/ecs/data";  // ECS_DATADIR
   std::string cluster = "default";             // ECS_CLUSTER
   std::string region;                          // AWS_DEFAULT_REGION / AWS_REGION
   std::string log_level = "info";              // ECS_LOGLEVEL
-  bool log_level_set = false;                  // ECS_LOGLEVEL was given (commands pick their own default)
+  bool log_level_set = false;  // ECS_LOGLEVEL was given (commands pick their own default)
 
   std::vector<std::string> warnings;  // values that were ignored, for the log
 };

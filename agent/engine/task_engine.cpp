@@ -1,14 +1,14 @@
 #include "agent/engine/task_engine.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/mount.h>
 
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <set>
-
-#include <spdlog/spdlog.h>
 
 #include "agent/engine/container_spec.h"
 #include "agent/engine/image_user.h"
@@ -22,7 +22,9 @@ namespace {
 
 constexpr size_t kHealthOutputLimit = 1024;
 
-bool isTerminal(ContainerStatus status) { return status == ContainerStatus::kStopped; }
+bool isTerminal(ContainerStatus status) {
+  return status == ContainerStatus::kStopped;
+}
 
 std::string sanitizeName(std::string_view name) {
   std::string out;
@@ -41,7 +43,8 @@ int signalNumber(std::string_view name) {
   for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (!upper.starts_with("SIG")) upper = "SIG" + upper;
   if (auto it = kSignals.find(upper); it != kSignals.end()) return it->second;
-  if (std::all_of(name.begin(), name.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+  if (std::all_of(name.begin(), name.end(),
+                  [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
     return std::stoi(std::string(name));
   }
   return SIGTERM;
@@ -60,10 +63,14 @@ Result<UserIds> withSnapshotRootfs(const std::vector<runtime::Mount>& mounts,
   std::string data;
   unsigned long flags = MS_RDONLY;
   for (const auto& option : m.options) {
-    if (option == "rbind") flags |= MS_BIND | MS_REC;
-    else if (option == "bind") flags |= MS_BIND;
-    else if (option == "ro" || option == "rw") continue;
-    else data += (data.empty() ? "" : ",") + option;
+    if (option == "rbind")
+      flags |= MS_BIND | MS_REC;
+    else if (option == "bind")
+      flags |= MS_BIND;
+    else if (option == "ro" || option == "rw")
+      continue;
+    else
+      data += (data.empty() ? "" : ",") + option;
   }
   int rc = ::mount(m.source.c_str(), dir, m.type == "bind" ? nullptr : m.type.c_str(), flags,
                    data.empty() ? nullptr : data.c_str());
@@ -82,21 +89,30 @@ Result<UserIds> withSnapshotRootfs(const std::vector<runtime::Mount>& mounts,
 
 std::string_view toString(ContainerStatus status) {
   switch (status) {
-    case ContainerStatus::kNone: return "NONE";
-    case ContainerStatus::kManifestPulled: return "MANIFEST_PULLED";
-    case ContainerStatus::kPulled: return "PULLED";
-    case ContainerStatus::kCreated: return "CREATED";
-    case ContainerStatus::kRunning: return "RUNNING";
-    case ContainerStatus::kStopped: return "STOPPED";
+    case ContainerStatus::kNone:
+      return "NONE";
+    case ContainerStatus::kManifestPulled:
+      return "MANIFEST_PULLED";
+    case ContainerStatus::kPulled:
+      return "PULLED";
+    case ContainerStatus::kCreated:
+      return "CREATED";
+    case ContainerStatus::kRunning:
+      return "RUNNING";
+    case ContainerStatus::kStopped:
+      return "STOPPED";
   }
   return "NONE";
 }
 
 std::string_view toString(HealthStatus status) {
   switch (status) {
-    case HealthStatus::kUnknown: return "UNKNOWN";
-    case HealthStatus::kHealthy: return "HEALTHY";
-    case HealthStatus::kUnhealthy: return "UNHEALTHY";
+    case HealthStatus::kUnknown:
+      return "UNKNOWN";
+    case HealthStatus::kHealthy:
+      return "HEALTHY";
+    case HealthStatus::kUnhealthy:
+      return "UNHEALTHY";
   }
   return "UNKNOWN";
 }
@@ -112,8 +128,8 @@ struct TaskEngine::Container {
   std::string dir;
   ContainerStatus known = ContainerStatus::kNone;
   ContainerStatus desired = ContainerStatus::kRunning;
-  bool busy = false;            // a transition is in flight on the worker pool
-  bool created = false;         // a containerd container exists
+  bool busy = false;     // a transition is in flight on the worker pool
+  bool created = false;  // a containerd container exists
   bool stop_sent = false;
   bool restarting = false;  // exited; a new task is being started under the restart policy
   std::optional<uint32_t> pending_exit;  // an exit that arrived while the start was in flight
@@ -182,7 +198,9 @@ TaskEngine::~TaskEngine() {
   workers_.join();
 }
 
-void TaskEngine::drain() { workers_.join(); }
+void TaskEngine::drain() {
+  workers_.join();
+}
 
 void TaskEngine::onStateChange(std::function<void(const StateChange&)> callback) {
   state_callbacks_.push_back(std::move(callback));
@@ -219,15 +237,15 @@ TaskEngine::Task* TaskEngine::findTask(const std::string& task_arn) {
 template <typename Work, typename Done>
 void TaskEngine::offload(const std::string& task_arn, Work work, Done done) {
   std::weak_ptr<bool> alive = alive_;
-  boost::asio::post(workers_, [this, alive, task_arn, work = std::move(work),
-                               done = std::move(done)]() mutable {
-    auto result = work();
-    boost::asio::post(io_, [this, alive, task_arn, result = std::move(result),
-                            done = std::move(done)]() mutable {
-      if (!alive.lock()) return;
-      if (auto* task = findTask(task_arn)) done(*task, std::move(result));
-    });
-  });
+  boost::asio::post(
+      workers_, [this, alive, task_arn, work = std::move(work), done = std::move(done)]() mutable {
+        auto result = work();
+        boost::asio::post(io_, [this, alive, task_arn, result = std::move(result),
+                                done = std::move(done)]() mutable {
+          if (!alive.lock()) return;
+          if (auto* task = findTask(task_arn)) done(*task, std::move(result));
+        });
+      });
 }
 
 void TaskEngine::addTask(std::string task_arn, TaskDefinition definition) {
@@ -306,7 +324,8 @@ void TaskEngine::step(Task& task) {
         [this, dir = task.dir, id = task.id, limits]() -> Result<void> {
           std::error_code ec;
           fs::create_directories(dir, ec);
-          if (ec) return fail(ErrorCode::kInternal, "create task directory {}: {}", dir, ec.message());
+          if (ec)
+            return fail(ErrorCode::kInternal, "create task directory {}: {}", dir, ec.message());
           if (deps_.cgroups) {
             if (auto created = deps_.cgroups->createTask(id, limits); !created) return created;
           }
@@ -315,7 +334,8 @@ void TaskEngine::step(Task& task) {
         [this](Task& t, Result<void> result) {
           t.resources_busy = false;
           if (!result) {
-            for (auto& c : t.containers) c->reason = "ResourceInitializationError: " + result.error().message;
+            for (auto& c : t.containers)
+              c->reason = "ResourceInitializationError: " + result.error().message;
             setDesiredStopped(t, "ResourceInitializationError: " + result.error().message);
             return;
           }
@@ -339,8 +359,10 @@ void TaskEngine::stepContainer(Task& task, Container& c) {
       return;
     case ContainerStatus::kPulled:
       switch (dependenciesFor(task, c, ContainerStatus::kCreated, &why)) {
-        case Gate::kOpen: return create(task, c);
-        case Gate::kWait: return;
+        case Gate::kOpen:
+          return create(task, c);
+        case Gate::kWait:
+          return;
         case Gate::kNever:
           c.reason = "DependencyError: " + why;
           c.known = ContainerStatus::kStopped;
@@ -350,8 +372,10 @@ void TaskEngine::stepContainer(Task& task, Container& c) {
       return;
     case ContainerStatus::kCreated:
       switch (dependenciesFor(task, c, ContainerStatus::kRunning, &why)) {
-        case Gate::kOpen: return start(task, c);
-        case Gate::kWait: return;
+        case Gate::kOpen:
+          return start(task, c);
+        case Gate::kWait:
+          return;
         case Gate::kNever:
           c.reason = "DependencyError: " + why;
           c.known = ContainerStatus::kStopped;
@@ -366,18 +390,20 @@ void TaskEngine::stepContainer(Task& task, Container& c) {
 }
 
 // Containers that must stop before `container` may: those that depend on it.
-std::vector<TaskEngine::Container*> TaskEngine::dependentsOf(Task& task, const Container& container) {
+std::vector<TaskEngine::Container*> TaskEngine::dependentsOf(Task& task,
+                                                             const Container& container) {
   std::vector<Container*> out;
   const auto& name = container.def->name;
   for (auto& c : task.containers) {
     const auto& def = *c->def;
-    bool depends = std::any_of(def.depends_on.begin(), def.depends_on.end(),
-                               [&](const auto& d) { return d.container_name == name; }) ||
-                   std::find(def.links.begin(), def.links.end(), name) != def.links.end() ||
-                   std::any_of(def.links.begin(), def.links.end(),
-                               [&](const std::string& l) { return l.substr(0, l.find(':')) == name; }) ||
-                   std::any_of(def.volumes_from.begin(), def.volumes_from.end(),
-                               [&](const auto& v) { return v.source_container == name; });
+    bool depends =
+        std::any_of(def.depends_on.begin(), def.depends_on.end(),
+                    [&](const auto& d) { return d.container_name == name; }) ||
+        std::find(def.links.begin(), def.links.end(), name) != def.links.end() ||
+        std::any_of(def.links.begin(), def.links.end(),
+                    [&](const std::string& l) { return l.substr(0, l.find(':')) == name; }) ||
+        std::any_of(def.volumes_from.begin(), def.volumes_from.end(),
+                    [&](const auto& v) { return v.source_container == name; });
     if (depends) out.push_back(c.get());
   }
   return out;
@@ -418,16 +444,19 @@ TaskEngine::Gate TaskEngine::dependenciesFor(Task& task, Container& c, Container
   for (const auto& dependency : c.def->depends_on) {
     Container* dep = task.container(dependency.container_name);
     if (!dep) {
-      never(fmt::format("{} depends on unknown container {}", c.def->name, dependency.container_name));
+      never(fmt::format("{} depends on unknown container {}", c.def->name,
+                        dependency.container_name));
       break;
     }
     const auto& dn = dep->def->name;
     switch (dependency.condition) {
       case ContainerDependency::Condition::kStart: {
-        auto need = next == ContainerStatus::kCreated ? ContainerStatus::kCreated : ContainerStatus::kRunning;
+        auto need = next == ContainerStatus::kCreated ? ContainerStatus::kCreated
+                                                      : ContainerStatus::kRunning;
         if (dep->known >= need) break;
         if (dep->desired == ContainerStatus::kStopped) {
-          never(fmt::format("{} depends on {} (START), which stopped before it started", c.def->name, dn));
+          never(fmt::format("{} depends on {} (START), which stopped before it started",
+                            c.def->name, dn));
         } else {
           wait();
         }
@@ -435,9 +464,13 @@ TaskEngine::Gate TaskEngine::dependenciesFor(Task& task, Container& c, Container
       }
       case ContainerDependency::Condition::kComplete:
         if (dep->known == ContainerStatus::kStopped) {
-          if (!dep->exit_code) never(fmt::format("{} depends on {} (COMPLETE), which stopped without running: {}", c.def->name, dn, dep->reason));
+          if (!dep->exit_code)
+            never(fmt::format("{} depends on {} (COMPLETE), which stopped without running: {}",
+                              c.def->name, dn, dep->reason));
         } else if (timed_out(*dep)) {
-          never(fmt::format("{} depends on {} (COMPLETE), which did not complete within its startTimeout of {}s", c.def->name, dn, *dep->def->start_timeout_seconds));
+          never(fmt::format(
+              "{} depends on {} (COMPLETE), which did not complete within its startTimeout of {}s",
+              c.def->name, dn, *dep->def->start_timeout_seconds));
         } else {
           wait();
         }
@@ -445,12 +478,16 @@ TaskEngine::Gate TaskEngine::dependenciesFor(Task& task, Container& c, Container
       case ContainerDependency::Condition::kSuccess:
         if (dep->known == ContainerStatus::kStopped) {
           if (!dep->exit_code) {
-            never(fmt::format("{} depends on {} (SUCCESS), which stopped without running: {}", c.def->name, dn, dep->reason));
+            never(fmt::format("{} depends on {} (SUCCESS), which stopped without running: {}",
+                              c.def->name, dn, dep->reason));
           } else if (*dep->exit_code != 0) {
-            never(fmt::format("{} depends on {} (SUCCESS), which exited with code {}", c.def->name, dn, *dep->exit_code));
+            never(fmt::format("{} depends on {} (SUCCESS), which exited with code {}", c.def->name,
+                              dn, *dep->exit_code));
           }
         } else if (timed_out(*dep)) {
-          never(fmt::format("{} depends on {} (SUCCESS), which did not exit within its startTimeout of {}s", c.def->name, dn, *dep->def->start_timeout_seconds));
+          never(fmt::format(
+              "{} depends on {} (SUCCESS), which did not exit within its startTimeout of {}s",
+              c.def->name, dn, *dep->def->start_timeout_seconds));
         } else {
           wait();
         }
@@ -458,9 +495,12 @@ TaskEngine::Gate TaskEngine::dependenciesFor(Task& task, Container& c, Container
       case ContainerDependency::Condition::kHealthy:
         if (dep->health == HealthStatus::kHealthy) break;
         if (dep->known == ContainerStatus::kStopped) {
-          never(fmt::format("{} depends on {} (HEALTHY), which stopped before it was healthy", c.def->name, dn));
+          never(fmt::format("{} depends on {} (HEALTHY), which stopped before it was healthy",
+                            c.def->name, dn));
         } else if (timed_out(*dep)) {
-          never(fmt::format("{} depends on {} (HEALTHY), which was not healthy within its startTimeout of {}s", c.def->name, dn, *dep->def->start_timeout_seconds));
+          never(fmt::format(
+              "{} depends on {} (HEALTHY), which was not healthy within its startTimeout of {}s",
+              c.def->name, dn, *dep->def->start_timeout_seconds));
         } else {
           wait();
         }
@@ -474,7 +514,8 @@ TaskEngine::Gate TaskEngine::dependenciesFor(Task& task, Container& c, Container
     if (!dep) continue;
     if (dep->known < ContainerStatus::kRunning) {
       if (dep->desired == ContainerStatus::kStopped) {
-        never(fmt::format("{} links to {}, which stopped before it started", c.def->name, dep->def->name));
+        never(fmt::format("{} links to {}, which stopped before it started", c.def->name,
+                          dep->def->name));
         return gate;
       }
       wait();
@@ -485,7 +526,8 @@ TaskEngine::Gate TaskEngine::dependenciesFor(Task& task, Container& c, Container
     if (!dep) continue;
     if (dep->known < ContainerStatus::kCreated) {
       if (dep->desired == ContainerStatus::kStopped) {
-        never(fmt::format("{} takes volumes from {}, which was never created", c.def->name, dep->def->name));
+        never(fmt::format("{} takes volumes from {}, which was never created", c.def->name,
+                          dep->def->name));
         return gate;
       }
       wait();
@@ -498,7 +540,8 @@ void TaskEngine::updateTaskStatus(Task& task) {
   if (task.containers.empty()) return;
   ContainerStatus lowest = ContainerStatus::kStopped;
   for (const auto& c : task.containers) {
-    auto mapped = c->known == ContainerStatus::kManifestPulled ? ContainerStatus::kPulled : c->known;
+    auto mapped =
+        c->known == ContainerStatus::kManifestPulled ? ContainerStatus::kPulled : c->known;
     lowest = std::min(lowest, mapped);
   }
   if (lowest <= task.known) return;
@@ -515,7 +558,8 @@ void TaskEngine::pull(Task& task, Container& c) {
   auto behavior = options_.pull_behavior;
   offload(
       task.arn,
-      [this, image = c.def->image, behavior]() -> Result<std::pair<images::ResolvedImage, runtime::ImageConfig>> {
+      [this, image = c.def->image,
+       behavior]() -> Result<std::pair<images::ResolvedImage, runtime::ImageConfig>> {
         auto reference = images::ImageReference::parse(image);
         if (!reference) return fail(reference.error());
         Result<images::ResolvedImage> resolved = fail(ErrorCode::kNotFound, "not resolved");
@@ -569,17 +613,31 @@ void TaskEngine::create(Task& task, Container& c) {
   inputs.task_id = task.id;
   inputs.runtime_id = c.runtime_id;
   inputs.container_dir = c.dir;
-  if (deps_.cgroups) inputs.cgroups_path = deps_.cgroups->containerCgroupsPath(task.id, c.runtime_id);
+  if (deps_.cgroups)
+    inputs.cgroups_path = deps_.cgroups->containerCgroupsPath(task.id, c.runtime_id);
   auto* containerd = deps_.containerd;
   const std::string chain_id = c.image.chain_id;
-  inputs.resolve_user = [containerd, chain_id, id = c.runtime_id](const std::string& user) -> Result<UserIds> {
-    // Names resolve against the image's own /etc/passwd and /etc/group: mount a throwaway
-    // snapshot of the image's rootfs just long enough to read them.
+  // Names resolve against the image's own /etc/passwd and /etc/group: mount a throwaway snapshot
+  // of the image's rootfs just long enough to read them. Cached per container, since every
+  // health check builds an exec process (and so resolves the user) again; serialized, since the
+  // snapshot key is per container.
+  struct UserCache {
+    std::mutex mutex;
+    std::map<std::string, UserIds> ids;
+  };
+  auto cache = std::make_shared<UserCache>();
+  inputs.resolve_user = [containerd, chain_id, id = c.runtime_id,
+                         cache](const std::string& user) -> Result<UserIds> {
+    std::lock_guard lock(cache->mutex);
+    if (auto it = cache->ids.find(user); it != cache->ids.end()) return it->second;
     const std::string key = "userlookup-" + id;
-    auto mounts = containerd->prepareSnapshot("", key, chain_id, {{runtime::kLabelManagedBy, runtime::kManagedByValue}});
+    auto mounts = containerd->prepareSnapshot(
+        "", key, chain_id, {{runtime::kLabelManagedBy, runtime::kManagedByValue}});
     if (!mounts) return fail(mounts.error().wrap("read the image's /etc/passwd"));
-    auto ids = withSnapshotRootfs(*mounts, [&](const std::string& dir) { return resolveUserInRootfs(dir, user); });
+    auto ids = withSnapshotRootfs(
+        *mounts, [&](const std::string& dir) { return resolveUserInRootfs(dir, user); });
     containerd->removeSnapshot(key);
+    if (ids) cache->ids.emplace(user, *ids);
     return ids;
   };
   c.spec_inputs = inputs;
@@ -592,7 +650,8 @@ void TaskEngine::create(Task& task, Container& c) {
   spec.labels["com.amazonaws.ecs.task-arn"] = task.arn;
   spec.labels["com.amazonaws.ecs.container-name"] = c.def->name;
   spec.labels["com.amazonaws.ecs.task-definition-family"] = task.definition.family;
-  spec.labels["com.amazonaws.ecs.task-definition-version"] = std::to_string(task.definition.revision);
+  spec.labels["com.amazonaws.ecs.task-definition-version"] =
+      std::to_string(task.definition.revision);
   spec.labels["com.amazonaws.ecs.cluster"] = options_.cluster;
   spec.labels[runtime::kLabelManagedBy] = runtime::kManagedByValue;
   offload(
@@ -600,7 +659,8 @@ void TaskEngine::create(Task& task, Container& c) {
       [this, inputs, spec]() mutable -> Result<void> {
         std::error_code ec;
         fs::create_directories(inputs.container_dir, ec);
-        if (ec) return fail(ErrorCode::kInternal, "create {}: {}", inputs.container_dir, ec.message());
+        if (ec)
+          return fail(ErrorCode::kInternal, "create {}: {}", inputs.container_dir, ec.message());
         auto json = buildContainerSpec(inputs);
         if (!json) return fail(json.error());
         spec.oci_spec_json = std::move(*json);
@@ -630,7 +690,9 @@ void TaskEngine::start(Task& task, Container& c) {
   offload(
       task.arn,
       [this, id = c.runtime_id, out = (fs::path(c.dir) / "stdout.log").string(),
-       err = (fs::path(c.dir) / "stderr.log").string()]() { return deps_.containerd->startTask(id, out, err); },
+       err = (fs::path(c.dir) / "stderr.log").string()]() {
+        return deps_.containerd->startTask(id, out, err);
+      },
       [this, name = c.def->name](Task& t, Result<uint32_t> result) {
         Container& ct = *t.container(name);
         ct.busy = false;
@@ -649,12 +711,13 @@ void TaskEngine::start(Task& task, Container& c) {
         ct.stop_sent = false;
         ++ct.health_generation;
         if (!restarted) emit(t, &ct);
-        if (const auto& hc = ct.def->health_check; hc && !hc->command.empty() && hc->command[0] != "NONE") {
+        if (const auto& hc = ct.def->health_check;
+            hc && !hc->command.empty() && hc->command[0] != "NONE") {
           scheduleHealthCheck(t, ct, std::chrono::seconds(hc->interval_seconds));
         }
         if (ct.def->start_timeout_seconds) {
-          ct.start_timeout_timer->expires_after(std::chrono::seconds(*ct.def->start_timeout_seconds) +
-                                                std::chrono::milliseconds(10));
+          ct.start_timeout_timer->expires_after(
+              std::chrono::seconds(*ct.def->start_timeout_seconds) + std::chrono::milliseconds(10));
           ct.start_timeout_timer->async_wait([this, arn = t.arn](boost::system::error_code ec) {
             if (ec) return;
             if (auto* task = findTask(arn)) step(*task);
@@ -679,14 +742,16 @@ void TaskEngine::stopContainer(Task& task, Container& c) {
   spdlog::info("task {}: stopping container {} (signal {}, SIGKILL after {} ms)", task.arn,
                c.def->name, signal, timeout.count());
   offload(
-      task.arn, [this, id = c.runtime_id, signal] { return deps_.containerd->killTask(id, signal); },
+      task.arn,
+      [this, id = c.runtime_id, signal] { return deps_.containerd->killTask(id, signal); },
       [](Task&, Result<void> result) {
         if (!result && result.error().code != ErrorCode::kNotFound) {
           spdlog::warn("stop: {}", result.error().message);
         }
       });
   c.stop_timer->expires_after(timeout);
-  c.stop_timer->async_wait([this, arn = task.arn, name = c.def->name](boost::system::error_code ec) {
+  c.stop_timer->async_wait([this, arn = task.arn,
+                            name = c.def->name](boost::system::error_code ec) {
     if (ec) return;
     auto* t = findTask(arn);
     if (!t) return;
@@ -731,7 +796,8 @@ void TaskEngine::handleExit(const std::string& runtime_id, uint32_t exit_status)
   offload(
       task->arn,
       [this, id = c->runtime_id, cgroup = c->spec_inputs.cgroups_path]() -> bool {
-        if (auto deleted = deps_.containerd->deleteTask(id); !deleted && deleted.error().code != ErrorCode::kNotFound) {
+        if (auto deleted = deps_.containerd->deleteTask(id);
+            !deleted && deleted.error().code != ErrorCode::kNotFound) {
           spdlog::warn("delete task of {}: {}", id, deleted.error().message);
         }
         if (deps_.cgroups && !cgroup.empty()) {
@@ -756,18 +822,21 @@ void TaskEngine::handleExit(const std::string& runtime_id, uint32_t exit_status)
 
 bool TaskEngine::maybeRestart(Task& task, Container& c) {
   const auto& policy = c.def->restart_policy;
-  if (!policy || !policy->enabled || task.desired == ContainerStatus::kStopped || !c.exit_code) return false;
-  if (std::find(policy->ignored_exit_codes.begin(), policy->ignored_exit_codes.end(), *c.exit_code) !=
-      policy->ignored_exit_codes.end()) {
+  if (!policy || !policy->enabled || task.desired == ContainerStatus::kStopped || !c.exit_code)
+    return false;
+  if (std::find(policy->ignored_exit_codes.begin(), policy->ignored_exit_codes.end(),
+                *c.exit_code) != policy->ignored_exit_codes.end()) {
     return false;
   }
   auto since = c.last_restart_at.value_or(c.started_at);
-  if (Clock::now() - since < std::chrono::seconds(policy->restart_attempt_period_seconds)) return false;
+  if (Clock::now() - since < std::chrono::seconds(policy->restart_attempt_period_seconds))
+    return false;
   ++c.restart_count;
   c.last_restart_at = Clock::now();
   spdlog::info("task {}: restarting container {} (exit code {}, restart {})", task.arn, c.def->name,
                *c.exit_code, c.restart_count);
-  c.reason = fmt::format("restarted after exit code {} (restart {})", *c.exit_code, c.restart_count);
+  c.reason =
+      fmt::format("restarted after exit code {} (restart {})", *c.exit_code, c.restart_count);
   c.restarting = true;  // known stays RUNNING: the task does not stop while it restarts
   c.oom = false;
   c.health = HealthStatus::kUnknown;
@@ -832,7 +901,8 @@ void TaskEngine::runHealthCheck(Task& task, Container& c) {
         if (output.empty()) output = text.substr(0, kHealthOutputLimit);
         return {code, output};
       },
-      [this, name = c.def->name, generation = c.health_generation](Task& t, std::pair<int, std::string> result) {
+      [this, name = c.def->name, generation = c.health_generation](
+          Task& t, std::pair<int, std::string> result) {
         Container& ct = *t.container(name);
         if (ct.known != ContainerStatus::kRunning || ct.health_generation != generation ||
             ct.desired == ContainerStatus::kStopped) {

@@ -62,7 +62,8 @@ struct StateChange {
 };
 
 struct EngineOptions {
-  std::chrono::milliseconds default_stop_timeout{std::chrono::seconds(30)};  // ECS_CONTAINER_STOP_TIMEOUT
+  std::chrono::milliseconds default_stop_timeout{
+      std::chrono::seconds(30)};  // ECS_CONTAINER_STOP_TIMEOUT
   config::ImagePullBehavior pull_behavior = config::ImagePullBehavior::kDefault;
   std::string data_dir = "/var/lib/ecs/data";  // task directories: <data_dir>/tasks/<taskId>/...
   std::string cluster = "default";

@@ -1,5 +1,6 @@
 #include "agent/images/image_puller.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/utsname.h>
 
 #include <boost/json.hpp>
@@ -7,8 +8,6 @@
 #include <deque>
 #include <random>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 
 #include "agent/images/digest.h"
 
@@ -117,7 +116,8 @@ Result<std::vector<IndexEntry>> parseIndex(std::string_view body) {
     auto descriptor = parseDescriptor(item, "index entry");
     if (!descriptor) return fail(descriptor.error());
     IndexEntry entry{std::move(*descriptor), Platform{"", "", ""}};
-    if (auto* platform = item.as_object().if_contains("platform"); platform && platform->is_object()) {
+    if (auto* platform = item.as_object().if_contains("platform");
+        platform && platform->is_object()) {
       entry.platform.os = stringField(platform->as_object(), "os");
       entry.platform.architecture = stringField(platform->as_object(), "architecture");
       entry.platform.variant = stringField(platform->as_object(), "variant");
@@ -140,7 +140,8 @@ Result<const IndexEntry*> selectPlatform(const std::vector<IndexEntry>& entries,
     if (!isManifest(entry.descriptor.media_type) && !isIndex(entry.descriptor.media_type)) continue;
     if (!platformMatches(entry.platform, host)) continue;
     // An exact variant match beats an entry that left the variant out.
-    if (!best || (entry.platform.variant == host.variant && best->platform.variant != host.variant)) {
+    if (!best ||
+        (entry.platform.variant == host.variant && best->platform.variant != host.variant)) {
       best = &entry;
     }
   }
@@ -166,8 +167,8 @@ Result<ParsedConfig> parseConfig(std::string_view body) {
   parsed.platform = Platform{stringField(object, "os"), stringField(object, "architecture"),
                              stringField(object, "variant")};
   auto* rootfs = object.if_contains("rootfs");
-  auto* diff_ids = rootfs && rootfs->is_object() ? rootfs->as_object().if_contains("diff_ids")
-                                                 : nullptr;
+  auto* diff_ids =
+      rootfs && rootfs->is_object() ? rootfs->as_object().if_contains("diff_ids") : nullptr;
   if (!diff_ids || !diff_ids->is_array()) {
     return fail(ErrorCode::kInvalidArgument, "image config has no rootfs.diff_ids");
   }
@@ -318,8 +319,8 @@ Result<PullResult> ImagePuller::pullOnce(const ImageReference& image) {
   const std::string what = fmt::format("pull {}", image.str());
   auto started = std::chrono::steady_clock::now();
   Labels lease_labels{{runtime::kLabelManagedBy, runtime::kManagedByValue}};
-  auto lease = containerd_.createLease(lease_labels, std::chrono::duration_cast<std::chrono::seconds>(
-                                                         kPullLeaseExpiry));
+  auto lease = containerd_.createLease(
+      lease_labels, std::chrono::duration_cast<std::chrono::seconds>(kPullLeaseExpiry));
   if (!lease) return fail(lease.error().wrap(what));
   PullContext ctx{image, *lease, {}, {}};
 
@@ -350,18 +351,20 @@ Result<PullResult> ImagePuller::pullOnce(const ImageReference& image) {
   }
   // The image record now holds the content and snapshots; the lease is no longer needed.
   if (auto removed = containerd_.deleteLease(ctx.lease, /*sync_gc=*/false); !removed) {
-    spdlog::warn("{}: could not delete pull lease {}: {}", what, ctx.lease, removed.error().message);
+    spdlog::warn("{}: could not delete pull lease {}: {}", what, ctx.lease,
+                 removed.error().message);
   }
   {
     std::lock_guard lock(ctx.mutex);
-    spdlog::info("pulled {} ({}) in {} ms: {} blobs fetched ({} bytes), {} present, {} layers "
-                 "unpacked, {} already unpacked",
-                 image.str(), pulled->manifest.digest,
-                 std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now() - started)
-                     .count(),
-                 ctx.stats.blobs_fetched, ctx.stats.bytes_fetched, ctx.stats.blobs_present,
-                 ctx.stats.layers_unpacked, ctx.stats.layers_already_unpacked);
+    spdlog::info(
+        "pulled {} ({}) in {} ms: {} blobs fetched ({} bytes), {} present, {} layers "
+        "unpacked, {} already unpacked",
+        image.str(), pulled->manifest.digest,
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                              started)
+            .count(),
+        ctx.stats.blobs_fetched, ctx.stats.bytes_fetched, ctx.stats.blobs_present,
+        ctx.stats.layers_unpacked, ctx.stats.layers_already_unpacked);
     return PullResult{std::move(*pulled), ctx.stats, false};
   }
 }
@@ -435,8 +438,8 @@ Result<Descriptor> ImagePuller::fetchAndStoreManifest(PullContext& ctx,
     return fail(ErrorCode::kInvalidArgument, "unsupported manifest media type \"{}\"", media_type);
   }
 
-  auto stored = storeContent(ctx, "manifest-" + top->descriptor.digest, top->descriptor, labels,
-                             top->body);
+  auto stored =
+      storeContent(ctx, "manifest-" + top->descriptor.digest, top->descriptor, labels, top->body);
   if (!stored) return fail(stored.error().wrap("store manifest " + top->descriptor.digest));
   return top->descriptor;
 }
@@ -457,13 +460,15 @@ Result<std::string> ImagePuller::fetchConfig(PullContext& ctx, const Descriptor&
     }
   }
   std::string body;
-  auto fetched = registry_.fetchBlob(ctx.image, config, 0, [&](std::string_view chunk) -> Result<void> {
-    if (body.size() + chunk.size() > kMaxConfigBytes) {
-      return fail(ErrorCode::kInvalidArgument, "image config larger than {} bytes", kMaxConfigBytes);
-    }
-    body.append(chunk);
-    return {};
-  });
+  auto fetched =
+      registry_.fetchBlob(ctx.image, config, 0, [&](std::string_view chunk) -> Result<void> {
+        if (body.size() + chunk.size() > kMaxConfigBytes) {
+          return fail(ErrorCode::kInvalidArgument, "image config larger than {} bytes",
+                      kMaxConfigBytes);
+        }
+        body.append(chunk);
+        return {};
+      });
   if (!fetched) return fail(fetched.error());
   ++total_blob_fetches_;
   if (static_cast<int64_t>(body.size()) != config.size || sha256Digest(body) != config.digest) {
@@ -508,9 +513,10 @@ Result<void> ImagePuller::fetchLayers(PullContext& ctx, const std::vector<Descri
         if (first_error) return;
       }
       const auto& layer = layers[i];
-      Labels labels{{runtime::kLabelManagedBy, runtime::kManagedByValue},
-                    {"containerd.io/uncompressed", layer.annotations.at("containerd.io/uncompressed")},
-                    {"containerd.io/distribution.source." + ctx.image.domain, ctx.image.repository}};
+      Labels labels{
+          {runtime::kLabelManagedBy, runtime::kManagedByValue},
+          {"containerd.io/uncompressed", layer.annotations.at("containerd.io/uncompressed")},
+          {"containerd.io/distribution.source." + ctx.image.domain, ctx.image.repository}};
       if (auto fetched = fetchBlob(ctx, layer, labels); !fetched) {
         std::lock_guard lock(error_mutex);
         if (!first_error) first_error = fetched.error();
@@ -530,7 +536,8 @@ Result<void> ImagePuller::fetchLayers(PullContext& ctx, const std::vector<Descri
 
 // One download per digest at a time across all pulls: a second pull that needs a layer being
 // fetched waits for it, then holds it with its own lease.
-Result<void> ImagePuller::fetchBlob(PullContext& ctx, const Descriptor& blob, const Labels& labels) {
+Result<void> ImagePuller::fetchBlob(PullContext& ctx, const Descriptor& blob,
+                                    const Labels& labels) {
   std::promise<Result<void>> promise;
   std::shared_future<Result<void>> in_flight;
   {
@@ -593,13 +600,14 @@ Result<void> ImagePuller::fetchBlobOnce(PullContext& ctx, const Descriptor& blob
   ++total_blob_fetches_;
 
   if (!written) {
-    if (auto aborted = containerd_.abortIngest(ref); !aborted && aborted.error().code != ErrorCode::kNotFound) {
+    if (auto aborted = containerd_.abortIngest(ref);
+        !aborted && aborted.error().code != ErrorCode::kNotFound) {
       spdlog::warn("abort ingest {}: {}", ref, aborted.error().message);
     }
     // A download failure explains a failed write better than the write's own error.
     if (auto download_error = pipe.downloadError()) return fail(*download_error);
-    return fail(written.error().wrap(fmt::format("layer {} from registry {}", blob.digest,
-                                                 ctx.image.registryHost())));
+    return fail(written.error().wrap(
+        fmt::format("layer {} from registry {}", blob.digest, ctx.image.registryHost())));
   }
   std::lock_guard lock(ctx.mutex);
   ++ctx.stats.blobs_fetched;
@@ -627,15 +635,16 @@ Result<std::string> ImagePuller::unpack(PullContext& ctx, const std::vector<Desc
     }
     const std::string key = fmt::format("extract-{}-{}", randomSuffix(), chains[i]);
     const std::string parent = i == 0 ? std::string() : chains[i - 1];
-    auto mounts =
-        containerd_.prepareSnapshot(ctx.lease, key, parent, labels, options_.snapshotter);
+    auto mounts = containerd_.prepareSnapshot(ctx.lease, key, parent, labels, options_.snapshotter);
     if (!mounts) return fail(mounts.error().wrap("unpack layer " + layers[i].digest));
     auto applied = containerd_.applyLayer(layers[i], *mounts);
     if (!applied || applied->digest != diff_ids[i]) {
       containerd_.removeSnapshot(key, options_.snapshotter);
       if (!applied) return fail(applied.error().wrap("unpack layer " + layers[i].digest));
-      return fail(ErrorCode::kDataLoss, "unpack layer {}: uncompressed digest {} does not match "
-                  "the config's diff ID {}", layers[i].digest, applied->digest, diff_ids[i]);
+      return fail(ErrorCode::kDataLoss,
+                  "unpack layer {}: uncompressed digest {} does not match "
+                  "the config's diff ID {}",
+                  layers[i].digest, applied->digest, diff_ids[i]);
     }
     auto committed =
         containerd_.commitSnapshot(ctx.lease, chains[i], key, labels, options_.snapshotter);
@@ -734,6 +743,8 @@ Result<void> ImagePuller::remove(const ImageReference& image) {
   return {};
 }
 
-Result<std::vector<runtime::ImageRecord>> ImagePuller::list() { return containerd_.listImages(); }
+Result<std::vector<runtime::ImageRecord>> ImagePuller::list() {
+  return containerd_.listImages();
+}
 
 }  // namespace ecs::images

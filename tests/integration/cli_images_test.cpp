@@ -10,8 +10,8 @@
 namespace {
 
 using ecs::testing::harnessEnv;
-using ecs::testing::RunResult;
 using ecs::testing::runCommand;
+using ecs::testing::RunResult;
 
 class CliImagesTest : public ::testing::Test {
  protected:
@@ -33,8 +33,9 @@ class CliImagesTest : public ::testing::Test {
 
   RunResult agent(std::vector<std::string> args) {
     args.insert(args.begin(), agent_);
-    return runCommand(args, {"ECS_CONTAINERD_ADDRESS=" + harnessEnv().containerdAddress(),
-                             "ECS_CONTAINERD_NAMESPACE=" + ns_, "ECS_LOGLEVEL=warn"},
+    return runCommand(args,
+                      {"ECS_CONTAINERD_ADDRESS=" + harnessEnv().containerdAddress(),
+                       "ECS_CONTAINERD_NAMESPACE=" + ns_, "ECS_LOGLEVEL=warn"},
                       std::chrono::seconds(120));
   }
 
@@ -77,8 +78,9 @@ TEST_F(CliImagesTest, PulledImageRunsWithCtr) {
 TEST_F(CliImagesTest, LayeredImageWhiteoutsApply) {
   const std::string layered = harnessEnv().registry() + "/test/layered:oci";
   ASSERT_TRUE(agent({"images", "pull", layered}).ok());
-  auto ran = ctr({"run", "--rm", layered, ns_ + "-layered", "sh", "-c",
-                  "cat /etc/ecs-test-image /layer2 /layer3; test -e /layer2-doomed && echo doomed; true"});
+  auto ran =
+      ctr({"run", "--rm", layered, ns_ + "-layered", "sh", "-c",
+           "cat /etc/ecs-test-image /layer2 /layer3; test -e /layer2-doomed && echo doomed; true"});
   ASSERT_TRUE(ran.ok()) << ran.describe();
   // Every layer applied in order, and the top layer's whiteout removed /layer2-doomed.
   EXPECT_EQ(ran.out, "busybox\nlayer2\nlayer3\n");
@@ -131,7 +133,8 @@ TEST_F(CliImagesTest, PrivateRegistryThroughEngineAuth) {
 
 TEST_F(CliImagesTest, DemoRunsTheImageAndPassesItsExitStatus) {
   const std::string busybox = harnessEnv().registry() + "/test/busybox:oci";
-  auto demo = agent({"demo", busybox, "--", "sh", "-c", "echo out-line; echo err-line >&2; exit 7"});
+  auto demo =
+      agent({"demo", busybox, "--", "sh", "-c", "echo out-line; echo err-line >&2; exit 7"});
   EXPECT_EQ(demo.exit_code, 7) << demo.describe();
   EXPECT_EQ(demo.out, "out-line\n");
   EXPECT_NE(demo.err.find("err-line"), std::string::npos) << demo.err;

@@ -263,7 +263,8 @@ TEST_F(ImagePullTest, ConcurrentPullsOfImagesSharingALayerFetchItOnce) {
   ASSERT_TRUE(b) << b.error().message;
   std::set<std::string> distinct_layers;
   for (const auto* result : {&*a, &*b}) {
-    auto manifest = boost::json::parse(containerd_->readContent(result->image.manifest.digest).value());
+    auto manifest =
+        boost::json::parse(containerd_->readContent(result->image.manifest.digest).value());
     for (const auto& layer : manifest.at("layers").as_array()) {
       distinct_layers.insert(std::string(layer.at("digest").as_string()));
     }
@@ -305,7 +306,8 @@ TEST_F(ImagePullTest, BasicAuthRefusedFailsClearly) {
     auto pulled = puller.pull(image);
     ASSERT_FALSE(pulled);
     EXPECT_EQ(pulled.error().code, ErrorCode::kUnauthorized) << pulled.error().message;
-    EXPECT_NE(pulled.error().message.find(image.str()), std::string::npos) << pulled.error().message;
+    EXPECT_NE(pulled.error().message.find(image.str()), std::string::npos)
+        << pulled.error().message;
     EXPECT_NE(pulled.error().message.find(env.basicRegistry()), std::string::npos)
         << pulled.error().message;
     EXPECT_EQ(pulled.error().message.find("wrong-password"), std::string::npos)

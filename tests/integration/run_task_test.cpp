@@ -1,6 +1,7 @@
 // `ecs-node-agent run TASKDEF.json` end to end on the real containerd: the task engine, the OCI
 // spec from container definitions, task cgroups, and what a user sees (JSON lines, exit status).
 // Each test leaves nothing in containerd, the cgroup tree or the data directory.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -10,8 +11,6 @@
 #include <regex>
 #include <sstream>
 
-#include <fmt/format.h>
-
 #include "tests/support/harness_env.h"
 
 namespace {
@@ -19,8 +18,8 @@ namespace {
 namespace fs = std::filesystem;
 namespace json = boost::json;
 using ecs::testing::harnessEnv;
-using ecs::testing::RunResult;
 using ecs::testing::runCommand;
+using ecs::testing::RunResult;
 
 struct TaskRun {
   RunResult result;
@@ -191,7 +190,8 @@ TEST_F(RunTaskTest, ValidationErrorsExit2AndStartNothing) {
 TEST_F(RunTaskTest, UnknownImageExits125WithTheReason) {
   auto run = this->run(R"({
     "family": "missing",
-    "containerDefinitions": [{"name": "app", "image": ")" + harnessEnv().registry() +
+    "containerDefinitions": [{"name": "app", "image": ")" +
+                       harnessEnv().registry() +
                        R"(/test/nope:1", "memory": 32}]
   })");
   EXPECT_EQ(run.result.exit_code, 125) << run.describe();
@@ -409,7 +409,8 @@ TEST_F(RunTaskTest, ContainerDefinitionFieldsReachTheContainer) {
        "command": ["echo cwd=$(pwd); echo env=$FROM_FILE,$OVERRIDDEN,$PLAIN; echo host=$(hostname); grep db.local /etc/hosts; grep -E '^(nameserver|search)' /etc/resolv.conf; echo shm=$(df -k /dev/shm | awk 'NR==2{print $2}'); echo scratch=$(df -k /scratch | awk 'NR==2{print $2}'); echo fwd=$(cat /proc/sys/net/ipv4/ip_forward); grep NoNewPrivs /proc/self/status; echo shares=$(cat /sys/fs/cgroup/cpu/cpu.shares); echo soft=$(cat /sys/fs/cgroup/memory/memory.soft_limit_in_bytes)"],
        "workingDirectory": "/tmp",
        "environment": [{"name": "OVERRIDDEN", "value": "from-env"}, {"name": "PLAIN", "value": "p"}],
-       "environmentFiles": [{"value": ")J" + env_file.string() + R"J(", "type": "s3"}],
+       "environmentFiles": [{"value": ")J" +
+                       env_file.string() + R"J(", "type": "s3"}],
        "hostname": "kitchen",
        "extraHosts": [{"hostname": "db.local", "ipAddress": "172.31.9.9"}],
        "dnsServers": ["172.31.0.53"], "dnsSearchDomains": ["corp.local"],
@@ -456,17 +457,24 @@ TEST_F(RunTaskTest, DockerLabelsAndAgentLabelsAreOnTheContainer) {
       "command": ["sleep", "30"]}]
   })");
   // While the task runs, read its container record from containerd; then stop it with SIGTERM.
-  std::string script = "\"$0\" run \"$1\" --output json > /dev/null & pid=$!; "
-                       "for i in $(seq 50); do ctr -a \"$2\" -n \"$3\" containers ls -q | grep -q . && break; sleep 0.2; done; "
-                       "sleep 0.5; ctr -a \"$2\" -n \"$3\" containers info $(ctr -a \"$2\" -n \"$3\" containers ls -q); "
-                       "kill -TERM $pid; wait $pid";
-  auto result = runCommand({"bash", "-c", script, agent_, taskdef, harnessEnv().containerdAddress(), ns_},
-                           agentEnv(), std::chrono::seconds(60));
+  std::string script =
+      "\"$0\" run \"$1\" --output json > /dev/null & pid=$!; "
+      "for i in $(seq 50); do ctr -a \"$2\" -n \"$3\" containers ls -q | grep -q . && break; sleep "
+      "0.2; done; "
+      "sleep 0.5; ctr -a \"$2\" -n \"$3\" containers info $(ctr -a \"$2\" -n \"$3\" containers ls "
+      "-q); "
+      "kill -TERM $pid; wait $pid";
+  auto result =
+      runCommand({"bash", "-c", script, agent_, taskdef, harnessEnv().containerdAddress(), ns_},
+                 agentEnv(), std::chrono::seconds(60));
   EXPECT_EQ(result.exit_code, 143) << result.describe();
-  for (const char* label : {"\"team\": \"payments\"", "\"com.amazonaws.ecs.container-name\": \"app\"",
-                            "\"com.amazonaws.ecs.task-definition-family\": \"labels\"",
-                            "\"com.amazonaws.ecs.task-arn\": \"arn:aws:ecs:", "\"com.amazonaws.ecs.cluster\": \"default\""}) {
-    EXPECT_NE(result.out.find(label), std::string::npos) << "missing " << label << " in " << result.out;
+  for (const char* label :
+       {"\"team\": \"payments\"", "\"com.amazonaws.ecs.container-name\": \"app\"",
+        "\"com.amazonaws.ecs.task-definition-family\": \"labels\"",
+        "\"com.amazonaws.ecs.task-arn\": \"arn:aws:ecs:",
+        "\"com.amazonaws.ecs.cluster\": \"default\""}) {
+    EXPECT_NE(result.out.find(label), std::string::npos)
+        << "missing " << label << " in " << result.out;
   }
 }
 
@@ -477,19 +485,29 @@ TEST_F(RunTaskTest, EveryValidationErrorExits2NamingTheField) {
   };
   const Case cases[] = {
       {R"({"family":"f","containerDefinitions":[{"name":"a","memory":16}]})", "image"},
-      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16},{"name":"a","image":"${IMAGE}","memory":16}]})", "duplicate"},
-      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"linuxParameters":{"capabilities":{"add":["NOT_A_CAP"]}}}]})", "NOT_A_CAP"},
-      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"ulimits":[{"name":"nofile","softLimit":10,"hardLimit":5}]}]})", "ulimits"},
-      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"ulimits":[{"name":"bogus","softLimit":1,"hardLimit":1}]}]})", "bogus"},
-      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"dependsOn":[{"containerName":"ghost","condition":"START"}]}]})", "ghost"},
-      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"dependsOn":[{"containerName":"b","condition":"START"}]},{"name":"b","image":"${IMAGE}","memory":16,"dependsOn":[{"containerName":"a","condition":"START"}]}]})", "cycle"},
-      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":5}]})", "memory"},
-      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"portMappings":[{"containerPort":70000}]}]})", "containerPort"},
-      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"portMappings":[{"containerPort":80,"hostPort":-1}]}]})", "hostPort"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16},{"name":"a","image":"${IMAGE}","memory":16}]})",
+       "duplicate"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"linuxParameters":{"capabilities":{"add":["NOT_A_CAP"]}}}]})",
+       "NOT_A_CAP"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"ulimits":[{"name":"nofile","softLimit":10,"hardLimit":5}]}]})",
+       "ulimits"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"ulimits":[{"name":"bogus","softLimit":1,"hardLimit":1}]}]})",
+       "bogus"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"dependsOn":[{"containerName":"ghost","condition":"START"}]}]})",
+       "ghost"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"dependsOn":[{"containerName":"b","condition":"START"}]},{"name":"b","image":"${IMAGE}","memory":16,"dependsOn":[{"containerName":"a","condition":"START"}]}]})",
+       "cycle"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":5}]})",
+       "memory"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"portMappings":[{"containerPort":70000}]}]})",
+       "containerPort"},
+      {R"({"family":"f","containerDefinitions":[{"name":"a","image":"${IMAGE}","memory":16,"portMappings":[{"containerPort":80,"hostPort":-1}]}]})",
+       "hostPort"},
   };
   std::string eleven = R"({"family":"f","containerDefinitions":[)";
   for (int i = 0; i < 11; ++i) {
-    eleven += fmt::format(R"({}{{"name":"c{}","image":"${{IMAGE}}","memory":16}})", i ? "," : "", i);
+    eleven +=
+        fmt::format(R"({}{{"name":"c{}","image":"${{IMAGE}}","memory":16}})", i ? "," : "", i);
   }
   eleven += "]}";
   std::vector<Case> all(std::begin(cases), std::end(cases));
@@ -519,7 +537,8 @@ TEST_F(RunTaskTest, RestartPolicyRestartsAContainerThatRanLongEnough) {
   bool restarted = false;
   for (const auto& s : run.statesOf("app")) {
     restarted |= s.contains("reason") &&
-                 std::string(s.at("reason").as_string()).find("restarted after exit code 9") != std::string::npos;
+                 std::string(s.at("reason").as_string()).find("restarted after exit code 9") !=
+                     std::string::npos;
   }
   EXPECT_TRUE(restarted) << run.describe();
 }

@@ -65,19 +65,21 @@ TEST(ConfigTest, InsecureRegistriesAsJsonOrCommaList) {
 }
 
 TEST(ConfigTest, DurationMinimumsKeepTheDefault) {
-  auto config = load(envOnly({{"ECS_IMAGE_PULL_INACTIVITY_TIMEOUT", "5s"},
-                              {"ECS_MANIFEST_PULL_TIMEOUT", "2m"}}));
+  auto config = load(
+      envOnly({{"ECS_IMAGE_PULL_INACTIVITY_TIMEOUT", "5s"}, {"ECS_MANIFEST_PULL_TIMEOUT", "2m"}}));
   EXPECT_EQ(config->image_pull_inactivity_timeout, std::chrono::seconds(60));
   EXPECT_EQ(config->manifest_pull_timeout, std::chrono::seconds(120));
   EXPECT_EQ(config->warnings.size(), 1u);
 }
 
 TEST(ConfigTest, EnvironmentOverridesFilesAndLaterFilesOverrideEarlier) {
-  auto dir = std::filesystem::temp_directory_path() / ("ecs-config-test-" + std::to_string(getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("ecs-config-test-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "instance.config") << "ECS_CLUSTER=from-instance\nECS_LOGLEVEL=debug\n";
-  std::ofstream(dir / "ecs.config") << "  ECS_CLUSTER = ignored-key-has-space\nECS_CLUSTER=from-file\n"
-                                    << "# comment line without equals\nECS_CONTAINERD_NAMESPACE=file-ns\n";
+  std::ofstream(dir / "ecs.config")
+      << "  ECS_CLUSTER = ignored-key-has-space\nECS_CLUSTER=from-file\n"
+      << "# comment line without equals\nECS_CONTAINERD_NAMESPACE=file-ns\n";
   ConfigSources sources;
   sources.files = {(dir / "instance.config").string(), (dir / "ecs.config").string(),
                    (dir / "missing.config").string()};

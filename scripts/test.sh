@@ -121,8 +121,21 @@ for i in "${!STEP_NAMES[@]}"; do
   printf '  %-46s %-24s %s\n' "${STEP_NAMES[i]}" "${STEP_RESULTS[i]}" "${STEP_TIMES[i]}"
 done
 echo "  total $(($(date +%s) - T0))s; logs in $LOGS"
+# One closing line over every ctest run (unit + integration, then the sanitizer unit run).
+passed=0 failed=0
+for log in "$LOGS"/ctest-*.log; do
+  [[ -f $log ]] || continue
+  line=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -1 || true)
+  [[ -n $line ]] || continue
+  f=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/' <<<"$line")
+  t=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\2/' <<<"$line")
+  passed=$((passed + t - f))
+  failed=$((failed + f))
+done
 if ((FAILED)); then
   echo "RESULT: FAILED"
+  echo "tests: $passed passed, $failed failed"
   exit 1
 fi
 echo "RESULT: PASSED"
+echo "tests: $passed passed, $failed failed"

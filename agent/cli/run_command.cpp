@@ -174,6 +174,20 @@ int runCommand(const config::Config& config, const Args& args) {
     return 2;
   }
 
+  // Parts of the definition that later work (task networking, volumes) will honour: say so
+  // rather than let a user believe a port is published or a volume mounted.
+  for (const auto& c : definition->container_definitions) {
+    if (!c.port_mappings.empty() && definition->network_mode != "host") {
+      spdlog::warn(
+          "container {}: portMappings are not published yet in {} mode (use networkMode "
+          "host for now)",
+          c.name, definition->network_mode);
+    }
+    if (!c.mount_points.empty() || !c.volumes_from.empty()) {
+      spdlog::warn("container {}: mountPoints and volumesFrom are not mounted yet", c.name);
+    }
+  }
+
   auto services = connectServices(config);
   if (!services) {
     fmt::print(stderr, "error: {}\n", services.error().message);

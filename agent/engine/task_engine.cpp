@@ -308,9 +308,10 @@ void TaskEngine::setDesiredStopped(Task& task, std::string reason) {
 }
 
 void TaskEngine::step(Task& task) {
-  if (task.cleaning) return;
+  // While the task's resources are being created nothing else moves, even a stop: cleanup must
+  // not race the creation of the cgroup it is meant to remove.
+  if (task.cleaning || task.resources_busy) return;
   if (!task.resources_ready && task.desired == ContainerStatus::kRunning) {
-    if (task.resources_busy) return;
     task.resources_busy = true;
     const auto& def = task.definition;
     cgroups::TaskLimits limits;
@@ -337,7 +338,7 @@ void TaskEngine::step(Task& task) {
             for (auto& c : t.containers)
               c->reason = "ResourceInitializationError: " + result.error().message;
             setDesiredStopped(t, "ResourceInitializationError: " + result.error().message);
-            return;
+            return step(t);  // also when a stop was already asked for while creating
           }
           t.resources_ready = true;
           step(t);

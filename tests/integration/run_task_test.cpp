@@ -294,6 +294,29 @@ TEST_F(RunTaskTest, HealthyDependencyWaitsForHealth) {
   EXPECT_EQ(run.output("client"), "web is healthy\n");
 }
 
+TEST_F(RunTaskTest, StartTimeoutEndsAWaitThatCanNeverEnd) {
+  auto started = std::chrono::steady_clock::now();
+  auto run = this->run(R"({
+    "family": "start-timeout",
+    "containerDefinitions": [
+      {"name": "never-ready", "image": "${IMAGE}", "memory": 16, "essential": false,
+       "startTimeout": 2, "linuxParameters": {"initProcessEnabled": true},
+       "command": ["sleep", "300"],
+       "healthCheck": {"command": ["CMD", "false"], "interval": 30, "retries": 3}},
+      {"name": "app", "image": "${IMAGE}", "memory": 16,
+       "dependsOn": [{"containerName": "never-ready", "condition": "HEALTHY"}],
+       "command": ["echo", "should not run"]}
+    ]
+  })");
+  EXPECT_EQ(run.result.exit_code, 125) << run.describe();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(20));
+  EXPECT_EQ(run.indexOf("app", "RUNNING"), -1);
+  auto task = run.statesOf("").back();
+  EXPECT_NE(std::string(task.at("reason").as_string()).find("startTimeout of 2s"),
+            std::string::npos)
+      << json::serialize(task);
+}
+
 TEST_F(RunTaskTest, UnhealthyContainerIsReportedNotStopped) {
   auto run = this->run(R"({
     "family": "unhealthy",

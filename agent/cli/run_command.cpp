@@ -234,16 +234,11 @@ int runCommand(const config::Config& config, const Args& args) {
     if (c.essential) essential.insert(c.name);
   }
   std::optional<int> exit_status;
-  bool could_not_start = false;
   engine.onStateChange([&](const engine::StateChange& change) {
     if (!change.container_name.empty() && change.status == engine::ContainerStatus::kStopped) {
       followers.at(change.container_name).drain(true, print_log);
-      if (!exit_status && essential.contains(change.container_name)) {
-        if (change.exit_code) {
-          exit_status = *change.exit_code;
-        } else if (!change.reason.empty() && change.reason.find("Error") != std::string::npos) {
-          could_not_start = true;
-        }
+      if (!exit_status && change.exit_code && essential.contains(change.container_name)) {
+        exit_status = *change.exit_code;
       }
     }
     printer.state(change);
@@ -281,7 +276,6 @@ int runCommand(const config::Config& config, const Args& args) {
   engine.drain();
 
   // No essential exit code: the task never got its containers running.
-  if (!exit_status && could_not_start) spdlog::debug("task {} could not start", task_arn);
   return exit_status.value_or(125);
 }
 

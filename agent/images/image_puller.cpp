@@ -288,31 +288,9 @@ ImagePuller::ImagePuller(runtime::ContainerdClient& containerd, RegistryClient& 
     : containerd_(containerd), registry_(registry), options_(std::move(options)) {}
 
 Result<PullResult> ImagePuller::pull(const ImageReference& image) {
-  const std::string key = image.str();
-  std::promise<Result<PullResult>> promise;
-  std::shared_future<Result<PullResult>> in_flight;
-  {
-    std::lock_guard lock(mutex_);
-    if (auto it = pulls_in_flight_.find(key); it != pulls_in_flight_.end()) {
-      in_flight = it->second;
-    } else {
-      pulls_in_flight_.emplace(key, promise.get_future().share());
-    }
-  }
-  if (in_flight.valid()) {
-    auto shared = in_flight.get();
-    if (!shared) return shared;
-    PullResult joined{shared->image, PullStats{}, true};
-    return joined;
-  }
-
-  auto result = pullOnce(image);
-  {
-    std::lock_guard lock(mutex_);
-    pulls_in_flight_.erase(key);
-  }
-  promise.set_value(result);
-  return result;
+  auto [result, joined] = pulls_.run(image.str(), [&] { return pullOnce(image); });
+  if (!joined || !result) return std::move(result);
+  return PullResult{result->image, PullStats{}, true};
 }
 
 Result<PullResult> ImagePuller::pullOnce(const ImageReference& image) {
@@ -449,11 +427,9 @@ Result<std::string> ImagePuller::fetchConfig(PullContext& ctx, const Descriptor&
   auto existing = containerd_.contentInfo(config.digest);
   if (!existing) return fail(existing.error());
   if (*existing) {
+    // storeContent, which follows, holds it under the pull's lease.
     auto body = containerd_.readContent(config.digest);
     if (body) {
-      if (auto held = containerd_.addLeaseResource(ctx.lease, config.digest, "content"); !held) {
-        return fail(held.error());
-      }
       std::lock_guard lock(ctx.mutex);
       ++ctx.stats.blobs_present;
       return body;
@@ -538,34 +514,18 @@ Result<void> ImagePuller::fetchLayers(PullContext& ctx, const std::vector<Descri
 // fetched waits for it, then holds it with its own lease.
 Result<void> ImagePuller::fetchBlob(PullContext& ctx, const Descriptor& blob,
                                     const Labels& labels) {
-  std::promise<Result<void>> promise;
-  std::shared_future<Result<void>> in_flight;
-  {
-    std::lock_guard lock(mutex_);
-    if (auto it = blobs_in_flight_.find(blob.digest); it != blobs_in_flight_.end()) {
-      in_flight = it->second;
-    } else {
-      blobs_in_flight_.emplace(blob.digest, promise.get_future().share());
+  auto [result, joined] = blobs_.run(blob.digest, [&] { return fetchBlobOnce(ctx, blob, labels); });
+  if (!joined) return std::move(result);
+  // Another pull fetched it: hold it with this pull's lease. If that pull failed, this one tries
+  // for itself.
+  if (result) {
+    if (auto held = containerd_.addLeaseResource(ctx.lease, blob.digest, "content"); held) {
+      std::lock_guard lock(ctx.mutex);
+      ++ctx.stats.blobs_present;
+      return {};
     }
   }
-  if (in_flight.valid()) {
-    // If the other pull failed, this one tries for itself.
-    if (in_flight.get()) {
-      if (auto held = containerd_.addLeaseResource(ctx.lease, blob.digest, "content"); held) {
-        std::lock_guard lock(ctx.mutex);
-        ++ctx.stats.blobs_present;
-        return {};
-      }
-    }
-    return fetchBlobOnce(ctx, blob, labels);
-  }
-  auto result = fetchBlobOnce(ctx, blob, labels);
-  {
-    std::lock_guard lock(mutex_);
-    blobs_in_flight_.erase(blob.digest);
-  }
-  promise.set_value(result);
-  return result;
+  return fetchBlobOnce(ctx, blob, labels);
 }
 
 Result<void> ImagePuller::fetchBlobOnce(PullContext& ctx, const Descriptor& blob,

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "agent/common/result.h"
+#include "agent/common/single_flight.h"
 #include "agent/images/image_reference.h"
 #include "agent/images/registry_client.h"
 #include "agent/runtime/containerd_client.h"
@@ -112,9 +113,8 @@ class ImagePuller {
   RegistryClient& registry_;
   PullerOptions options_;
 
-  std::mutex mutex_;
-  std::map<std::string, std::shared_future<Result<PullResult>>> pulls_in_flight_;
-  std::map<std::string, std::shared_future<Result<void>>> blobs_in_flight_;
+  SingleFlight<PullResult> pulls_;  // keyed by image name
+  SingleFlight<void> blobs_;        // keyed by digest, across all pulls
   std::atomic<int64_t> total_blob_fetches_{0};
 };
 

@@ -22,6 +22,8 @@
 
 #include "agent/config/config.h"
 #include "agent/engine/task_definition.h"
+#include "agent/engine/task_resource.h"
+#include "agent/engine/task_snapshot.h"
 #include "agent/images/image_puller.h"
 #include "agent/runtime/containerd_client.h"
 #include "agent/runtime/oci_spec.h"
@@ -31,21 +33,6 @@ class CgroupManager;
 }
 
 namespace ecs::engine {
-
-enum class ContainerStatus { kNone, kManifestPulled, kPulled, kCreated, kRunning, kStopped };
-enum class HealthStatus { kUnknown, kHealthy, kUnhealthy };
-
-std::string_view toString(ContainerStatus status);
-std::string_view toString(HealthStatus status);
-
-struct NetworkBinding {
-  std::string bind_ip;
-  int container_port = 0;
-  int host_port = 0;
-  std::string protocol = "tcp";
-  std::string container_port_range;
-  std::string host_port_range;
-};
 
 // One transition the cluster (or `run`'s output) hears about: the fields of
 // SubmitContainerStateChange / SubmitTaskStateChange.
@@ -74,6 +61,8 @@ struct EngineDependencies {
   runtime::ContainerdClient* containerd = nullptr;
   images::ImagePuller* puller = nullptr;
   cgroups::CgroupManager* cgroups = nullptr;  // null: no task cgroups
+  // Network, volumes, credentials, ...: created in this order, cleaned up in reverse.
+  std::vector<TaskResourceFactory*> resources;
 };
 
 class TaskEngine {
@@ -87,6 +76,8 @@ class TaskEngine {
   void onStateChange(std::function<void(const StateChange&)> callback);
   // After a stopped task's containers, cgroup and directories are removed.
   void onTaskCleanedUp(std::function<void(const std::string& task_arn)> callback);
+  // After every change to a task, with its new snapshot; the last one has `removed` set.
+  void onTaskSnapshot(std::function<void(const TaskSnapshotPtr&)> callback);
 
   // Starts driving a validated task toward RUNNING. Thread-safe (posts to the loop).
   void startTask(std::string task_arn, TaskDefinition definition);

@@ -1,0 +1,69 @@
+// The host-port allocator of bridge-mode networking: which host ports a task's portMappings get.
+// A static hostPort is checked (reserved, held by another task, bound on the host); hostPort 0 or
+// omitted gets the lowest free port of ECS_DYNAMIC_HOST_PORT_RANGE, which by default lies outside
+// the kernel's ip_local_port_range so an ephemeral connect() cannot take a port we handed out.
+// Allocations live in one JSON file shared by every agent process on the host (flock), so they
+// survive agent restarts and two agents never hand out the same port.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/common/result.h"
+
+namespace ecs::netns {
+
+enum class Protocol { kTcp, kUdp };
+std::string_view toString(Protocol);  // "tcp" / "udp"
+
+struct HostPortRange {
+  int first = 0;
+  int last = 0;
+};
+
+struct PortRequest {
+  Protocol protocol = Protocol::kTcp;
+  int count = 1;                 // > 1: a contiguous run of host ports (containerPortRange)
+  std::optional<int> host_port;  // set and non-zero: this exact (first) host port; else dynamic
+};
+
+struct HostPortAllocatorOptions {
+  std::string state_path;         // a JSON file shared by every agent process on the host
+  HostPortRange dynamic_range;    // ECS_DYNAMIC_HOST_PORT_RANGE
+  std::vector<int> reserved_tcp;  // ECS_RESERVED_PORTS
+  std::vector<int> reserved_udp;  // ECS_RESERVED_PORTS_UDP
+  // Whether something on the host holds the port; default: try to bind it (0.0.0.0 and ::).
+  std::function<bool(Protocol, int port)> port_in_use;
+};
+
+class HostPortAllocator {
+ public:
+  virtual ~HostPortAllocator() = default;
+
+  static Result<std::unique_ptr<HostPortAllocator>> open(HostPortAllocatorOptions options);
+
+  // All of `requests` for `owner` (a task ID), or nothing. Returns the first host port of each.
+  // A static port that is reserved, held by another owner, or in use on the host fails with
+  // kAlreadyExists and a message naming the port, protocol and holder ("host port 8080/tcp is
+  // already used by task 1234abcd" / "... is in use on the host"). Dynamic ports skip reserved,
+  // held and in-use ports; none left: kFailedPrecondition naming the range.
+  virtual Result<std::vector<int>> allocate(const std::string& owner,
+                                            const std::vector<PortRequest>& requests) = 0;
+  virtual void release(const std::string& owner) = 0;  // idempotent
+  virtual std::vector<std::string> owners() const = 0;
+  // Frees what owners whose agent process is gone (pid + process start time, recorded with
+  // every allocation) held; returns those owners.
+  virtual std::vector<std::string> sweepDead() = 0;
+};
+
+// The dynamic range to use when ECS_DYNAMIC_HOST_PORT_RANGE is unset: the largest run of ports
+// in 1024..65535 that does not overlap the kernel's ip_local_port_range (read from `path`).
+Result<HostPortRange> defaultDynamicPortRange(
+    const std::string& path = "/proc/sys/net/ipv4/ip_local_port_range");
+Result<HostPortRange> parseHostPortRange(std::string_view text);  // "61000-65535"
+
+}  // namespace ecs::netns

@@ -1,0 +1,37 @@
+// IP address management for the task bridge: one IPv4 address per (task, container) from the
+// bridge subnet, the first host address being the bridge's own (the gateway). Allocations live in
+// one JSON file shared by every agent process on the host (flock), so they survive agent restarts
+// and two agents never hand out the same address.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/common/result.h"
+
+namespace ecs::netns {
+
+struct IpamOptions {
+  std::string state_path;  // JSON file shared by every agent process on the host
+  std::string subnet;      // "172.31.224.0/20"; the first host address is the gateway
+};
+
+class Ipam {
+ public:
+  virtual ~Ipam() = default;
+
+  static Result<std::unique_ptr<Ipam>> open(IpamOptions options);
+
+  virtual const std::string& subnet() const = 0;   // "172.31.224.0/20"
+  virtual const std::string& gateway() const = 0;  // "172.31.224.1"
+  virtual int prefixLength() const = 0;            // 20
+  // An unused address for `owner` (a task ID) under `key` (e.g. a container name); the same
+  // (owner, key) again returns the same address. Full: kFailedPrecondition naming the subnet.
+  virtual Result<std::string> allocate(const std::string& owner, const std::string& key) = 0;
+  virtual void release(const std::string& owner) = 0;  // every address of the owner; idempotent
+  virtual std::vector<std::string> owners() const = 0;
+  virtual std::vector<std::string> sweepDead() = 0;  // as HostPortAllocator::sweepDead
+};
+
+}  // namespace ecs::netns

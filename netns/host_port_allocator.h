@@ -50,7 +50,10 @@ class HostPortAllocator {
   // A static port that is reserved, held by another owner, or in use on the host fails with
   // kAlreadyExists and a message naming the port, protocol and holder ("host port 8080/tcp is
   // already used by task 1234abcd" / "... is in use on the host"). Dynamic ports skip reserved,
-  // held and in-use ports; none left: kFailedPrecondition naming the range.
+  // held and in-use ports; none left: kFailedPrecondition naming the range. Static requests are
+  // served before dynamic ones, lowest free port first. Calling again for an owner adds to what
+  // it holds, and makes the calling agent process answer for all of it (see sweepDead): a
+  // restarted agent adopts a task's ports with allocate(owner, {}).
   virtual Result<std::vector<int>> allocate(const std::string& owner,
                                             const std::vector<PortRequest>& requests) = 0;
   virtual void release(const std::string& owner) = 0;  // idempotent
@@ -60,8 +63,12 @@ class HostPortAllocator {
   virtual std::vector<std::string> sweepDead() = 0;
 };
 
-// The dynamic range to use when ECS_DYNAMIC_HOST_PORT_RANGE is unset: the largest run of ports
-// in 1024..65535 that does not overlap the kernel's ip_local_port_range (read from `path`).
+// The dynamic range to use when ECS_DYNAMIC_HOST_PORT_RANGE is unset: ports in 1024..65535 that
+// do not overlap the kernel's ip_local_port_range (read from `path`), so that no outgoing
+// connection can take a port a task was given (the intermittent EADDRINUSE of the real agent).
+// The run above the kernel's range when it holds at least 1024 ports ("32768 60999" ->
+// 61000-65535), else the larger of the runs above and below it ("49152 65535" -> 1024-49151);
+// no room at all ("1024 65535"): kFailedPrecondition asking for ECS_DYNAMIC_HOST_PORT_RANGE.
 Result<HostPortRange> defaultDynamicPortRange(
     const std::string& path = "/proc/sys/net/ipv4/ip_local_port_range");
 Result<HostPortRange> parseHostPortRange(std::string_view text);  // "61000-65535"

@@ -1,0 +1,206 @@
+#include "netns/allocation_file.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+#include <vector>
+
+namespace ecs::netns {
+namespace {
+
+Error errnoError(int err, std::string_view what, const std::string& path) {
+  ErrorCode code = ErrorCode::kInternal;
+  if (err == ENOENT) code = ErrorCode::kNotFound;
+  if (err == EACCES || err == EPERM || err == EROFS) code = ErrorCode::kFailedPrecondition;
+  return Error{code, fmt::format("{} {}: {}", what, path, std::strerror(err))};
+}
+
+// Opens `path` and takes a flock of `operation` (LOCK_EX or LOCK_SH) on the inode that is still
+// at `path` once the lock is held. An empty fd (no error) when the file is missing and `flags`
+// has no O_CREAT.
+Result<UniqueFd> openLocked(const std::string& path, int flags, int operation) {
+  for (;;) {
+    UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC, 0644));
+    if (!fd) {
+      if (errno == ENOENT && !(flags & O_CREAT)) return UniqueFd();
+      return fail(errnoError(errno, "open", path));
+    }
+    while (::flock(fd.get(), operation) != 0) {
+      if (errno != EINTR) return fail(errnoError(errno, "flock", path));
+    }
+    struct stat locked {};
+    struct stat current {};
+    if (::fstat(fd.get(), &locked) != 0) return fail(errnoError(errno, "stat", path));
+    if (::stat(path.c_str(), &current) != 0) {
+      if (errno == ENOENT) continue;  // removed while we waited: start over
+      return fail(errnoError(errno, "stat", path));
+    }
+    // Replaced by a writer's rename while we waited for the lock: the lock we hold guards
+    // nothing any more.
+    if (locked.st_dev != current.st_dev || locked.st_ino != current.st_ino) continue;
+    return fd;
+  }
+}
+
+Result<std::string> readAll(int fd, const std::string& path) {
+  std::string content;
+  char buffer[16384];
+  off_t offset = 0;
+  for (;;) {
+    ssize_t n = ::pread(fd, buffer, sizeof buffer, offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail(errnoError(errno, "read", path));
+    }
+    if (n == 0) return content;
+    content.append(buffer, static_cast<size_t>(n));
+    offset += n;
+  }
+}
+
+Result<void> writeAll(int fd, std::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail(errnoError(errno, "write", path));
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return {};
+}
+
+// Replaces `path` with `content`: write a sibling, fsync it, rename it over, fsync the directory
+// so the rename itself survives a crash.
+Result<void> replaceFile(const std::string& path, std::string_view content) {
+  std::string tmp = path + ".tmp";
+  {
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd) return fail(errnoError(errno, "create", tmp));
+    if (auto written = writeAll(fd.get(), content, tmp); !written) {
+      ::unlink(tmp.c_str());
+      return written;
+    }
+    if (::fsync(fd.get()) != 0) {
+      int err = errno;
+      ::unlink(tmp.c_str());
+      return fail(errnoError(err, "fsync", tmp));
+    }
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return fail(errnoError(err, "rename to", path));
+  }
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd) ::fsync(dir_fd.get());  // best effort: the content is already in place
+  return {};
+}
+
+}  // namespace
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) {
+    reset();
+    fd_ = other.release();
+  }
+  return *this;
+}
+
+void UniqueFd::reset() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+ProcessIdentity currentProcess() {
+  int pid = static_cast<int>(::getpid());
+  return ProcessIdentity{pid, processStartTime(pid).value_or(0)};
+}
+
+std::optional<uint64_t> processStartTime(int pid) {
+  if (pid <= 0) return std::nullopt;
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string stat = ss.str();
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so fields are counted
+  // from the last ')'. The state is field 3, the start time field 22.
+  size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(paren + 1));
+  std::string field;
+  std::vector<std::string> tokens;
+  while (tokens.size() < 20 && fields >> field) tokens.push_back(field);
+  if (tokens.size() < 20) return std::nullopt;
+  if (tokens[0] == "Z" || tokens[0] == "X" || tokens[0] == "x") return std::nullopt;
+  uint64_t start = 0;
+  const std::string& value = tokens[19];
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), start);
+  if (ec != std::errc() || end != value.data() + value.size()) return std::nullopt;
+  return start;
+}
+
+bool isAlive(const ProcessIdentity& process) {
+  auto start = processStartTime(process.pid);
+  return start && *start == process.start_time;
+}
+
+Result<ProcessIdentity> processFromJson(const boost::json::object& record) {
+  const boost::json::value* pid = record.if_contains("pid");
+  const boost::json::value* start = record.if_contains("start_time");
+  if (!pid || !start) return fail(ErrorCode::kDataLoss, "record without pid or start_time");
+  boost::system::error_code pid_ec;
+  boost::system::error_code start_ec;
+  ProcessIdentity process{pid->to_number<int>(pid_ec), start->to_number<uint64_t>(start_ec)};
+  if (pid_ec || start_ec || process.pid <= 0) {
+    return fail(ErrorCode::kDataLoss, "record with a bad pid or start_time");
+  }
+  return process;
+}
+
+void processToJson(const ProcessIdentity& process, boost::json::object& record) {
+  record["pid"] = process.pid;
+  record["start_time"] = process.start_time;
+}
+
+Result<void> AllocationFile::update(const Change& change) const {
+  auto parent = std::filesystem::path(path_).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) {
+      return fail(ErrorCode::kFailedPrecondition, "create directory {}: {}", parent.string(),
+                  ec.message());
+    }
+  }
+  auto fd = openLocked(path_, O_RDWR | O_CREAT, LOCK_EX);
+  if (!fd) return fail(fd.error());
+  auto content = readAll(fd->get(), path_);
+  if (!content) return fail(content.error());
+  auto next = change(*content);
+  if (!next) return fail(next.error());
+  if (*next == *content) return {};
+  return replaceFile(path_, *next);
+}
+
+Result<std::string> AllocationFile::read() const {
+  auto fd = openLocked(path_, O_RDONLY, LOCK_SH);
+  if (!fd) return fail(fd.error());
+  if (!*fd) return std::string();
+  return readAll(fd->get(), path_);
+}
+
+}  // namespace ecs::netns

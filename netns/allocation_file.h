@@ -1,0 +1,89 @@
+// The persistence shared by HostPortAllocator and Ipam: a small state file that several agent
+// processes on one host read and rewrite, and the identity of the agent process that made an
+// allocation, so that allocations of a crashed agent can be told apart from those of a live one.
+// Internal to the netns module.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "agent/common/result.h"
+
+namespace boost::json {
+class object;
+}  // namespace boost::json
+
+namespace ecs::netns {
+
+// Owns a file descriptor; closes it when destroyed.
+class UniqueFd {
+ public:
+  explicit UniqueFd(int fd = -1) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset();
+
+ private:
+  int fd_;
+};
+
+// An agent process: its pid and its start time (field 22 of /proc/<pid>/stat, in clock ticks
+// since boot). The start time makes the pair unique across pid reuse.
+struct ProcessIdentity {
+  int pid = 0;
+  uint64_t start_time = 0;
+
+  bool operator==(const ProcessIdentity&) const = default;
+};
+
+// The calling process (read each time: a forked child is a different process).
+ProcessIdentity currentProcess();
+// The start time of process `pid`; nullopt if there is no such process or it has exited and
+// not yet been reaped (a zombie holds nothing).
+std::optional<uint64_t> processStartTime(int pid);
+// Whether `process` is still running: same pid, same start time, not a zombie.
+bool isAlive(const ProcessIdentity& process);
+
+// The "pid" and "start_time" members of an owner's record in a state file.
+Result<ProcessIdentity> processFromJson(const boost::json::object& record);
+void processToJson(const ProcessIdentity& process, boost::json::object& record);
+
+// A state file rewritten under flock(2). Every operation opens the file, takes the lock, and
+// makes sure the locked inode is still the one at `path` (a writer replaces the file by
+// rename(2), so a process that waited on the old inode must retry on the new one). Writes go to
+// `<path>.tmp`, are fsynced, and are renamed over `path`: a crash leaves the old or the new
+// content, never a torn one. The parent directory is created when missing.
+class AllocationFile {
+ public:
+  explicit AllocationFile(std::string path) : path_(std::move(path)) {}
+
+  const std::string& path() const { return path_; }
+
+  // Under an exclusive lock: passes the current content ("" for a new file) to `change`, and
+  // writes what it returns unless that is the same content. An error from `change` is returned
+  // as is and nothing is written.
+  using Change = std::function<Result<std::string>(std::string_view content)>;
+  Result<void> update(const Change& change) const;
+
+  // The current content, under a shared lock.
+  Result<std::string> read() const;
+
+ private:
+  std::string path_;
+};
+
+}  // namespace ecs::netns

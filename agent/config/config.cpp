@@ -50,6 +50,21 @@ Result<std::vector<std::string>> parseStringList(std::string_view text) {
   return out;
 }
 
+// A JSON array of port numbers, as ECS_RESERVED_PORTS is written: `[22, 2375]`.
+Result<std::vector<int>> parsePortList(std::string_view text) {
+  boost::system::error_code ec;
+  auto value = boost::json::parse(trim(text), ec);
+  if (ec || !value.is_array())
+    return fail(ErrorCode::kInvalidArgument, "expected a JSON array of ports such as [22, 2375]");
+  std::vector<int> out;
+  for (const auto& item : value.as_array()) {
+    if (!item.is_int64() || item.as_int64() < 1 || item.as_int64() > 65535)
+      return fail(ErrorCode::kInvalidArgument, "expected a JSON array of ports from 1 to 65535");
+    out.push_back(static_cast<int>(item.as_int64()));
+  }
+  return out;
+}
+
 }  // namespace
 
 ConfigSources ConfigSources::fromProcess() {
@@ -237,6 +252,90 @@ Result<Config> load(const ConfigSources& sources) {
       config.task_pids_limit = limit;
     }
   }
+  auto boolean = [&](const char* key, bool& field) {
+    const auto* v = get(key);
+    if (!v) return;
+    auto parsed = parseBool(trim(*v));
+    if (parsed)
+      field = *parsed;
+    else
+      warn(key, *v, parsed.error().message);
+  };
+  auto port = [&](const char* key, int& field) {
+    const auto* v = get(key);
+    if (!v) return;
+    int value = 0;
+    auto text = trim(*v);
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || ptr != text.data() + text.size() || value < 1 || value > 65535)
+      return warn(key, *v, "expected a port from 1 to 65535");
+    field = value;
+  };
+  auto ports = [&](const char* key, std::vector<int>& field) {
+    const auto* v = get(key);
+    if (!v) return;
+    auto list = parsePortList(*v);
+    if (list)
+      field = std::move(*list);
+    else
+      warn(key, *v, list.error().message);
+  };
+  if (const auto* v = get("ECS_BRIDGE_NAME")) {
+    std::string name(trim(*v));
+    if (name.size() > 15 || name.find_first_of("/ \t") != std::string::npos)
+      warn("ECS_BRIDGE_NAME", *v, "an interface name is at most 15 characters, no '/' or spaces");
+    else
+      config.bridge_name = name;
+  }
+  if (const auto* v = get("ECS_BRIDGE_SUBNET")) config.bridge_subnet = trim(*v);
+  if (const auto* v = get("ECS_DYNAMIC_HOST_PORT_RANGE")) {
+    std::string range(trim(*v));
+    int first = 0, last = 0;
+    auto dash = range.find('-');
+    bool ok = dash != std::string::npos;
+    if (ok) {
+      auto a = std::from_chars(range.data(), range.data() + dash, first);
+      auto b = std::from_chars(range.data() + dash + 1, range.data() + range.size(), last);
+      ok = a.ec == std::errc() && a.ptr == range.data() + dash && b.ec == std::errc() &&
+           b.ptr == range.data() + range.size() && first >= 1 && first < last && last <= 65535;
+    }
+    if (ok)
+      config.dynamic_host_port_range = range;
+    else
+      warn("ECS_DYNAMIC_HOST_PORT_RANGE", *v,
+           "expected <first>-<last>, 1 <= first < last <= 65535");
+  }
+  ports("ECS_RESERVED_PORTS", config.reserved_ports);
+  ports("ECS_RESERVED_PORTS_UDP", config.reserved_ports_udp);
+  boolean("ECS_AWSVPC_BLOCK_IMDS", config.awsvpc_block_imds);
+  boolean("ECS_ENABLE_TASK_IAM_ROLE", config.task_iam_role);
+  boolean("ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST", config.task_iam_role_network_host);
+  if (const auto* v = get("ECS_EFS_MOUNT_COMMAND")) config.efs_mount_command = trim(*v);
+  port("ECS_TASK_ENDPOINT_PORT", config.task_endpoint_port);
+  port("ECS_INTROSPECTION_PORT", config.introspection_port);
+  boolean("ECS_ENABLE_PROMETHEUS_METRICS", config.enable_prometheus_metrics);
+  if (const auto* v = get("ECS_TASK_METADATA_RPS_LIMIT")) {
+    std::string text(trim(*v));
+    int steady = 0, burst = 0;
+    auto comma = text.find(',');
+    bool ok = comma != std::string::npos;
+    if (ok) {
+      auto a = std::from_chars(text.data(), text.data() + comma, steady);
+      auto b = std::from_chars(text.data() + comma + 1, text.data() + text.size(), burst);
+      ok = a.ec == std::errc() && a.ptr == text.data() + comma && b.ec == std::errc() &&
+           b.ptr == text.data() + text.size() && steady > 0 && burst > 0;
+    }
+    if (ok) {
+      config.task_metadata_rps_steady = steady;
+      config.task_metadata_rps_burst = burst;
+    } else {
+      warn("ECS_TASK_METADATA_RPS_LIMIT", *v, "expected <steady>,<burst>, both above 0");
+    }
+  }
+  boolean("ECS_DISABLE_TASK_METADATA_AZ", config.disable_task_metadata_az);
+  boolean("ECS_ENABLE_CONTAINER_METADATA", config.enable_container_metadata);
+  boolean("ECS_RUN_HOST_CREDENTIALS", config.run_host_credentials);
+  if (const auto* v = get("ECS_AVAILABILITY_ZONE")) config.availability_zone = trim(*v);
   if (const auto* v = get("ECS_DATADIR")) config.data_dir = trim(*v);
   if (const auto* v = get("ECS_CLUSTER")) config.cluster = trim(*v);
   if (const auto* v = get("AWS_REGION")) config.region = trim(*v);

@@ -39,6 +39,31 @@ struct Config {
   std::chrono::microseconds cgroup_cpu_period{100000};  // ECS_CGROUP_CPU_PERIOD (8ms..100ms)
   int64_t task_pids_limit = 0;                          // ECS_TASK_PIDS_LIMIT (0: none)
 
+  // network (netns/)
+  std::string bridge_name = "ecs-br0";            // ECS_BRIDGE_NAME (ours)
+  std::string bridge_subnet = "172.31.224.0/20";  // ECS_BRIDGE_SUBNET (ours)
+  std::string dynamic_host_port_range;  // ECS_DYNAMIC_HOST_PORT_RANGE; "": from the kernel
+  std::vector<int> reserved_ports = {22, 2375, 2376, 51678, 51679};  // ECS_RESERVED_PORTS
+  std::vector<int> reserved_ports_udp;                               // ECS_RESERVED_PORTS_UDP
+  bool awsvpc_block_imds = false;                                    // ECS_AWSVPC_BLOCK_IMDS
+  bool task_iam_role = true;               // ECS_ENABLE_TASK_IAM_ROLE (ecs-init default)
+  bool task_iam_role_network_host = true;  // ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST
+
+  // volumes (volumes/)
+  std::string efs_mount_command = "mount";  // ECS_EFS_MOUNT_COMMAND
+
+  // endpoints
+  int task_endpoint_port = 51679;  // ECS_TASK_ENDPOINT_PORT (ours): credentials + metadata
+  int introspection_port = 51678;  // ECS_INTROSPECTION_PORT (ours)
+  int prometheus_metrics_port = 51680;
+  bool enable_prometheus_metrics = false;  // ECS_ENABLE_PROMETHEUS_METRICS
+  int task_metadata_rps_steady = 40;       // ECS_TASK_METADATA_RPS_LIMIT "steady,burst"
+  int task_metadata_rps_burst = 60;
+  bool disable_task_metadata_az = false;   // ECS_DISABLE_TASK_METADATA_AZ
+  bool enable_container_metadata = false;  // ECS_ENABLE_CONTAINER_METADATA
+  bool run_host_credentials = true;  // ECS_RUN_HOST_CREDENTIALS (ours): `run` serves the host's
+  std::string availability_zone;     // ECS_AVAILABILITY_ZONE (ours); "": from IMDS on EC2
+
   // host
   std::string data_dir = "/var/lib/ecs/data";  // ECS_DATADIR
   std::string cluster = "default";             // ECS_CLUSTER

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include "agent/engine/container_spec.h"
 #include "agent/engine/image_user.h"
@@ -17,6 +18,7 @@
 namespace ecs::engine {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+using SystemClock = std::chrono::system_clock;
 
 namespace {
 
@@ -85,6 +87,53 @@ Result<UserIds> withSnapshotRootfs(const std::vector<runtime::Mount>& mounts,
   return result;
 }
 
+// Mount points at or under `dir`, from /proc/self/mountinfo (octal escapes decoded).
+std::vector<std::string> mountsUnder(const std::string& dir) {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, point;
+    fields >> id >> parent >> devno >> root >> point;
+    std::string decoded;
+    for (size_t i = 0; i < point.size(); ++i) {
+      if (point[i] == '\\' && i + 3 < point.size()) {
+        decoded.push_back(static_cast<char>(std::stoi(point.substr(i + 1, 3), nullptr, 8)));
+        i += 3;
+      } else {
+        decoded.push_back(point[i]);
+      }
+    }
+    if (decoded == dir || decoded.starts_with(dir + "/")) out.push_back(decoded);
+  }
+  return out;
+}
+
+// Removes a task's directory, but never through a mount point: a volume left mounted under it
+// (a cleanup that failed) must not have its contents deleted with the task.
+void removeTaskDirectory(const std::string& dir) {
+  auto mounts = mountsUnder(dir);
+  std::error_code ec;
+  if (mounts.empty()) {
+    fs::remove_all(dir, ec);
+    if (ec) spdlog::warn("cleanup: remove {}: {}", dir, ec.message());
+    return;
+  }
+  spdlog::warn("cleanup: {} still has {} mount(s) under it (first {}); leaving them", dir,
+               mounts.size(), mounts.front());
+  std::function<bool(const fs::path&)> remove = [&](const fs::path& path) -> bool {
+    if (std::find(mounts.begin(), mounts.end(), path.string()) != mounts.end()) return false;
+    bool emptied = true;
+    if (fs::is_directory(fs::symlink_status(path, ec))) {
+      for (const auto& entry : fs::directory_iterator(path, ec)) emptied &= remove(entry.path());
+    }
+    if (emptied) fs::remove(path, ec);
+    return emptied;
+  };
+  remove(dir);
+}
+
 }  // namespace
 
 std::string_view toString(ContainerStatus status) {
@@ -139,6 +188,9 @@ struct TaskEngine::Container {
   images::ResolvedImage image;
   runtime::ImageConfig image_config;
   ContainerSpecInputs spec_inputs;
+  ContainerResources resources;  // what the task's resources gave it
+  std::optional<SystemClock::time_point> created_at, started_wall_at, finished_at;
+  std::optional<SystemClock::time_point> health_checked_at;
   HealthStatus health = HealthStatus::kUnknown;
   int health_failures = 0;
   uint64_t health_generation = 0;  // bumps on every (re)start: stale checks are ignored
@@ -160,6 +212,8 @@ struct TaskEngine::Task {
   ContainerStatus desired = ContainerStatus::kRunning;
   std::string stop_reason;
   std::string dir;
+  std::vector<std::unique_ptr<TaskResource>> resources;  // created in order, cleaned in reverse
+  std::optional<SystemClock::time_point> pull_started_at, pull_stopped_at, started_at, stopped_at;
   bool resources_ready = false;
   bool resources_busy = false;
   bool cleaning = false;
@@ -171,6 +225,18 @@ struct TaskEngine::Task {
     return nullptr;
   }
 };
+
+std::map<std::string, std::string> TaskEngine::containerLabels(const Task& task,
+                                                               const Container& c) const {
+  auto labels = c.def->docker_labels;
+  labels["com.amazonaws.ecs.task-arn"] = task.arn;
+  labels["com.amazonaws.ecs.container-name"] = c.def->name;
+  labels["com.amazonaws.ecs.task-definition-family"] = task.definition.family;
+  labels["com.amazonaws.ecs.task-definition-version"] = std::to_string(task.definition.revision);
+  labels["com.amazonaws.ecs.cluster"] = options_.cluster;
+  labels[runtime::kLabelManagedBy] = runtime::kManagedByValue;
+  return labels;
+}
 
 TaskEngine::TaskEngine(boost::asio::io_context& io, EngineDependencies deps, EngineOptions options)
     : io_(io),
@@ -208,6 +274,10 @@ void TaskEngine::onStateChange(std::function<void(const StateChange&)> callback)
 
 void TaskEngine::onTaskCleanedUp(std::function<void(const std::string&)> callback) {
   cleanup_callbacks_.push_back(std::move(callback));
+}
+
+void TaskEngine::onTaskSnapshot(std::function<void(const TaskSnapshotPtr&)> callback) {
+  snapshot_callbacks_.push_back(std::move(callback));
 }
 
 void TaskEngine::startTask(std::string task_arn, TaskDefinition definition) {
@@ -278,7 +348,7 @@ void TaskEngine::addTask(std::string task_arn, TaskDefinition definition) {
 
 void TaskEngine::emit(Task& task, Container* container, std::optional<HealthStatus> health) {
   StateChange change;
-  change.time = std::chrono::system_clock::now();
+  change.time = SystemClock::now();
   change.task_arn = task.arn;
   if (container) {
     change.container_name = container->def->name;
@@ -287,11 +357,84 @@ void TaskEngine::emit(Task& task, Container* container, std::optional<HealthStat
     change.reason = container->reason;
     change.runtime_id = container->runtime_id;
     change.health = health;
+    if (container->known == ContainerStatus::kCreated && !container->created_at)
+      container->created_at = change.time;
+    if (container->known == ContainerStatus::kRunning && !health)
+      container->started_wall_at = change.time;
+    if (container->known == ContainerStatus::kStopped && !container->finished_at)
+      container->finished_at = change.time;
+    if (container->known == ContainerStatus::kRunning ||
+        container->known == ContainerStatus::kStopped) {
+      change.network_bindings = container->resources.network_bindings;
+    }
   } else {
+    if (task.known == ContainerStatus::kRunning && !task.started_at) task.started_at = change.time;
+    if (task.known == ContainerStatus::kStopped && !task.stopped_at) task.stopped_at = change.time;
     change.status = task.known;
     change.reason = task.known == ContainerStatus::kStopped ? task.stop_reason : std::string();
   }
   for (const auto& callback : state_callbacks_) callback(change);
+  publish(task);
+}
+
+void TaskEngine::publish(Task& task, bool removed) {
+  if (snapshot_callbacks_.empty()) return;
+  auto snapshot = std::make_shared<TaskSnapshot>();
+  const auto& def = task.definition;
+  snapshot->arn = task.arn;
+  snapshot->id = task.id;
+  snapshot->cluster = options_.cluster;
+  snapshot->family = def.family;
+  snapshot->revision = def.revision;
+  snapshot->task_role_arn = def.task_role_arn;
+  snapshot->execution_role_arn = def.execution_role_arn;
+  snapshot->network_mode = def.network_mode;
+  snapshot->known = task.known;
+  snapshot->desired = task.desired;
+  snapshot->stop_reason = task.stop_reason;
+  snapshot->cpu_units = def.cpu_units;
+  snapshot->memory_mib = def.memory_mib;
+  snapshot->pull_started_at = task.pull_started_at;
+  snapshot->pull_stopped_at = task.pull_stopped_at;
+  snapshot->started_at = task.started_at;
+  snapshot->stopped_at = task.stopped_at;
+  if (deps_.cgroups) {
+    snapshot->cgroup_path = deps_.cgroups->containerCgroupsPath(task.id, "");
+    while (snapshot->cgroup_path.ends_with('/')) snapshot->cgroup_path.pop_back();
+  }
+  snapshot->removed = removed;
+  for (const auto& c : task.containers) {
+    ContainerSnapshot cs;
+    cs.name = c->def->name;
+    cs.runtime_id = c->runtime_id;
+    cs.image = c->def->image;
+    cs.image_id = c->image.config.digest;
+    cs.known = c->known;
+    cs.desired = c->desired;
+    cs.exit_code = c->exit_code;
+    cs.reason = c->reason;
+    cs.essential = c->def->essential;
+    cs.labels = containerLabels(task, *c);
+    cs.created_at = c->created_at;
+    cs.started_at = c->started_wall_at;
+    cs.finished_at = c->finished_at;
+    cs.cpu = c->def->cpu;
+    cs.memory_mib = c->def->memory_mib;
+    cs.memory_reservation_mib = c->def->memory_reservation_mib;
+    cs.health = c->health;
+    cs.health_output = c->health_output;
+    cs.health_checked_at = c->health_checked_at;
+    cs.restart_count = c->restart_count;
+    if (const auto& log = c->def->log_configuration) {
+      cs.log_driver = log->log_driver;
+      cs.log_options = log->options;
+    }
+    cs.cgroup_path = c->spec_inputs.cgroups_path;
+    cs.resources = c->resources;
+    snapshot->containers.push_back(std::move(cs));
+  }
+  TaskSnapshotPtr published = std::move(snapshot);
+  for (const auto& callback : snapshot_callbacks_) callback(published);
 }
 
 void TaskEngine::setDesiredStopped(Task& task, std::string reason) {
@@ -320,20 +463,22 @@ void TaskEngine::step(Task& task) {
     for (const auto& c : def.container_definitions) {
       limits.container_cpu_shares += std::max(c.cpu, 2);
     }
+    struct Made {
+      Result<void> status;
+      std::vector<std::unique_ptr<TaskResource>> resources;
+    };
+    TaskInfo info{task.arn, task.id, task.dir, &task.definition};
     offload(
         task.arn,
-        [this, dir = task.dir, id = task.id, limits]() -> Result<void> {
-          std::error_code ec;
-          fs::create_directories(dir, ec);
-          if (ec)
-            return fail(ErrorCode::kInternal, "create task directory {}: {}", dir, ec.message());
-          if (deps_.cgroups) {
-            if (auto created = deps_.cgroups->createTask(id, limits); !created) return created;
-          }
-          return {};
+        [this, info, limits]() -> std::shared_ptr<Made> {
+          auto made = std::make_shared<Made>();
+          made->status = createResources(info, limits, made->resources);
+          return made;
         },
-        [this](Task& t, Result<void> result) {
+        [this](Task& t, std::shared_ptr<Made> made) {
           t.resources_busy = false;
+          t.resources = std::move(made->resources);
+          auto& result = made->status;
           if (!result) {
             for (auto& c : t.containers)
               c->reason = "ResourceInitializationError: " + result.error().message;
@@ -347,6 +492,24 @@ void TaskEngine::step(Task& task) {
   }
   for (auto& c : task.containers) stepContainer(task, *c);
   updateTaskStatus(task);
+}
+
+Result<void> TaskEngine::createResources(const TaskInfo& info, const cgroups::TaskLimits& limits,
+                                         std::vector<std::unique_ptr<TaskResource>>& made) {
+  std::error_code ec;
+  fs::create_directories(info.dir, ec);
+  if (ec) return fail(ErrorCode::kInternal, "create task directory {}: {}", info.dir, ec.message());
+  if (deps_.cgroups) {
+    if (auto created = deps_.cgroups->createTask(info.id, limits); !created) return created;
+  }
+  for (auto* factory : deps_.resources) {
+    auto resource = factory->resourceFor(info);
+    if (!resource) return fail(resource.error());
+    if (!*resource) continue;
+    made.push_back(std::move(*resource));
+    if (auto created = made.back()->create(); !created) return created;
+  }
+  return {};
 }
 
 void TaskEngine::stepContainer(Task& task, Container& c) {
@@ -556,6 +719,7 @@ void TaskEngine::updateTaskStatus(Task& task) {
 
 void TaskEngine::pull(Task& task, Container& c) {
   c.busy = true;
+  if (!task.pull_started_at) task.pull_started_at = SystemClock::now();
   auto behavior = options_.pull_behavior;
   offload(
       task.arn,
@@ -597,6 +761,7 @@ void TaskEngine::pull(Task& task, Container& c) {
           if (ct.def->essential) setDesiredStopped(t, ct.reason);
           return step(t);
         }
+        t.pull_stopped_at = SystemClock::now();
         ct.image = std::move(result->first);
         ct.image_config = std::move(result->second);
         ct.known = ContainerStatus::kPulled;
@@ -647,31 +812,44 @@ void TaskEngine::create(Task& task, Container& c) {
   spec.id = c.runtime_id;
   spec.image = c.image.name;
   spec.snapshot_parent = c.image.chain_id;
-  spec.labels = c.def->docker_labels;
-  spec.labels["com.amazonaws.ecs.task-arn"] = task.arn;
-  spec.labels["com.amazonaws.ecs.container-name"] = c.def->name;
-  spec.labels["com.amazonaws.ecs.task-definition-family"] = task.definition.family;
-  spec.labels["com.amazonaws.ecs.task-definition-version"] =
-      std::to_string(task.definition.revision);
-  spec.labels["com.amazonaws.ecs.cluster"] = options_.cluster;
-  spec.labels[runtime::kLabelManagedBy] = runtime::kManagedByValue;
+  spec.labels = containerLabels(task, c);
+  std::vector<TaskResource*> resources;
+  for (auto& r : task.resources) resources.push_back(r.get());
+  ContainerInfo info{c.def, c.runtime_id, c.dir};
   offload(
       task.arn,
-      [this, inputs, spec]() mutable -> Result<void> {
+      [this, inputs, spec, resources, info]() mutable -> Result<ContainerResources> {
         std::error_code ec;
         fs::create_directories(inputs.container_dir, ec);
         if (ec)
           return fail(ErrorCode::kInternal, "create {}: {}", inputs.container_dir, ec.message());
+        ContainerResources given;
+        for (auto* resource : resources) {
+          if (auto added = resource->contribute(info, given); !added)
+            return fail(added.error().wrap(std::string(resource->name())));
+        }
+        inputs.netns_path = given.netns_path;
+        inputs.ip_address = given.ip_address;
+        inputs.extra_env = given.env;
+        inputs.extra_mounts = given.mounts;
         auto json = buildContainerSpec(inputs);
         if (!json) return fail(json.error());
         spec.oci_spec_json = std::move(*json);
         auto created = deps_.containerd->createContainer(spec);
         if (!created) return fail(created.error());
-        return {};
+        return given;
       },
-      [this, name = c.def->name](Task& t, Result<void> result) {
+      [this, name = c.def->name](Task& t, Result<ContainerResources> result) {
         Container& ct = *t.container(name);
         ct.busy = false;
+        if (result) {
+          ct.resources = std::move(*result);
+          // Health-check execs build their process from the same inputs.
+          ct.spec_inputs.netns_path = ct.resources.netns_path;
+          ct.spec_inputs.ip_address = ct.resources.ip_address;
+          ct.spec_inputs.extra_env = ct.resources.env;
+          ct.spec_inputs.extra_mounts = ct.resources.mounts;
+        }
         if (!result) {
           ct.reason = "CannotCreateContainerError: " + result.error().message;
           ct.known = ContainerStatus::kStopped;
@@ -911,6 +1089,7 @@ void TaskEngine::runHealthCheck(Task& task, Container& c) {
         }
         const auto& hc = *ct.def->health_check;
         ct.health_output = result.second;
+        ct.health_checked_at = SystemClock::now();
         auto before = ct.health;
         if (result.first == 0) {
           ct.health_failures = 0;
@@ -937,9 +1116,12 @@ void TaskEngine::cleanup(Task& task) {
     c->start_timeout_timer->cancel();
     if (c->created) ids.push_back(c->runtime_id);
   }
+  std::vector<TaskResource*> resources;
+  for (auto it = task.resources.rbegin(); it != task.resources.rend(); ++it)
+    resources.push_back(it->get());
   offload(
       task.arn,
-      [this, ids, id = task.id, dir = task.dir]() -> bool {
+      [this, ids, id = task.id, dir = task.dir, resources]() -> bool {
         for (const auto& runtime_id : ids) {
           if (auto deleted = deps_.containerd->deleteTask(runtime_id);
               !deleted && deleted.error().code != ErrorCode::kNotFound) {
@@ -949,17 +1131,19 @@ void TaskEngine::cleanup(Task& task) {
             spdlog::warn("cleanup: {}", deleted.error().message);
           }
         }
+        for (auto* resource : resources) resource->cleanup();
         if (deps_.cgroups) {
           if (auto removed = deps_.cgroups->removeTask(id); !removed) {
             spdlog::warn("cleanup: {}", removed.error().message);
           }
         }
-        std::error_code ec;
-        fs::remove_all(dir, ec);
+        removeTaskDirectory(dir);
         return true;
       },
       [this](Task& t, bool) {
         const std::string arn = t.arn;
+        t.resources.clear();
+        publish(t, /*removed=*/true);
         for (auto& c : t.containers) by_runtime_id_.erase(c->runtime_id);
         tasks_.erase(arn);
         spdlog::info("task {}: cleaned up", arn);

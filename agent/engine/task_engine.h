@@ -30,7 +30,8 @@
 
 namespace ecs::cgroups {
 class CgroupManager;
-}
+struct TaskLimits;
+}  // namespace ecs::cgroups
 
 namespace ecs::engine {
 
@@ -102,6 +103,12 @@ class TaskEngine {
   void updateTaskStatus(Task& task);
   void setDesiredStopped(Task& task, std::string reason);
   void emit(Task& task, Container* container, std::optional<HealthStatus> health = {});
+  void publish(Task& task, bool removed = false);
+  std::map<std::string, std::string> containerLabels(const Task& task, const Container& c) const;
+  // On a worker: the task directory, cgroup and every factory's resource, in order. What was
+  // made is in `made` even on failure, for cleanup.
+  Result<void> createResources(const TaskInfo& info, const cgroups::TaskLimits& limits,
+                               std::vector<std::unique_ptr<TaskResource>>& made);
 
   enum class Gate { kOpen, kWait, kNever };
   Gate dependenciesFor(Task& task, Container& container, ContainerStatus next, std::string* why);
@@ -132,6 +139,7 @@ class TaskEngine {
   std::map<std::string, std::pair<std::string, std::string>> by_runtime_id_;  // id -> (arn, name)
   std::vector<std::function<void(const StateChange&)>> state_callbacks_;
   std::vector<std::function<void(const std::string&)>> cleanup_callbacks_;
+  std::vector<std::function<void(const TaskSnapshotPtr&)>> snapshot_callbacks_;
   std::shared_ptr<bool> alive_;
 };
 

@@ -49,10 +49,10 @@ struct ContainerResources {
   // A network namespace to join (a path such as /run/netns/<name>); empty: the container's own
   // new namespace with loopback only, unless the task is in host mode.
   std::string netns_path;
-  std::string ip_address;     // the container's IPv4 address, for /etc/hosts and metadata
-  std::string network_mode;   // as reported by metadata ("bridge", "awsvpc", "host", "none")
-  std::string ipv4_subnet;    // "172.31.0.0/24", metadata
-  std::string ipv4_gateway;   // metadata
+  std::string ip_address;    // the container's IPv4 address, for /etc/hosts and metadata
+  std::string network_mode;  // as reported by metadata ("bridge", "awsvpc", "host", "none")
+  std::string ipv4_subnet;   // "172.31.0.0/24", metadata
+  std::string ipv4_gateway;  // metadata
   std::vector<NetworkBinding> network_bindings;  // reported with RUNNING
   std::vector<std::string> env;                  // "KEY=value", after the definition's
   std::vector<runtime::SpecMount> mounts;        // volumes

@@ -119,3 +119,52 @@ TEST(ConfigTest, GoBooleans) {
 
 }  // namespace
 }  // namespace ecs::config
+
+TEST(ConfigNetworkTest, DefaultsFollowEcsInit) {
+  auto config = ecs::config::load({{}, {}});
+  ASSERT_TRUE(config.has_value());
+  EXPECT_EQ(config->reserved_ports, (std::vector<int>{22, 2375, 2376, 51678, 51679}));
+  EXPECT_TRUE(config->reserved_ports_udp.empty());
+  EXPECT_TRUE(config->dynamic_host_port_range.empty());
+  EXPECT_FALSE(config->awsvpc_block_imds);
+  EXPECT_TRUE(config->task_iam_role_network_host);
+  EXPECT_EQ(config->bridge_name, "ecs-br0");
+  EXPECT_EQ(config->task_metadata_rps_steady, 40);
+  EXPECT_EQ(config->task_metadata_rps_burst, 60);
+  EXPECT_EQ(config->efs_mount_command, "mount");
+}
+
+TEST(ConfigNetworkTest, ParsesNetworkAndEndpointSettings) {
+  auto config = ecs::config::load({{{"ECS_RESERVED_PORTS", "[22, 8080]"},
+                                    {"ECS_RESERVED_PORTS_UDP", "[53]"},
+                                    {"ECS_DYNAMIC_HOST_PORT_RANGE", "61000-61999"},
+                                    {"ECS_AWSVPC_BLOCK_IMDS", "true"},
+                                    {"ECS_TASK_METADATA_RPS_LIMIT", "100,150"},
+                                    {"ECS_TASK_ENDPOINT_PORT", "41679"},
+                                    {"ECS_EFS_MOUNT_COMMAND", "/opt/fake-mount"}},
+                                   {}});
+  ASSERT_TRUE(config.has_value());
+  EXPECT_EQ(config->reserved_ports, (std::vector<int>{22, 8080}));
+  EXPECT_EQ(config->reserved_ports_udp, (std::vector<int>{53}));
+  EXPECT_EQ(config->dynamic_host_port_range, "61000-61999");
+  EXPECT_TRUE(config->awsvpc_block_imds);
+  EXPECT_EQ(config->task_metadata_rps_steady, 100);
+  EXPECT_EQ(config->task_metadata_rps_burst, 150);
+  EXPECT_EQ(config->task_endpoint_port, 41679);
+  EXPECT_EQ(config->efs_mount_command, "/opt/fake-mount");
+  EXPECT_TRUE(config->warnings.empty());
+}
+
+TEST(ConfigNetworkTest, BadValuesWarnAndKeepDefaults) {
+  auto config = ecs::config::load({{{"ECS_RESERVED_PORTS", "22,80"},
+                                    {"ECS_DYNAMIC_HOST_PORT_RANGE", "9000-8000"},
+                                    {"ECS_TASK_METADATA_RPS_LIMIT", "0,10"},
+                                    {"ECS_TASK_ENDPOINT_PORT", "70000"}},
+                                   {}});
+  ASSERT_TRUE(config.has_value());
+  EXPECT_EQ(config->reserved_ports.size(), 5u);
+  EXPECT_TRUE(config->dynamic_host_port_range.empty());
+  EXPECT_EQ(config->task_metadata_rps_steady, 40);
+  EXPECT_EQ(config->task_endpoint_port, 51679);
+  EXPECT_EQ(config->warnings.size(), 4u);
+}

@@ -1,0 +1,104 @@
+#include "volumes/volume_state.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace ecs::volumes {
+
+namespace json = boost::json;
+
+Result<VolumeState> VolumeState::load(std::string path) {
+  VolumeState state(path);
+  std::ifstream in(path);
+  if (!in) {
+    if (errno == ENOENT) return state;
+    return fail(ErrorCode::kInternal, "read {}: {}", path, std::strerror(errno));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  auto mounts = parse(text.str());
+  if (!mounts) return fail(mounts.error().wrap(path));
+  state.mounts_ = std::move(*mounts);
+  return state;
+}
+
+TrackedMount* VolumeState::find(const std::string& target) {
+  auto it = std::ranges::find(mounts_, target, &TrackedMount::target);
+  return it == mounts_.end() ? nullptr : &*it;
+}
+
+void VolumeState::add(TrackedMount mount) {
+  remove(mount.target);
+  mounts_.push_back(std::move(mount));
+}
+
+void VolumeState::remove(const std::string& target) {
+  std::erase_if(mounts_, [&](const TrackedMount& m) { return m.target == target; });
+}
+
+std::string VolumeState::toJson() const {
+  json::array mounts;
+  for (const auto& m : mounts_) {
+    json::array tasks;
+    for (const auto& t : m.tasks) tasks.emplace_back(t);
+    mounts.push_back(json::object{
+        {"target", m.target}, {"volume", m.volume}, {"kind", m.kind}, {"tasks", std::move(tasks)}});
+  }
+  return json::serialize(json::object{{"version", 1}, {"mounts", std::move(mounts)}});
+}
+
+Result<std::vector<TrackedMount>> VolumeState::parse(const std::string& text) {
+  boost::system::error_code ec;
+  auto value = json::parse(text, ec);
+  if (ec) return fail(ErrorCode::kDataLoss, "malformed volume state: {}", ec.message());
+  std::vector<TrackedMount> out;
+  try {
+    for (const auto& m : value.at("mounts").as_array()) {
+      const auto& o = m.as_object();
+      TrackedMount mount;
+      mount.target = json::value_to<std::string>(o.at("target"));
+      mount.volume = json::value_to<std::string>(o.at("volume"));
+      mount.kind = json::value_to<std::string>(o.at("kind"));
+      for (const auto& t : o.at("tasks").as_array()) {
+        mount.tasks.push_back(json::value_to<std::string>(t));
+      }
+      out.push_back(std::move(mount));
+    }
+  } catch (const std::exception& e) {
+    return fail(ErrorCode::kDataLoss, "malformed volume state: {}", e.what());
+  }
+  return out;
+}
+
+Result<void> VolumeState::save() const {
+  const std::string tmp = path_ + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(ErrorCode::kInternal, "write {}: {}", tmp, std::strerror(errno));
+  const std::string text = toJson();
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return fail(ErrorCode::kInternal, "write {}: {}", tmp, std::strerror(err));
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::fsync(fd);
+  ::close(fd);
+  if (::rename(tmp.c_str(), path_.c_str()) != 0) {
+    return fail(ErrorCode::kInternal, "rename {}: {}", tmp, std::strerror(errno));
+  }
+  return {};
+}
+
+}  // namespace ecs::volumes

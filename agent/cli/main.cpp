@@ -22,6 +22,8 @@ constexpr const char* kUsage =
     "  run TASKDEF.json     run one task from an ECS task definition (JSON), no cluster needed\n"
     "      [--output json]  one JSON object per line: state changes and container output\n"
     "  demo IMAGE           pull IMAGE and run its default command once, streaming its output\n"
+    "  network sweep        release the network leftovers of agents that are gone\n"
+    "  network teardown     remove every task network, the bridge and the agent's iptables chains\n"
     "  version              print the agent's version\n"
     "\n"
     "configuration: /etc/ecs/ecs.config and ECS_* environment variables (see "
@@ -73,6 +75,7 @@ int main(int argc, char** argv) {
   if (command == "images") return ecs::cli::imagesCommand(*config, rest);
   if (command == "run") return ecs::cli::runCommand(*config, rest);
   if (command == "demo") return ecs::cli::demoCommand(*config, rest);
+  if (command == "network") return ecs::cli::networkCommand(*config, rest);
   fmt::print(stderr, "unknown command \"{}\"\n\n{}", command, kUsage);
   return 2;
 }

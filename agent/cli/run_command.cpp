@@ -19,6 +19,7 @@
 
 #include "agent/cli/commands.h"
 #include "agent/cli/services.h"
+#include "agent/cli/task_resources.h"
 #include "agent/engine/task_engine.h"
 #include "cgroups/task_cgroup.h"
 
@@ -174,20 +175,6 @@ int runCommand(const config::Config& config, const Args& args) {
     return 2;
   }
 
-  // Parts of the definition that later work (task networking, volumes) will honour: say so
-  // rather than let a user believe a port is published or a volume mounted.
-  for (const auto& c : definition->container_definitions) {
-    if (!c.port_mappings.empty() && definition->network_mode != "host") {
-      spdlog::warn(
-          "container {}: portMappings are not published yet in {} mode (use networkMode "
-          "host for now)",
-          c.name, definition->network_mode);
-    }
-    if (!c.mount_points.empty() || !c.volumes_from.empty()) {
-      spdlog::warn("container {}: mountPoints and volumesFrom are not mounted yet", c.name);
-    }
-  }
-
   auto services = connectServices(config);
   if (!services) {
     fmt::print(stderr, "error: {}\n", services.error().message);
@@ -208,6 +195,12 @@ int runCommand(const config::Config& config, const Args& args) {
     }
   }
 
+  auto resources = makeTaskResources(config);
+  if (!resources) {
+    fmt::print(stderr, "error: {}\n", resources.error().message);
+    return 125;
+  }
+
   const std::string region = config.region.empty() ? "us-east-1" : config.region;
   const std::string task_arn =
       fmt::format("arn:aws:ecs:{}:000000000000:task/{}/{}", region, config.cluster, randomTaskId());
@@ -217,8 +210,10 @@ int runCommand(const config::Config& config, const Args& args) {
   options.pull_behavior = config.image_pull_behavior;
   options.data_dir = config.data_dir;
   options.cluster = config.cluster;
-  engine::TaskEngine engine(
-      io, {services->containerd.get(), services->puller.get(), cgroup_manager.get()}, options);
+  engine::TaskEngine engine(io,
+                            {services->containerd.get(), services->puller.get(),
+                             cgroup_manager.get(), resources->factories()},
+                            options);
 
   Printer printer(json);
   std::map<std::string, LogFollower> followers;

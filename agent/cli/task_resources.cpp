@@ -1,0 +1,96 @@
+#include "agent/cli/task_resources.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "netns/iptables.h"
+#include "netns/network_names.h"
+#include "netns/network_namespace.h"
+
+namespace ecs::cli {
+namespace fs = std::filesystem;
+
+std::vector<engine::TaskResourceFactory*> TaskResources::factories() const {
+  std::vector<engine::TaskResourceFactory*> out;
+  if (network) out.push_back(network.get());
+  if (volumes) out.push_back(volumes.get());
+  return out;
+}
+
+netns::TaskNetworkOptions networkOptions(const config::Config& config) {
+  netns::TaskNetworkOptions options;
+  options.bridge.bridge_name = config.bridge_name;
+  options.bridge.subnet = config.bridge_subnet;
+  options.bridge.endpoint_port = config.task_endpoint_port;
+  options.bridge.block_imds = config.awsvpc_block_imds;
+  options.bridge.host_network_endpoint = config.task_iam_role && config.task_iam_role_network_host;
+  options.bridge.state_dir = (fs::path(config.data_dir) / "netns").string();
+  if (!config.dynamic_host_port_range.empty()) {
+    if (auto range = netns::parseHostPortRange(config.dynamic_host_port_range); range)
+      options.dynamic_port_range = *range;
+  }
+  options.reserved_tcp = config.reserved_ports;
+  options.reserved_udp = config.reserved_ports_udp;
+  if (config.enable_prometheus_metrics)
+    options.reserved_tcp.push_back(config.prometheus_metrics_port);
+  return options;
+}
+
+namespace {
+
+// What agents that are gone left behind: their allocations name them (by pid and start time);
+// their namespaces, veths and rules go with them. Everything else on the host — another `run`
+// still starting, whose namespace exists before its address does — is live.
+void sweepDeadAgents(netns::TaskNetworkFactory& network, volumes::TaskVolumesFactory& volumes) {
+  std::set<std::string> dead;
+  for (auto& id : network.bridge().ipam().sweepDead()) dead.insert(id);
+  for (auto& id : network.hostPorts().sweepDead()) dead.insert(id);
+  if (dead.empty()) return;
+  std::set<std::string> live;
+  for (const auto& name : netns::listNamespaces("ecs-")) {
+    if (auto task = netns::taskOfNamespace(name)) live.insert(*task);
+  }
+  for (const auto& id : network.bridge().ipam().owners()) live.insert(id);
+  for (const auto& id : network.hostPorts().owners()) live.insert(id);
+  for (const auto& id : dead) live.erase(id);
+  network.sweep(live);
+  // Volumes of the dead tasks, and nothing of anyone else's: every task with a directory or a
+  // mount under the volumes root is live unless it is one of the dead.
+  std::set<std::string> volume_live;
+  for (const auto& mount : volumes.trackedMounts()) {
+    for (const auto& task : mount.tasks) volume_live.insert(task);
+  }
+  for (const char* kind : {"task", "efs"}) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(fs::path(volumes.options().root) / kind, ec))
+      volume_live.insert(entry.path().filename().string());
+  }
+  for (const auto& id : dead) volume_live.erase(id);
+  volumes.sweep(volume_live);
+}
+
+}  // namespace
+
+Result<TaskResources> makeTaskResources(const config::Config& config) {
+  TaskResources resources;
+  auto network = netns::TaskNetworkFactory::create(networkOptions(config));
+  if (!network) return fail(network.error().wrap("set up task networking"));
+  resources.network = std::move(*network);
+
+  volumes::VolumesOptions volume_options;
+  volume_options.root = (fs::path(config.data_dir) / "volumes").string();
+  std::istringstream command(config.efs_mount_command);
+  volume_options.efs_mount_command.clear();
+  for (std::string word; command >> word;) volume_options.efs_mount_command.push_back(word);
+  volume_options.region = config.region.empty() ? "us-east-1" : config.region;
+  auto volumes = volumes::TaskVolumesFactory::create(std::move(volume_options));
+  if (!volumes) return fail(volumes.error().wrap("set up task volumes"));
+  resources.volumes = std::move(*volumes);
+
+  sweepDeadAgents(*resources.network, *resources.volumes);
+  return resources;
+}
+
+}  // namespace ecs::cli

@@ -491,7 +491,8 @@ Result<void> TaskVolumesFactory::mountTracked(const TrackedMount& record,
 void TaskVolumesFactory::releaseTask(const std::string& task_id) {
   std::lock_guard lock(mu_);
   bool changed = false;
-  for (auto m : state_.mounts()) {
+  const std::vector<TrackedMount> mounts = state_.mounts();
+  for (auto m : mounts) {
     if (std::ranges::find(m.tasks, task_id) == m.tasks.end()) continue;
     changed = true;
     std::erase(m.tasks, task_id);
@@ -548,7 +549,8 @@ void TaskVolumesFactory::saveLocked() {
 int TaskVolumesFactory::sweep(const std::set<std::string>& live_task_ids) {
   int released = 0;
   std::lock_guard lock(mu_);
-  for (auto m : state_.mounts()) {
+  const std::vector<TrackedMount> mounts = state_.mounts();
+  for (auto m : mounts) {
     std::erase_if(m.tasks, [&](const std::string& t) { return !live_task_ids.contains(t); });
     if (!m.tasks.empty()) {
       state_.add(std::move(m));

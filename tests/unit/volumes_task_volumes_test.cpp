@@ -327,9 +327,12 @@ TEST_F(TaskVolumesTest, TmpfsDockerVolumeIsMountedTrackedAndReleased) {
 }
 
 TEST_F(TaskVolumesTest, UnsupportedDriverFailsTheTaskUpFront) {
-  auto def = load(R"({"family": "f", "volumes": [{"name": "ebs",
+  // Validation refuses it too; the factory does not rely on that.
+  auto parsed = engine::parseTaskDefinition(R"({"family": "f", "volumes": [{"name": "ebs",
       "dockerVolumeConfiguration": {"scope": "task", "driver": "rexray/ebs"}}],
     "containerDefinitions": [{"name": "a", "image": "i", "memory": 32}]})");
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  const auto& def = *parsed;
   engine::TaskInfo info{"arn", "t", "/x", &def};
   auto r = factory_->resourceFor(info);
   ASSERT_FALSE(r);

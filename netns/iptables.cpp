@@ -107,6 +107,51 @@ std::string trimmed(std::string text) {
   return text;
 }
 
+// The words of a rule, quotes stripped and sorted: iptables-save prints a rule's matches in its
+// own order ("-d ... -i ..." for "-i ... -d ...") and quotes comments with a colon, but keeps
+// the words.
+std::vector<std::string> ruleWords(std::string_view text) {
+  std::vector<std::string> words;
+  std::string word;
+  for (char c : text) {
+    if (c == ' ') {
+      if (!word.empty()) words.push_back(std::move(word));
+      word.clear();
+    } else if (c != '"') {
+      word += c;
+    }
+  }
+  if (!word.empty()) words.push_back(std::move(word));
+  std::sort(words.begin(), words.end());
+  return words;
+}
+
+// Whether the rules tagged `tag` in `current` are already exactly `rules`, with those meant to
+// come first still first in their chain. Lets ensure() leave a correct ruleset untouched, so
+// another agent process re-ensuring the same rules does not reorder anything.
+bool alreadyInPlace(const IptablesSnapshot& current, std::string_view tag,
+                    const std::vector<IptablesRule>& rules) {
+  auto existing = current.tagged(tag);
+  if (existing.size() != rules.size()) return false;
+  for (const auto& rule : rules) {
+    const std::string prefix = fmt::format("-A {} ", rule.chain);
+    const auto want = ruleWords(rule.spec);
+    auto match = std::find_if(existing.begin(), existing.end(), [&](const auto& line) {
+      return line.table == rule.table && line.text.starts_with(prefix) &&
+             ruleWords(std::string_view(line.text).substr(prefix.size())) == want;
+    });
+    if (match == existing.end()) return false;
+    if (rule.insert_first) {
+      auto first = std::find_if(current.rules.begin(), current.rules.end(), [&](const auto& line) {
+        return line.table == rule.table && line.text.starts_with(prefix);
+      });
+      if (first == current.rules.end() || first->text != match->text) return false;
+    }
+    existing.erase(match);
+  }
+  return true;
+}
+
 // In-process: two tasks' batches may race on the same "does this chain exist" question.
 std::mutex& iptablesMutex() {
   static std::mutex mutex;
@@ -258,6 +303,7 @@ Result<void> Iptables::replaceTagged(std::string_view tag, const std::vector<Ipt
   std::lock_guard lock(iptablesMutex());
   auto current = snapshot();
   if (!current) return fail(current.error());
+  if (alreadyInPlace(*current, tag, rules)) return {};
   IptablesBatch batch;
   std::set<std::pair<std::string, std::string>> declared;
   auto declare = [&](const std::string& table, const std::string& chain) {

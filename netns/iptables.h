@@ -82,8 +82,8 @@ class Iptables {
   // Removes every rule tagged `tag` (one save, one restore). Idempotent.
   static Result<void> deleteTagged(std::string_view tag);
   // Makes the rules tagged `tag` exactly `rules` (each spec must carry tagMatch(tag)), creating
-  // any missing ECS- chain they live in or jump to, in one atomic restore. Idempotent: applying
-  // the same rules again leaves iptables-save unchanged.
+  // any missing ECS- chain they live in or jump to, in one atomic restore. Idempotent: when the
+  // tagged rules already are `rules` (insert_first ones still first), nothing is touched.
   static Result<void> replaceTagged(std::string_view tag, const std::vector<IptablesRule>& rules);
   // Deletes every ECS- chain and the rules tagged `base_tag` (the jumps into them) when no other
   // rule of ours is left; otherwise does nothing. For removing a bridge the last user leaves.

@@ -40,6 +40,8 @@ struct PortForward {
 };
 
 // Shared by every bridge: the jumps from the built-in chains and into ECS-HOSTPORTS. Tag kBaseTag.
+// Those in our own chains are inserted first too, so that replacing them (every ensure) leaves
+// each chain in the same order and iptables-save unchanged.
 std::vector<IptablesRule> baseRules();
 // One bridge's rules. Tag bridgeTag(bridge).
 std::vector<IptablesRule> bridgeRules(const BridgeRuleOptions& options);

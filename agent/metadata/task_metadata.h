@@ -7,6 +7,7 @@
 #pragma once
 
 #include <boost/json.hpp>
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -21,9 +22,18 @@ struct MetadataContext {
   std::string availability_zone;            // "" when unknown or ECS_DISABLE_TASK_METADATA_AZ
   std::string launch_type = "EC2";
   std::string container_instance_arn;  // "" outside a cluster
+  // Container metadata file only (HostPrivateIPv4Address / HostPublicIPv4Address); "" omits them.
+  std::string host_private_ipv4;
+  std::string host_public_ipv4;
 };
 
+// A time as the real agent's Go encoder writes it: RFC3339 in UTC with the fraction of a second
+// trimmed of trailing zeros ("2024-05-01T10:00:00.5Z", "2024-05-01T10:00:00Z").
+std::string rfc3339(std::chrono::system_clock::time_point time);
+
 // ARNs outside a cluster, well-formed so that clients that parse them keep working.
+// The partition follows the region (aws, aws-cn, aws-us-gov); an empty region is us-east-1 and an
+// empty cluster "default", as the real agent's defaults, so the ARN always has six parts.
 // arn:aws:ecs:<region>:<acct>:task/<cluster>/<id>
 std::string taskArn(const MetadataContext&, std::string_view task_id);
 // arn:aws:ecs:<region>:<acct>:container/<cluster>/<task id>/<runtime id>

@@ -1,6 +1,8 @@
 // Placeholder so the library links while the implementation is written.
 #include "agent/aws/credentials.h"
 
+#include <fmt/chrono.h>
+
 #include <cstdlib>
 
 namespace ecs::aws {

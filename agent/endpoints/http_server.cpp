@@ -95,16 +95,33 @@ class Session : public std::enable_shared_from_this<Session> {
     res_.set(http::field::connection, "close");
     res_.body() = std::string(reason);
     res_.prepare_payload();
-    write(true);
+    write(true, /*drain=*/true);
   }
 
-  void write(bool close_after) {
+  void write(bool close_after, bool drain = false) {
     stream_.expires_after(options_.write_timeout);
-    http::async_write(stream_, res_,
-                      [self = shared_from_this(), close_after](beast::error_code ec, size_t) {
-                        if (ec || close_after) return self->close();
-                        self->read();
-                      });
+    http::async_write(
+        stream_, res_,
+        [self = shared_from_this(), close_after, drain](beast::error_code ec, size_t) {
+          if (!ec && drain) return self->drainThenClose();
+          if (ec || close_after) return self->close();
+          self->read();
+        });
+  }
+
+  // After refusing a request whose bytes we did not read: closing with unread data makes the
+  // kernel send a reset, which can destroy the response before the client reads it. Like Go's
+  // server, stop sending and discard what the client still sends, for a short while.
+  void drainThenClose() {
+    boost::system::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::milliseconds(500));
+    drain_buffer_.resize(16 * 1024);
+    stream_.async_read_some(asio::buffer(drain_buffer_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) return self->close();
+                              self->drainThenClose();
+                            });
   }
 
   void close() {
@@ -120,6 +137,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
   std::string remote_;
+  std::vector<char> drain_buffer_;
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 #include <charconv>
+#include <unordered_map>
 
 #include "agent/endpoints/http_util.h"
 
@@ -64,10 +65,20 @@ TaskServer::TaskServer(TaskServerDependencies deps, metadata::MetadataContext co
 }
 
 Counter& TaskServer::requestCounter(std::string_view route, int status) {
+  // Route labels are string literals and statuses few: remembering the series by (literal,
+  // status) makes the per-request cost a shared-locked hash lookup with no allocation.
+  CounterKey key{route.data(), status};
+  {
+    std::shared_lock lock(counters_mutex_);
+    if (auto it = counters_.find(key); it != counters_.end()) return *it->second;
+  }
   char buf[8];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, status);
   (void)ec;
-  return requests_->labels({"task", std::string(route), std::string(buf, end)});
+  auto& counter = requests_->labels({"task", std::string(route), std::string(buf, end)});
+  std::unique_lock lock(counters_mutex_);
+  counters_.emplace(key, &counter);
+  return counter;
 }
 
 void TaskServer::handle(const HttpRequest& request, HttpResponse& response) {

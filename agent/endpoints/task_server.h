@@ -7,6 +7,8 @@
 
 #include <memory>
 #include <optional>
+#include <shared_mutex>
+#include <unordered_map>
 
 #include "agent/credentials/credentials_store.h"
 #include "agent/endpoints/http_server.h"
@@ -47,6 +49,18 @@ class TaskServer {
   metadata::MetadataContext context_;
   std::optional<RateLimiter> limiter_;
   Family<Counter>* requests_ = nullptr;
+  struct CounterKey {
+    const char* route;
+    int status;
+    bool operator==(const CounterKey&) const = default;
+  };
+  struct CounterKeyHash {
+    size_t operator()(const CounterKey& k) const {
+      return std::hash<const void*>()(k.route) ^ static_cast<size_t>(k.status);
+    }
+  };
+  std::shared_mutex counters_mutex_;
+  std::unordered_map<CounterKey, Counter*, CounterKeyHash> counters_;
   Counter* throttled_ = nullptr;
 };
 

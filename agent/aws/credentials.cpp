@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -186,14 +187,25 @@ IniFile parseIni(std::istream& in) {
   return sections;
 }
 
-// Reads an INI file; nullopt when it does not exist, an error when it exists but cannot be read.
+// Reads an INI file; nullopt when it does not exist, an error when it exists but cannot be read
+// (a directory, no permission): that is a broken source, not an absent one.
 Result<std::optional<IniFile>> readIni(const std::string& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (status.type() == std::filesystem::file_type::not_found) return std::nullopt;
+  if (ec) return fail(ErrorCode::kFailedPrecondition, "read {}: {}", path, ec.message());
+  if (status.type() != std::filesystem::file_type::regular) {
+    return fail(ErrorCode::kFailedPrecondition, "read {}: not a regular file", path);
+  }
   std::ifstream in(path);
   if (!in) {
-    if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
     return fail(ErrorCode::kFailedPrecondition, "read {}: {}", path, std::strerror(errno));
   }
-  return parseIni(in);
+  auto ini = parseIni(in);
+  if (in.bad()) {
+    return fail(ErrorCode::kFailedPrecondition, "read {}: {}", path, std::strerror(errno));
+  }
+  return ini;
 }
 
 // The keys of one profile, as a source: absent when the profile has no aws_access_key_id.

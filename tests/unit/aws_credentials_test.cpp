@@ -287,9 +287,14 @@ TEST(AwsCredentialChainTest, UnreadableFileIsAnError) {
   // A directory where the file should be: exists, cannot be read as a file.
   std::filesystem::create_directory(home.path() + "/.aws/credentials");
   FakeEnv env;
+  home.write(".aws/config",
+             "[default]\naws_access_key_id = CFGKEY\n"
+             "aws_secret_access_key = cfgsecret\n");
   auto c = resolve(env, home);
-  ASSERT_FALSE(c);
-  EXPECT_NE(c.error().message.find(home.path() + "/.aws/credentials"), std::string::npos)
+  ASSERT_FALSE(c) << "a broken credentials file must not fall through to " << c->source;
+  EXPECT_EQ(c.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(c.error().message.find("read " + home.path() + "/.aws/credentials: not a regular file"),
+            std::string::npos)
       << c.error().message;
 }
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -156,18 +157,23 @@ Result<SourceOutcome> fromEnvironment(const Getenv& getenv) {
 }
 
 // An INI file as the AWS CLI reads it: sections of `key = value`; full-line comments (# or ;);
-// keys are case-insensitive; indented lines continue a nested value (e.g. `s3 =`) and are ignored.
+// keys are case-insensitive; continuation lines (nested values such as `s3 =`) are ignored.
 using IniFile = std::map<std::string, std::map<std::string, std::string>>;
 
 IniFile parseIni(std::istream& in) {
   IniFile sections;
   std::map<std::string, std::string>* current = nullptr;
+  // Indentation of the last key; a line indented deeper continues its value (Python's
+  // configparser rule, which the AWS CLI inherits), e.g. the nested `s3 =` settings.
+  size_t key_indent = std::string::npos;  // npos: no key yet
   std::string line;
   while (std::getline(in, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     const std::string text = trim(line);
     if (text.empty() || text.front() == '#' || text.front() == ';') continue;
-    if (std::isspace(static_cast<unsigned char>(line.front()))) continue;  // continuation
+    const size_t indent = line.find_first_not_of(" \t");
+    if (key_indent != std::string::npos && indent > key_indent) continue;
+    key_indent = std::string::npos;
     if (text.front() == '[') {
       const auto close = text.find(']');
       current = close == std::string::npos ? nullptr : &sections[trim(text.substr(1, close - 1))];
@@ -176,18 +182,30 @@ IniFile parseIni(std::istream& in) {
     const auto eq = text.find('=');
     if (current == nullptr || eq == std::string::npos) continue;
     (*current)[lower(trim(text.substr(0, eq)))] = trim(text.substr(eq + 1));
+    key_indent = indent;
   }
   return sections;
 }
 
-// Reads an INI file; nullopt when it does not exist, an error when it exists but cannot be read.
+// Reads an INI file; nullopt when it does not exist, an error when it exists but cannot be read
+// (a directory, no permission): that is a broken source, not an absent one.
 Result<std::optional<IniFile>> readIni(const std::string& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (status.type() == std::filesystem::file_type::not_found) return std::nullopt;
+  if (ec) return fail(ErrorCode::kFailedPrecondition, "read {}: {}", path, ec.message());
+  if (status.type() != std::filesystem::file_type::regular) {
+    return fail(ErrorCode::kFailedPrecondition, "read {}: not a regular file", path);
+  }
   std::ifstream in(path);
   if (!in) {
-    if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
     return fail(ErrorCode::kFailedPrecondition, "read {}: {}", path, std::strerror(errno));
   }
-  return parseIni(in);
+  auto ini = parseIni(in);
+  if (in.bad()) {
+    return fail(ErrorCode::kFailedPrecondition, "read {}: {}", path, std::strerror(errno));
+  }
+  return ini;
 }
 
 // The keys of one profile, as a source: absent when the profile has no aws_access_key_id.

@@ -118,7 +118,8 @@ Result<void> readV1(const std::string& root, const std::string& path, Sample& s)
   std::string text;
   TRY_ASSIGN(s.cpu.total_ns, counter(dir("cpuacct") + "/cpuacct.usage"));
   TRY_ASSIGN(text, cgfs::readOptionalFile(dir("cpuacct") + "/cpuacct.usage_percpu"));
-  for (auto f : fields(text.substr(0, text.find('\n')))) s.cpu.percpu_ns.push_back(toUint(f));
+  std::string_view first_line = std::string_view(text).substr(0, text.find('\n'));
+  for (auto f : fields(first_line)) s.cpu.percpu_ns.push_back(toUint(f));
   TRY_ASSIGN(text, cgfs::readOptionalFile(dir("cpuacct") + "/cpuacct.stat"));
   s.cpu.user_ns = ticksToNs(cgfs::keyedValue(text, "user").value_or(0));
   s.cpu.kernel_ns = ticksToNs(cgfs::keyedValue(text, "system").value_or(0));

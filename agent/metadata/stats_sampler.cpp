@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <spdlog/spdlog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -45,6 +46,13 @@ uint64_t toUint(std::string_view s) {
 }
 
 // Whether the sampler reads a container: only running ones have live counters.
+std::chrono::microseconds threadCpuTime() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::duration_cast<std::chrono::microseconds>(
+                                               std::chrono::nanoseconds(ts.tv_nsec));
+}
+
 bool sampled(const engine::ContainerSnapshot& c) {
   return c.known == engine::ContainerStatus::kRunning && !c.runtime_id.empty();
 }
@@ -129,6 +137,7 @@ struct StatsSampler::Impl {
   };
   std::unordered_map<std::string, Samples> samples;  // by runtime id
   std::chrono::microseconds last_tick{0};
+  std::chrono::microseconds last_tick_cpu{0};
   size_t last_tick_containers = 0;
   std::unordered_set<std::string> warned;  // runtime ids whose read failure was logged
 
@@ -164,6 +173,7 @@ struct StatsSampler::Impl {
 
   void tick() {
     auto began = std::chrono::steady_clock::now();
+    auto cpu_began = threadCpuTime();
     auto list = targets();
     auto host = stats::readHost(options.proc_root);
     if (!host) {
@@ -199,6 +209,7 @@ struct StatsSampler::Impl {
     }
     auto took = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - began);
+    auto cpu_took = threadCpuTime() - cpu_began;
 
     std::lock_guard lock(mutex);
     std::unordered_set<std::string_view> live;
@@ -219,6 +230,7 @@ struct StatsSampler::Impl {
       s.current = std::move(*sample);
     }
     last_tick = took;
+    last_tick_cpu = cpu_took;
     last_tick_containers = list.size();
   }
 
@@ -305,6 +317,11 @@ json::object StatsSampler::taskStats(const engine::TaskSnapshot& task, bool v4) 
 std::chrono::microseconds StatsSampler::lastTickDuration() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->last_tick;
+}
+
+std::chrono::microseconds StatsSampler::lastTickCpuTime() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->last_tick_cpu;
 }
 
 size_t StatsSampler::lastTickContainers() const {

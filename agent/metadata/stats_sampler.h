@@ -72,7 +72,8 @@ class StatsSampler {
   // namespaces on the calling thread for the moment of the read.
   void sampleOnce();
   // How long the last tick took and how many containers it read, for the agent's own metrics.
-  std::chrono::microseconds lastTickDuration() const;
+  std::chrono::microseconds lastTickDuration() const;  // wall time
+  std::chrono::microseconds lastTickCpuTime() const;   // the reading thread's cpu time
   size_t lastTickContainers() const;
 
  private:

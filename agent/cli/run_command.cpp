@@ -21,6 +21,7 @@
 #include "agent/cli/services.h"
 #include "agent/cli/task_resources.h"
 #include "agent/engine/task_engine.h"
+#include "agent/metadata/task_metadata.h"
 #include "cgroups/task_cgroup.h"
 
 namespace ecs::cli {
@@ -200,11 +201,11 @@ int runCommand(const config::Config& config, const Args& args) {
     fmt::print(stderr, "error: {}\n", resources.error().message);
     return 125;
   }
-
-  const std::string region = config.region.empty() ? "us-east-1" : config.region;
-  const std::string task_arn =
-      fmt::format("arn:aws:ecs:{}:000000000000:task/{}/{}", region, config.cluster, randomTaskId());
   boost::asio::io_context io;
+  auto task_endpoints = startTaskEndpoints(config, io);
+  resources->endpoints = task_endpoints.get();
+
+  const std::string task_arn = metadata::taskArn(task_endpoints->context, randomTaskId());
   engine::EngineOptions options;
   options.default_stop_timeout = config.container_stop_timeout;
   options.pull_behavior = config.image_pull_behavior;
@@ -261,9 +262,11 @@ int runCommand(const config::Config& config, const Args& args) {
   };
   wait_signal();
 
+  engine.onTaskSnapshot([&](const engine::TaskSnapshotPtr& task) { task_endpoints->update(task); });
   engine.onTaskCleanedUp([&](const std::string&) {
     log_timer.cancel();
     signals.cancel();
+    task_endpoints->stop();
     io.stop();
   });
   engine.startTask(task_arn, std::move(*definition));

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "agent/aws/credentials.h"
 #include "netns/iptables.h"
 #include "netns/network_names.h"
 #include "netns/network_namespace.h"
@@ -16,6 +17,75 @@ std::vector<engine::TaskResourceFactory*> TaskResources::factories() const {
   std::vector<engine::TaskResourceFactory*> out;
   if (network) out.push_back(network.get());
   if (volumes) out.push_back(volumes.get());
+  if (endpoints && endpoints->resource) out.push_back(endpoints->resource.get());
+  return out;
+}
+
+metadata::MetadataContext metadataContext(const config::Config& config) {
+  metadata::MetadataContext context;
+  context.cluster = config.cluster;
+  context.region = config.region.empty() ? "us-east-1" : config.region;
+  if (!config.disable_task_metadata_az) context.availability_zone = config.availability_zone;
+  return context;
+}
+
+void TaskEndpoints::update(const engine::TaskSnapshotPtr& task) {
+  if (servers) {
+    servers->update(task);
+  } else if (stats) {
+    stats->update(task);
+  }
+  if (resource) resource->onSnapshot(task);
+}
+
+void TaskEndpoints::stop() {
+  if (servers) servers->stop();
+  if (stats) stats->stop();
+}
+
+std::unique_ptr<TaskEndpoints> startTaskEndpoints(const config::Config& config,
+                                                  boost::asio::io_context& io) {
+  auto out = std::make_unique<TaskEndpoints>();
+  out->context = metadataContext(config);
+  if (config.task_iam_role && config.run_host_credentials) {
+    out->source =
+        std::make_unique<credentials::HostCredentialsSource>(aws::makeDefaultCredentialChain());
+  }
+  metadata::StatsSamplerOptions stats_options;
+  stats_options.cgroup_root = config.cgroup_path;
+  out->stats = std::make_unique<metadata::StatsSampler>(io, stats_options);
+  out->stats->start();
+
+  endpoints::EndpointsOptions options;
+  options.task_server_port = static_cast<uint16_t>(config.task_endpoint_port);
+  options.introspection_port = static_cast<uint16_t>(config.introspection_port);
+  options.prometheus_metrics = config.enable_prometheus_metrics;
+  options.metrics_port = static_cast<uint16_t>(config.prometheus_metrics_port);
+  options.rate_limit = endpoints::RateLimit{static_cast<double>(config.task_metadata_rps_steady),
+                                            static_cast<double>(config.task_metadata_rps_burst)};
+  options.context = out->context;
+  auto servers = std::make_unique<endpoints::AgentEndpoints>(options, out->store, out->stats.get());
+  if (auto started = servers->start(); !started) {
+    spdlog::warn(
+        "task endpoints unavailable: {} (tasks still run, without credentials and "
+        "metadata endpoints)",
+        started.error().message);
+  } else {
+    out->servers = std::move(servers);
+  }
+
+  endpoints::EndpointsResourceOptions resource_options;
+  resource_options.region = out->context.region;
+  resource_options.container_metadata = config.enable_container_metadata;
+  resource_options.metadata_dir = (fs::path(config.data_dir) / "metadata").string();
+  resource_options.context = out->context;
+  // Without servers the directory is a private one nobody reads: the resource still injects
+  // the variables a task definition expects, and the credentials are still revoked at the end.
+  static endpoints::TaskDirectory orphan_directory;
+  auto& directory = out->servers ? out->servers->directory() : orphan_directory;
+  out->resource = std::make_unique<endpoints::EndpointsResourceFactory>(
+      resource_options, out->store, out->source.get(), directory);
+  if (out->servers) out->servers->setStateLoaded();
   return out;
 }
 

@@ -9,15 +9,45 @@
 
 #include "agent/common/result.h"
 #include "agent/config/config.h"
+#include "agent/credentials/credentials_source.h"
+#include "agent/credentials/credentials_store.h"
+#include "agent/endpoints/agent_endpoints.h"
+#include "agent/endpoints/endpoints_resource.h"
 #include "agent/engine/task_resource.h"
+#include "agent/engine/task_snapshot.h"
+#include "agent/metadata/stats_sampler.h"
 #include "netns/task_network.h"
 #include "volumes/task_volumes.h"
 
 namespace ecs::cli {
 
+// The endpoints containers reach at 169.254.170.2 (credentials, task metadata), introspection
+// and metrics, with the task resource that gives each container its credentials and metadata
+// URIs. Declared before the factories that use them, so they outlive the engine's resources.
+struct TaskEndpoints {
+  credentials::CredentialsStore store;
+  std::unique_ptr<credentials::CredentialsSource> source;  // null: no credentials for tasks
+  std::unique_ptr<metadata::StatsSampler> stats;
+  std::unique_ptr<endpoints::AgentEndpoints> servers;  // null when they could not start
+  std::unique_ptr<endpoints::EndpointsResourceFactory> resource;
+
+  metadata::MetadataContext context;
+  // The engine's snapshot feed.
+  void update(const engine::TaskSnapshotPtr& task);
+  void stop();
+};
+
+metadata::MetadataContext metadataContext(const config::Config& config);
+
+// Starts the servers on `io`'s threads' side (they run threads of their own). A port that is
+// taken (another agent, or another `run`) is a warning, not an error: the tasks still run.
+std::unique_ptr<TaskEndpoints> startTaskEndpoints(const config::Config& config,
+                                                  boost::asio::io_context& io);
+
 struct TaskResources {
   std::unique_ptr<netns::TaskNetworkFactory> network;
   std::unique_ptr<volumes::TaskVolumesFactory> volumes;
+  TaskEndpoints* endpoints = nullptr;  // not owned; may be null
 
   std::vector<engine::TaskResourceFactory*> factories() const;
 };

@@ -119,6 +119,12 @@ class RunNetworkTest : public ::testing::Test {
                                     std::string("ECS_BRIDGE_NAME=") + kBridge,
                                     std::string("ECS_BRIDGE_SUBNET=") + kSubnet,
                                     "ECS_DYNAMIC_HOST_PORT_RANGE=61000-61999"};
+    // The agent's own endpoint servers on ports of their own, unless the test picks one.
+    bool endpoint_given = std::any_of(extra.begin(), extra.end(), [](const std::string& e) {
+      return e.starts_with("ECS_TASK_ENDPOINT_PORT=");
+    });
+    if (!endpoint_given) env.push_back("ECS_TASK_ENDPOINT_PORT=" + std::to_string(endpoint_port_));
+    env.push_back("ECS_INTROSPECTION_PORT=" + std::to_string(introspection_port_));
     env.insert(env.end(), extra.begin(), extra.end());
     return env;
   }
@@ -168,6 +174,9 @@ class RunNetworkTest : public ::testing::Test {
   fs::path data_dir_;
   int counter_ = 0;
   HostNetworkState before_;
+  // One pair per test: the bridge's endpoint rules name the port, and must not change.
+  int endpoint_port_ = freePort();
+  int introspection_port_ = freePort();
   std::vector<std::unique_ptr<BackgroundProcess>> processes_;
 };
 

@@ -1,0 +1,159 @@
+// The task endpoints as a container sees them, through `ecs-node-agent run`: it reads its own
+// task metadata and stats at $ECS_CONTAINER_METADATA_URI_V4 and its task-role credentials at
+// 169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, through the network layer's routing.
+// The host's credential chain is given as environment variables: nothing asks a real IMDS.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "tests/support/agent_process.h"
+#include "tests/support/harness_env.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using ecs::testing::BackgroundProcess;
+using ecs::testing::harnessEnv;
+using ecs::testing::runCommand;
+using namespace std::chrono_literals;
+
+int freePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+class RunEndpointsTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    const char* agent = std::getenv("ECS_TEST_AGENT_BINARY");
+    ASSERT_NE(agent, nullptr) << "ECS_TEST_AGENT_BINARY is not set (run through ctest)";
+    agent_ = agent;
+    ns_ = ecs::testing::uniqueNamespace("endpoints");
+    data_dir_ = fs::path(harnessEnv().workdir()) / ("data-" + ns_);
+    fs::create_directories(data_dir_);
+  }
+
+  void TearDown() override {
+    auto teardown = runCommand({agent_, "network", "teardown"}, agentEnv());
+    EXPECT_TRUE(teardown.ok()) << teardown.describe();
+    auto images = runCommand(
+        {"ctr", "-a", harnessEnv().containerdAddress(), "-n", ns_, "images", "ls", "-q"});
+    std::istringstream names(images.out);
+    for (std::string name; std::getline(names, name);) {
+      runCommand({"ctr", "-a", harnessEnv().containerdAddress(), "-n", ns_, "images", "rm",
+                  "--sync", name});
+    }
+    ecs::testing::expectNoLeaks(ns_);
+    std::error_code ec;
+    fs::remove_all(data_dir_, ec);
+  }
+
+  std::vector<std::string> agentEnv() {
+    return {"ECS_CONTAINERD_ADDRESS=" + harnessEnv().containerdAddress(),
+            "ECS_CONTAINERD_NAMESPACE=" + ns_, "ECS_LOGLEVEL=warn",
+            "ECS_DATADIR=" + data_dir_.string(), "ECS_BRIDGE_NAME=ecs-test-br1",
+            "ECS_BRIDGE_SUBNET=172.31.251.0/24",
+            "ECS_TASK_ENDPOINT_PORT=" + std::to_string(endpoint_port_),
+            "ECS_INTROSPECTION_PORT=" + std::to_string(introspection_port_),
+            "ECS_CLUSTER=endpoints-test", "AWS_REGION=eu-west-1",
+            // The host's credentials, as a developer's shell has them.
+            "AWS_ACCESS_KEY_ID=AKIDHOSTCHAINTEST", "AWS_SECRET_ACCESS_KEY=host-secret",
+            "AWS_SESSION_TOKEN=host-token", "AWS_EC2_METADATA_DISABLED=true"};
+  }
+
+  std::string agent_;
+  std::string ns_;
+  fs::path data_dir_;
+  int endpoint_port_ = freePort();
+  int introspection_port_ = freePort();
+};
+
+TEST_P(RunEndpointsTest, ContainerReadsItsOwnMetadataStatsAndCredentials) {
+  const std::string mode = GetParam();
+  // The task is RUNNING once the agent has seen the container start, a moment after the
+  // container itself has: wait that moment. Each document on a line of its own, after a marker, so
+  // that the test can tell them apart.
+  const std::string script =
+      "set -e; sleep 1; "
+      "echo task=$(busybox timeout 5 wget -qO- $ECS_CONTAINER_METADATA_URI_V4/task); "
+      "echo container=$(busybox timeout 5 wget -qO- $ECS_CONTAINER_METADATA_URI_V4); "
+      "sleep 2; echo stats=$(busybox timeout 5 wget -qO- $ECS_CONTAINER_METADATA_URI_V4/stats); "
+      "echo creds=$(busybox timeout 5 wget -qO- "
+      "http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)";
+  json::object definition{
+      {"family", "whoami"},
+      {"networkMode", mode},
+      {"taskRoleArn", "arn:aws:iam::123456789012:role/app"},
+      {"containerDefinitions",
+       json::array{json::object{{"name", "app"},
+                                {"image", harnessEnv().registry() + "/test/busybox:oci"},
+                                {"memory", 32},
+                                {"command", json::array{"sh", "-c", script}}}}}};
+  auto path = data_dir_ / "taskdef.json";
+  std::ofstream(path) << json::serialize(definition);
+  BackgroundProcess run({agent_, "run", path.string(), "--output", "json"}, agentEnv(),
+                        data_dir_.string());
+  ASSERT_EQ(run.wait(180s), 0) << run.out() << run.err();
+
+  std::map<std::string, json::object> documents;
+  std::string task_arn;
+  for (const auto& line : run.jsonLines()) {
+    if (line.at("type") == "state" && task_arn.empty()) task_arn = line.at("taskArn").as_string();
+    if (line.at("type") != "log" || line.at("stream") != "stdout") continue;
+    std::string text(line.at("log").as_string());
+    auto eq = text.find('=');
+    boost::system::error_code ec;
+    auto value = json::parse(text.substr(eq + 1), ec);
+    ASSERT_FALSE(ec) << text;
+    documents[text.substr(0, eq)] = value.as_object();
+  }
+  ASSERT_EQ(documents.size(), 4u) << run.out();
+
+  const auto& task = documents["task"];
+  EXPECT_EQ(task.at("TaskARN").as_string(), task_arn);
+  EXPECT_TRUE(std::regex_match(
+      task_arn, std::regex(R"(arn:aws:ecs:eu-west-1:\d{12}:task/endpoints-test/[0-9a-f]{32})")))
+      << task_arn;
+  EXPECT_EQ(task.at("Family").as_string(), "whoami");
+  EXPECT_EQ(task.at("KnownStatus").as_string(), "RUNNING");
+  EXPECT_EQ(task.at("Containers").as_array().at(0).at("Name").as_string(), "app");
+
+  const auto& container = documents["container"];
+  EXPECT_EQ(container.at("Name").as_string(), "app");
+  const auto& network = container.at("Networks").as_array().at(0).as_object();
+  EXPECT_EQ(network.at("NetworkMode").as_string(), mode);
+  EXPECT_TRUE(network.at("IPv4Addresses").as_array().at(0).as_string().starts_with("172.31.251."));
+
+  const auto& stats = documents["stats"];
+  EXPECT_TRUE(stats.contains("cpu_stats")) << json::serialize(stats);
+  EXPECT_TRUE(stats.contains("memory_stats")) << json::serialize(stats);
+  EXPECT_GT(stats.at("memory_stats").at("usage").to_number<double>(), 0);
+
+  const auto& creds = documents["creds"];
+  EXPECT_EQ(creds.at("AccessKeyId").as_string(), "AKIDHOSTCHAINTEST");
+  EXPECT_EQ(creds.at("SecretAccessKey").as_string(), "host-secret");
+  EXPECT_EQ(creds.at("Token").as_string(), "host-token");
+  EXPECT_EQ(creds.at("RoleArn").as_string(), "arn:aws:iam::123456789012:role/app");
+  // The secret never reaches the agent's own output.
+  EXPECT_EQ(run.err().find("host-secret"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, RunEndpointsTest, ::testing::Values("bridge", "awsvpc"));
+
+}  // namespace

@@ -184,7 +184,7 @@ class RunNetworkTest : public ::testing::Test {
 std::string webServer(const std::string& name, const std::string& text, int port,
                       const std::string& port_mappings) {
   return fmt::format(
-      R"({{"name": "{}", "image": "${{IMAGE}}", "memory": 64,
+      R"({{"name": "{}", "image": "${{IMAGE}}", "memory": 64, "stopTimeout": 2,
            "command": ["sh", "-c", "mkdir -p /www && echo {} > /www/index.html && exec httpd -f -p {} -h /www"],
            "portMappings": {}}})",
       name, text, port, port_mappings);
@@ -228,7 +228,7 @@ TEST_F(RunNetworkTest, TwoTasksWithTheSameContainerPortGetTheirOwnHostPorts) {
   // From another container: task c fetches a's page through a's host port.
   auto [status, lines] = runToEnd(fmt::format(
       R"({{"family": "client", "containerDefinitions": [{{"name": "client", "image": "${{IMAGE}}",
-          "memory": 32, "command": ["sh", "-c", "busybox timeout 5 wget -qO- http://{}:{}/"]}}]}})",
+          "memory": 32, "stopTimeout": 2, "command": ["sh", "-c", "busybox timeout 5 wget -qO- http://{}:{}/"]}}]}})",
       kGateway, port_a));
   EXPECT_EQ(status, 0);
   std::string output;
@@ -283,7 +283,7 @@ TEST_F(RunNetworkTest, UdpPortMaps) {
   // busybox has no UDP server: the listener is Python, run inside the container's own network
   // namespace, which is all a UDP mapping reaches.
   auto& a = start(R"({"family": "udp", "containerDefinitions": [{"name": "listener",
-      "image": "${IMAGE}", "memory": 32, "command": ["sleep", "60"],
+      "image": "${IMAGE}", "memory": 32, "stopTimeout": 2, "command": ["sleep", "60"],
       "portMappings": [{"containerPort": 5353, "protocol": "udp"}]}]})");
   auto running = waitRunning(a, "listener");
   ASSERT_FALSE(running.empty());
@@ -317,10 +317,11 @@ TEST_F(RunNetworkTest, UdpPortMaps) {
 }
 
 TEST_F(RunNetworkTest, AwsvpcSidecarReachesTheAppOnLocalhost) {
-  auto [status, lines] = runToEnd(R"({"family": "sidecar", "networkMode": "awsvpc",
+  auto [status, lines] =
+      runToEnd(R"({"family": "sidecar", "networkMode": "awsvpc",
       "containerDefinitions": [)" +
-                                  webServer("app", "app-page", 8080, "[]") +
-                                  R"(, {"name": "proxy", "image": "${IMAGE}", "memory": 32,
+               webServer("app", "app-page", 8080, "[]") +
+               R"(, {"name": "proxy", "image": "${IMAGE}", "memory": 32, "stopTimeout": 2,
         "command": ["sh", "-c", "for i in $(seq 100); do busybox timeout 2 wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.1; done; exit 1"]}]})");
   EXPECT_EQ(status, 0);
   std::string output;
@@ -356,7 +357,7 @@ TEST_F(RunNetworkTest, HostModeBindsOnTheHostAndClashesClearly) {
 TEST_F(RunNetworkTest, HostModeRefusesADifferentHostPort) {
   auto [status, lines] = runToEnd(
       R"({"family": "bad", "networkMode": "host", "containerDefinitions": [{"name": "web",
-          "image": "${IMAGE}", "memory": 32, "command": ["true"],
+          "image": "${IMAGE}", "memory": 32, "stopTimeout": 2, "command": ["true"],
           "portMappings": [{"containerPort": 8080, "hostPort": 8081}]}]})");
   EXPECT_NE(status, 0);
   std::string all = processes_.back()->err();
@@ -377,7 +378,7 @@ TEST_F(RunNetworkTest, ContainerReachesTheEndpointAt169_254_170_2) {
   for (const std::string mode : {"bridge", "awsvpc"}) {
     auto [status, lines] = runToEnd(
         fmt::format(R"({{"family": "endpoint", "networkMode": "{}", "containerDefinitions": [
-            {{"name": "client", "image": "${{IMAGE}}", "memory": 32,
+            {{"name": "client", "image": "${{IMAGE}}", "memory": 32, "stopTimeout": 2,
               "command": ["busybox", "timeout", "5", "wget", "-qO-", "http://169.254.170.2/"]}}]}})",
                     mode),
         {"ECS_TASK_ENDPOINT_PORT=" + std::to_string(port)});
@@ -393,7 +394,7 @@ TEST_F(RunNetworkTest, ContainerReachesTheEndpointAt169_254_170_2) {
 
 TEST_F(RunNetworkTest, BlockImdsRefusesConnectionsInsideTheTaskNamespace) {
   auto& a = start(R"({"family": "imds", "networkMode": "awsvpc", "containerDefinitions": [
-      {"name": "app", "image": "${IMAGE}", "memory": 32, "command": ["sleep", "60"]}]})",
+      {"name": "app", "image": "${IMAGE}", "memory": 32, "stopTimeout": 2, "command": ["sleep", "60"]}]})",
                   {"ECS_AWSVPC_BLOCK_IMDS=true"});
   auto running = waitRunning(a, "app");
   ASSERT_FALSE(running.empty());
@@ -417,7 +418,7 @@ TEST_F(RunNetworkTest, BlockImdsRefusesConnectionsInsideTheTaskNamespace) {
 
 TEST_F(RunNetworkTest, ChurnOfFiftyTasksLeavesTheHostAsItWas) {
   const std::string taskdef = R"({"family": "churn", "containerDefinitions": [{"name": "c",
-      "image": "${IMAGE}", "memory": 16, "command": ["true"],
+      "image": "${IMAGE}", "memory": 16, "stopTimeout": 2, "command": ["true"],
       "portMappings": [{"containerPort": 80}, {"containerPort": 53, "protocol": "udp"}]}]})";
   // One task first: the bridge and the agent's base chains are host setup, made once.
   ASSERT_EQ(runToEnd(taskdef).first, 0);

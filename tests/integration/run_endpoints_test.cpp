@@ -38,7 +38,7 @@ int freePort() {
   return ntohs(addr.sin_port);
 }
 
-class RunEndpointsTest : public ::testing::TestWithParam<std::string> {
+class RunEndpointsFixture : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* agent = std::getenv("ECS_TEST_AGENT_BINARY");
@@ -83,6 +83,9 @@ class RunEndpointsTest : public ::testing::TestWithParam<std::string> {
   int endpoint_port_ = freePort();
   int introspection_port_ = freePort();
 };
+
+class RunEndpointsTest : public RunEndpointsFixture,
+                         public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(RunEndpointsTest, ContainerReadsItsOwnMetadataStatsAndCredentials) {
   const std::string mode = GetParam();
@@ -155,5 +158,81 @@ TEST_P(RunEndpointsTest, ContainerReadsItsOwnMetadataStatsAndCredentials) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, RunEndpointsTest, ::testing::Values("bridge", "awsvpc"));
+
+// Debian's AWS clients, unchanged, resolve a running task's credentials from its endpoint; the
+// wrong requests get the real agent's statuses; a client over the rate limit gets 429.
+TEST_F(RunEndpointsFixture, RealAwsClientsResolveTheRunningTasksCredentials) {
+  json::object definition{
+      {"family", "clients"},
+      {"taskRoleArn", "arn:aws:iam::123456789012:role/app"},
+      {"containerDefinitions",
+       json::array{json::object{
+           {"name", "app"},
+           {"image", harnessEnv().registry() + "/test/busybox:oci"},
+           {"memory", 32},
+           {"stopTimeout", 2},
+           {"command",
+            json::array{"sh", "-c",
+                        "echo uri=$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI; sleep 60"}}}}}};
+  auto path = data_dir_ / "taskdef.json";
+  std::ofstream(path) << json::serialize(definition);
+  BackgroundProcess run({agent_, "run", path.string(), "--output", "json"}, agentEnv(),
+                        data_dir_.string());
+  auto line = run.waitForJson(
+      [](const json::object& l) {
+        return l.at("type") == "log" && l.at("log").as_string().starts_with("uri=");
+      },
+      120s);
+  ASSERT_TRUE(line) << run.out() << run.err();
+  const std::string relative = std::string(line->at("log").as_string()).substr(4);
+  ASSERT_TRUE(relative.starts_with("/v2/credentials/")) << relative;
+  const std::string base = "http://127.0.0.1:" + std::to_string(endpoint_port_);
+  // Only the endpoint: no other source the clients could fall back to.
+  const std::vector<std::string> client_env = {
+      "AWS_CONTAINER_CREDENTIALS_FULL_URI=" + base + relative, "AWS_EC2_METADATA_DISABLED=true",
+      "AWS_SHARED_CREDENTIALS_FILE=/nonexistent", "AWS_CONFIG_FILE=/nonexistent",
+      "AWS_DEFAULT_REGION=eu-west-1"};
+
+  auto boto3 = runCommand({"/usr/bin/python3", "-c",
+                           "import boto3\n"
+                           "s = boto3.Session()\n"
+                           "c = s.get_credentials()\n"
+                           "f = c.get_frozen_credentials()\n"
+                           "print(c.method, f.access_key, f.secret_key, f.token)\n"},
+                          client_env);
+  EXPECT_EQ(boto3.out, "container-role AKIDHOSTCHAINTEST host-secret host-token\n")
+      << boto3.describe();
+  auto cli = runCommand({"/usr/bin/aws", "configure", "export-credentials", "--format", "env"},
+                        client_env);
+  EXPECT_NE(cli.out.find("AWS_ACCESS_KEY_ID=AKIDHOSTCHAINTEST"), std::string::npos)
+      << cli.describe();
+  EXPECT_NE(cli.out.find("AWS_SESSION_TOKEN=host-token"), std::string::npos) << cli.describe();
+
+  auto status = [&](const std::string& target) {
+    return runCommand({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", base + target}).out;
+  };
+  EXPECT_EQ(status("/v2/credentials/not-a-known-id"), "400");
+  EXPECT_EQ(status("/v4/not-a-container/task"), "404");
+  EXPECT_EQ(status("/no/such/route"), "404");
+  auto oversized = runCommand({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                               "X-Padding: " + std::string(40000, 'x'), base + relative});
+  EXPECT_EQ(oversized.out, "431");
+
+  // 100 requests on one connection, far above 40/s with a burst of 60: some are refused.
+  std::vector<std::string> burst = {"curl", "-s", "-w", "%{http_code}\\n"};
+  for (int i = 0; i < 100; ++i) burst.insert(burst.end(), {"-o", "/dev/null", base + relative});
+  auto codes = runCommand(burst).out;
+  size_t ok = 0, throttled = 0;
+  std::istringstream lines(codes);
+  for (std::string code; std::getline(lines, code);) {
+    ok += code == "200";
+    throttled += code == "429";
+  }
+  EXPECT_GE(ok, 60u) << codes;
+  EXPECT_GT(throttled, 0u) << codes;
+  EXPECT_EQ(ok + throttled, 100u) << codes;
+
+  EXPECT_NE(run.stop(SIGTERM), -1);
+}
 
 }  // namespace

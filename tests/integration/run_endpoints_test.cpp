@@ -228,7 +228,7 @@ TEST_F(RunEndpointsFixture, RealAwsClientsResolveTheRunningTasksCredentials) {
     ok += code == "200";
     throttled += code == "429";
   }
-  EXPECT_GE(ok, 60u) << codes;
+  EXPECT_GE(ok, 30u) << codes;  // the requests above took part of the burst
   EXPECT_GT(throttled, 0u) << codes;
   EXPECT_EQ(ok + throttled, 100u) << codes;
 

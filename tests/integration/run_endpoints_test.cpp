@@ -235,4 +235,49 @@ TEST_F(RunEndpointsFixture, RealAwsClientsResolveTheRunningTasksCredentials) {
   EXPECT_NE(run.stop(SIGTERM), -1);
 }
 
+// ECS_ENABLE_CONTAINER_METADATA=true: the container finds its metadata file where
+// ECS_CONTAINER_METADATA_FILE says, INITIAL at first and READY once it runs; the host's copy goes
+// with the task.
+TEST_F(RunEndpointsFixture, ContainerMetadataFileBecomesReady) {
+  json::object definition{
+      {"family", "metafile"},
+      {"containerDefinitions",
+       json::array{json::object{
+           {"name", "app"},
+           {"image", harnessEnv().registry() + "/test/busybox:oci"},
+           {"memory", 32},
+           {"command",
+            json::array{"sh", "-c",
+                        "for i in $(seq 50); do grep -q READY $ECS_CONTAINER_METADATA_FILE && "
+                        "break; sleep 0.1; done; echo file=$ECS_CONTAINER_METADATA_FILE; "
+                        "echo json=$(cat $ECS_CONTAINER_METADATA_FILE)"}}}}}};
+  auto path = data_dir_ / "taskdef.json";
+  std::ofstream(path) << json::serialize(definition);
+  auto env = agentEnv();
+  env.push_back("ECS_ENABLE_CONTAINER_METADATA=true");
+  BackgroundProcess run({agent_, "run", path.string(), "--output", "json"}, env,
+                        data_dir_.string());
+  ASSERT_EQ(run.wait(180s), 0) << run.out() << run.err();
+  std::string file, body;
+  for (const auto& line : run.jsonLines()) {
+    if (line.at("type") != "log") continue;
+    std::string text(line.at("log").as_string());
+    if (text.starts_with("file=")) file = text.substr(5);
+    if (text.starts_with("json=")) body = text.substr(5);
+  }
+  EXPECT_TRUE(std::regex_match(
+      file, std::regex(R"(/opt/ecs/metadata/[0-9a-f-]{36}/ecs-container-metadata\.json)")))
+      << file;
+  boost::system::error_code ec;
+  auto value = json::parse(body, ec);
+  ASSERT_FALSE(ec) << body;
+  const auto& metadata = value.as_object();
+  EXPECT_EQ(metadata.at("MetadataFileStatus").as_string(), "READY");
+  EXPECT_EQ(metadata.at("ContainerName").as_string(), "app");
+  EXPECT_EQ(metadata.at("TaskDefinitionFamily").as_string(), "metafile");
+  EXPECT_TRUE(metadata.at("TaskARN").as_string().starts_with("arn:aws:ecs:eu-west-1:"));
+  EXPECT_FALSE(fs::exists(data_dir_ / "metadata") && !fs::is_empty(data_dir_ / "metadata"))
+      << "the host's metadata files outlived the task";
+}
+
 }  // namespace

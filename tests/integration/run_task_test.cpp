@@ -3,6 +3,9 @@
 // Each test leaves nothing in containerd, the cgroup tree or the data directory.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <cstdlib>
@@ -20,6 +23,18 @@ namespace json = boost::json;
 using ecs::testing::harnessEnv;
 using ecs::testing::runCommand;
 using ecs::testing::RunResult;
+
+int freeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
 
 struct TaskRun {
   RunResult result;
@@ -72,6 +87,9 @@ class RunTaskTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    // The task network's bridge and chains are host setup that outlives a task: take them down.
+    auto teardown = runCommand({agent_, "network", "teardown"}, agentEnv());
+    EXPECT_TRUE(teardown.ok()) << teardown.describe();
     auto images = ctr({"images", "ls", "-q"});
     std::istringstream names(images.out);
     for (std::string name; std::getline(names, name);) ctr({"images", "rm", "--sync", name});
@@ -90,9 +108,15 @@ class RunTaskTest : public ::testing::Test {
   }
 
   std::vector<std::string> agentEnv(std::vector<std::string> extra = {}) {
-    std::vector<std::string> env = {"ECS_CONTAINERD_ADDRESS=" + harnessEnv().containerdAddress(),
-                                    "ECS_CONTAINERD_NAMESPACE=" + ns_, "ECS_LOGLEVEL=warn",
-                                    "ECS_DATADIR=" + data_dir_.string()};
+    std::vector<std::string> env = {
+        "ECS_CONTAINERD_ADDRESS=" + harnessEnv().containerdAddress(),
+        "ECS_CONTAINERD_NAMESPACE=" + ns_,
+        "ECS_LOGLEVEL=warn",
+        "ECS_DATADIR=" + data_dir_.string(),
+        "ECS_BRIDGE_NAME=ecs-test-br2",
+        "ECS_BRIDGE_SUBNET=172.31.252.0/24",
+        "ECS_TASK_ENDPOINT_PORT=" + std::to_string(endpoint_port_),
+        "ECS_INTROSPECTION_PORT=" + std::to_string(introspection_port_)};
     env.insert(env.end(), extra.begin(), extra.end());
     return env;
   }
@@ -145,6 +169,9 @@ class RunTaskTest : public ::testing::Test {
   std::string ns_;
   fs::path data_dir_;
   int counter_ = 0;
+  // The agent's endpoint servers on loopback ports of their own, never the fixed defaults.
+  int endpoint_port_ = freeLoopbackPort();
+  int introspection_port_ = freeLoopbackPort();
 };
 
 TEST_F(RunTaskTest, RunsATaskAndReportsEveryTransition) {

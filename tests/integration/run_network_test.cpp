@@ -325,9 +325,9 @@ TEST_F(RunNetworkTest, AwsvpcSidecarReachesTheAppOnLocalhost) {
         "command": ["sh", "-c", "for i in $(seq 100); do busybox timeout 2 wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.1; done; exit 1"]}]})");
   EXPECT_EQ(status, 0);
   std::string output;
-  std::string address;
   for (const auto& l : lines) {
-    if (l.at("type") == "log" && l.at("containerName") == "proxy")
+    // Its stdout only: the retries before the app listens complain on stderr.
+    if (l.at("type") == "log" && l.at("containerName") == "proxy" && l.at("stream") == "stdout")
       output += l.at("log").as_string();
   }
   EXPECT_EQ(output, "app-page");

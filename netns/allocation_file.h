@@ -4,11 +4,14 @@
 // Internal to the netns module.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "agent/common/result.h"
 
@@ -84,6 +87,69 @@ class AllocationFile {
 
  private:
   std::string path_;
+};
+
+// The state both allocators keep: a map from owner (a task ID) to an entry whose `process`
+// member is the agent process that answers for it, parsed and serialized by the allocator's own
+// functions. Every operation is one locked read-modify-write (or read) of the file.
+template <typename State>
+class OwnedStateFile {
+ public:
+  using Parse = Result<State> (*)(std::string_view content);
+  using Serialize = std::string (*)(const State& state);
+
+  OwnedStateFile(std::string path, Parse parse, Serialize serialize)
+      : file_(std::move(path)), parse_(parse), serialize_(serialize) {}
+
+  const std::string& path() const { return file_.path(); }
+
+  // Parses the state, lets `change` edit it, writes it back (unless it is unchanged). An error
+  // from parsing or from `change` writes nothing.
+  Result<void> update(const std::function<Result<void>(State&)>& change) const {
+    return file_.update([&](std::string_view content) -> Result<std::string> {
+      auto state = parse_(content);
+      if (!state) return fail(state.error().wrap(fmt::format("state file {}", file_.path())));
+      if (auto changed = change(*state); !changed) return fail(changed.error());
+      return serialize_(*state);
+    });
+  }
+
+  Result<void> release(const std::string& owner) const {
+    return update([&](State& state) -> Result<void> {
+      state.erase(owner);
+      return {};
+    });
+  }
+
+  Result<std::vector<std::string>> owners() const {
+    auto content = file_.read();
+    auto state = content ? parse_(*content) : fail(content.error());
+    if (!state) return fail(state.error());
+    std::vector<std::string> names;
+    for (const auto& [owner, entry] : *state) names.push_back(owner);
+    return names;
+  }
+
+  // Drops the owners whose agent process is gone; returns them.
+  Result<std::vector<std::string>> sweepDead() const {
+    std::vector<std::string> dead;
+    auto updated = update([&](State& state) -> Result<void> {
+      dead.clear();
+      std::erase_if(state, [&](const auto& item) {
+        if (isAlive(item.second.process)) return false;
+        dead.push_back(item.first);
+        return true;
+      });
+      return {};
+    });
+    if (!updated) return fail(updated.error());
+    return dead;
+  }
+
+ private:
+  AllocationFile file_;
+  Parse parse_;
+  Serialize serialize_;
 };
 
 }  // namespace ecs::netns

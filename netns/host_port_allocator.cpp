@@ -259,7 +259,7 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
  public:
   explicit HostPortAllocatorImpl(HostPortAllocatorOptions options)
       : options_(std::move(options)),
-        file_(options_.state_path),
+        file_(options_.state_path, parseState, serializeState),
         reserved_tcp_(options_.reserved_tcp.begin(), options_.reserved_tcp.end()),
         reserved_udp_(options_.reserved_udp.begin(), options_.reserved_udp.end()) {
     if (!options_.port_in_use) options_.port_in_use = portBoundOnHost;
@@ -267,11 +267,7 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
 
   // Reads (and for a new file, writes) the state once, so a bad file fails open().
   Result<void> load() {
-    return file_.update([&](std::string_view content) -> Result<std::string> {
-      auto state = parseState(content);
-      if (!state) return fail(state.error().wrap(fmt::format("state file {}", file_.path())));
-      return serializeState(*state);
-    });
+    return file_.update([](PortState&) -> Result<void> { return {}; });
   }
 
   Result<std::vector<int>> allocate(const std::string& owner,
@@ -282,11 +278,9 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
     }
     std::lock_guard lock(mutex_);
     std::vector<int> ports(requests.size(), 0);
-    auto updated = file_.update([&](std::string_view content) -> Result<std::string> {
-      auto state = parseState(content);
-      if (!state) return fail(state.error().wrap(fmt::format("state file {}", file_.path())));
-      if (requests.empty() && !state->contains(owner)) return std::string(content);
-      PortMap map(*state, reserved_tcp_, reserved_udp_, options_.port_in_use);
+    auto updated = file_.update([&](PortState& state) -> Result<void> {
+      if (requests.empty() && !state.contains(owner)) return {};
+      PortMap map(state, reserved_tcp_, reserved_udp_, options_.port_in_use);
       std::vector<PortBlock> taken;
       // Static ports first: a dynamic request earlier in the list must not take a port that a
       // later request names.
@@ -302,12 +296,12 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
           ports[i] = *first;
         }
       }
-      PortOwner& entry = (*state)[owner];
+      PortOwner& entry = state[owner];
       // The latest agent process to allocate for a task answers for all it holds, so a restarted
       // agent adopts its tasks' ports by allocating again (with no requests, if need be).
       entry.process = currentProcess();
       entry.blocks.insert(entry.blocks.end(), taken.begin(), taken.end());
-      return serializeState(*state);
+      return {};
     });
     if (!updated) return fail(updated.error());
     return ports;
@@ -315,49 +309,29 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
 
   void release(const std::string& owner) override {
     std::lock_guard lock(mutex_);
-    auto updated = file_.update([&](std::string_view content) -> Result<std::string> {
-      auto state = parseState(content);
-      if (!state) return fail(state.error().wrap(fmt::format("state file {}", file_.path())));
-      state->erase(owner);
-      return serializeState(*state);
-    });
-    if (!updated) {
-      spdlog::warn("release host ports of task {}: {}", owner, updated.error().message);
+    if (auto released = file_.release(owner); !released) {
+      spdlog::warn("release host ports of task {}: {}", owner, released.error().message);
     }
   }
 
   std::vector<std::string> owners() const override {
     std::lock_guard lock(mutex_);
-    auto content = file_.read();
-    auto state = content ? parseState(*content) : fail(content.error());
-    if (!state) {
-      spdlog::warn("host ports: state file {}: {}", file_.path(), state.error().message);
+    auto names = file_.owners();
+    if (!names) {
+      spdlog::warn("host ports: state file {}: {}", file_.path(), names.error().message);
       return {};
     }
-    std::vector<std::string> names;
-    for (const auto& [owner, entry] : *state) names.push_back(owner);
-    return names;
+    return std::move(*names);
   }
 
   std::vector<std::string> sweepDead() override {
     std::lock_guard lock(mutex_);
-    std::vector<std::string> dead;
-    auto updated = file_.update([&](std::string_view content) -> Result<std::string> {
-      auto state = parseState(content);
-      if (!state) return fail(state.error().wrap(fmt::format("state file {}", file_.path())));
-      dead.clear();
-      std::erase_if(*state, [&](const auto& item) {
-        if (isAlive(item.second.process)) return false;
-        dead.push_back(item.first);
-        return true;
-      });
-      return serializeState(*state);
-    });
-    if (!updated) {
-      spdlog::warn("sweep host ports of dead agents: {}", updated.error().message);
+    auto dead = file_.sweepDead();
+    if (!dead) {
+      spdlog::warn("sweep host ports of dead agents: {}", dead.error().message);
       return {};
     }
-    return dead;
+    return std::move(*dead);
   }
 
  private:
@@ -387,7 +361,7 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
   }
 
   HostPortAllocatorOptions options_;
-  AllocationFile file_;
+  OwnedStateFile<PortState> file_;
   std::set<int> reserved_tcp_;
   std::set<int> reserved_udp_;
   mutable std::mutex mutex_;

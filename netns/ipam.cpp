@@ -130,18 +130,14 @@ Result<Subnet> parseSubnet(std::string_view text) {
 class IpamImpl final : public Ipam {
  public:
   IpamImpl(IpamOptions options, Subnet subnet)
-      : file_(options.state_path),
+      : file_(options.state_path, parseState, serializeState),
         net_(subnet),
         subnet_(fmt::format("{}/{}", formatAddress(subnet.network), subnet.prefix)),
         gateway_(formatAddress(subnet.network + 1)) {}
 
   // Reads (and for a new file, writes) the state once, so a bad file fails open().
   Result<void> load() {
-    return file_.update([&](std::string_view content) -> Result<std::string> {
-      auto state = parseState(content);
-      if (!state) return fail(state.error().wrap(fmt::format("state file {}", file_.path())));
-      return serializeState(*state);
-    });
+    return file_.update([](IpState&) -> Result<void> { return {}; });
   }
 
   const std::string& subnet() const override { return subnet_; }
@@ -152,18 +148,16 @@ class IpamImpl final : public Ipam {
     if (owner.empty()) return fail(ErrorCode::kInvalidArgument, "allocate an address: no owner");
     std::lock_guard lock(mutex_);
     uint32_t result = 0;
-    auto updated = file_.update([&](std::string_view content) -> Result<std::string> {
-      auto state = parseState(content);
-      if (!state) return fail(state.error().wrap(fmt::format("state file {}", file_.path())));
-      auto address = pick(*state, owner, key);
+    auto updated = file_.update([&](IpState& state) -> Result<void> {
+      auto address = pick(state, owner, key);
       if (!address) return fail(address.error());
-      IpOwner& entry = (*state)[owner];
+      IpOwner& entry = state[owner];
       // The latest agent process to allocate for a task answers for all it holds, so a restarted
       // agent adopts a task's addresses by allocating them again.
       entry.process = currentProcess();
       entry.addresses[key] = *address;
       result = *address;
-      return serializeState(*state);
+      return {};
     });
     if (!updated) return fail(updated.error());
     return formatAddress(result);
@@ -171,47 +165,29 @@ class IpamImpl final : public Ipam {
 
   void release(const std::string& owner) override {
     std::lock_guard lock(mutex_);
-    auto updated = file_.update([&](std::string_view content) -> Result<std::string> {
-      auto state = parseState(content);
-      if (!state) return fail(state.error().wrap(fmt::format("state file {}", file_.path())));
-      state->erase(owner);
-      return serializeState(*state);
-    });
-    if (!updated) spdlog::warn("release addresses of task {}: {}", owner, updated.error().message);
+    if (auto released = file_.release(owner); !released) {
+      spdlog::warn("release addresses of task {}: {}", owner, released.error().message);
+    }
   }
 
   std::vector<std::string> owners() const override {
     std::lock_guard lock(mutex_);
-    auto content = file_.read();
-    auto state = content ? parseState(*content) : fail(content.error());
-    if (!state) {
-      spdlog::warn("ipam: state file {}: {}", file_.path(), state.error().message);
+    auto names = file_.owners();
+    if (!names) {
+      spdlog::warn("ipam: state file {}: {}", file_.path(), names.error().message);
       return {};
     }
-    std::vector<std::string> names;
-    for (const auto& [owner, entry] : *state) names.push_back(owner);
-    return names;
+    return std::move(*names);
   }
 
   std::vector<std::string> sweepDead() override {
     std::lock_guard lock(mutex_);
-    std::vector<std::string> dead;
-    auto updated = file_.update([&](std::string_view content) -> Result<std::string> {
-      auto state = parseState(content);
-      if (!state) return fail(state.error().wrap(fmt::format("state file {}", file_.path())));
-      dead.clear();
-      std::erase_if(*state, [&](const auto& item) {
-        if (isAlive(item.second.process)) return false;
-        dead.push_back(item.first);
-        return true;
-      });
-      return serializeState(*state);
-    });
-    if (!updated) {
-      spdlog::warn("sweep addresses of dead agents: {}", updated.error().message);
+    auto dead = file_.sweepDead();
+    if (!dead) {
+      spdlog::warn("sweep addresses of dead agents: {}", dead.error().message);
       return {};
     }
-    return dead;
+    return std::move(*dead);
   }
 
  private:
@@ -240,7 +216,7 @@ class IpamImpl final : public Ipam {
     return net_.contains(address) && address > net_.network + 1 && address < net_.broadcast();
   }
 
-  AllocationFile file_;
+  OwnedStateFile<IpState> file_;
   Subnet net_;
   std::string subnet_;
   std::string gateway_;

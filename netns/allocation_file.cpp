@@ -15,6 +15,8 @@
 #include <system_error>
 #include <vector>
 
+#include "agent/common/replace_file.h"
+
 namespace ecs::netns {
 namespace {
 
@@ -66,47 +68,6 @@ Result<std::string> readAll(int fd, const std::string& path) {
     content.append(buffer, static_cast<size_t>(n));
     offset += n;
   }
-}
-
-Result<void> writeAll(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail(errnoError(errno, "write", path));
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return {};
-}
-
-// Replaces `path` with `content`: write a sibling, fsync it, rename it over, fsync the directory
-// so the rename itself survives a crash.
-Result<void> replaceFile(const std::string& path, std::string_view content) {
-  std::string tmp = path + ".tmp";
-  {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd) return fail(errnoError(errno, "create", tmp));
-    if (auto written = writeAll(fd.get(), content, tmp); !written) {
-      ::unlink(tmp.c_str());
-      return written;
-    }
-    if (::fsync(fd.get()) != 0) {
-      int err = errno;
-      ::unlink(tmp.c_str());
-      return fail(errnoError(err, "fsync", tmp));
-    }
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return fail(errnoError(err, "rename to", path));
-  }
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir_fd) ::fsync(dir_fd.get());  // best effort: the content is already in place
-  return {};
 }
 
 }  // namespace

@@ -12,6 +12,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "agent/common/replace_file.h"
+
 namespace ecs::volumes {
 
 namespace fs = std::filesystem;
@@ -317,8 +319,8 @@ class TaskVolumes final : public engine::TaskResource {
         }
         if (auto plan = planLocalVolume(requested); !plan) return fail(plan.error());
         if (auto r = makeDirectories(data, 0755); !r) return r;
-        std::ofstream(description.string() + ".tmp") << describeVolume(requested);
-        fs::rename(description.string() + ".tmp", description);
+        if (auto written = replaceFile(description.string(), describeVolume(requested)); !written)
+          return fail(written.error().wrap(fmt::format("shared volume '{}'", name)));
         spdlog::info("volumes: created shared volume {}", name);
       } else {
         auto existing = readVolumeDescription(description);

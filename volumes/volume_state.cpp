@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "agent/common/replace_file.h"
+
 namespace ecs::volumes {
 
 namespace json = boost::json;
@@ -78,27 +80,7 @@ Result<std::vector<TrackedMount>> VolumeState::parse(const std::string& text) {
 }
 
 Result<void> VolumeState::save() const {
-  const std::string tmp = path_ + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return fail(ErrorCode::kInternal, "write {}: {}", tmp, std::strerror(errno));
-  const std::string text = toJson();
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return fail(ErrorCode::kInternal, "write {}: {}", tmp, std::strerror(err));
-    }
-    done += static_cast<size_t>(n);
-  }
-  ::fsync(fd);
-  ::close(fd);
-  if (::rename(tmp.c_str(), path_.c_str()) != 0) {
-    return fail(ErrorCode::kInternal, "rename {}: {}", tmp, std::strerror(errno));
-  }
-  return {};
+  return replaceFile(path_, toJson(), 0600);
 }
 
 }  // namespace ecs::volumes

@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <map>
 
+#include "agent/common/replace_file.h"
+
 namespace ecs::endpoints {
 
 namespace fs = std::filesystem;
@@ -203,29 +205,8 @@ std::string newUuid() {
 Result<void> writeMetadataFile(const std::string& path, const json::object& body) {
   std::string text;
   pretty(body, text, 0);
-  auto tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return fail(ErrorCode::kUnavailable, "create {}: {}", tmp, std::strerror(errno));
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return fail(ErrorCode::kUnavailable, "write {}: {}", tmp, std::strerror(err));
-    }
-    done += static_cast<size_t>(n);
-  }
-  ::fchmod(fd, 0644);  // not subject to the umask: containers run as any user
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return fail(ErrorCode::kUnavailable, "rename {}: {}", path, std::strerror(err));
-  }
-  return {};
+  // 0644 whatever the umask: containers run as any user.
+  return replaceFile(path, text, 0644);
 }
 
 EndpointsResourceFactory::EndpointsResourceFactory(EndpointsResourceOptions options,

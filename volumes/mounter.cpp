@@ -38,28 +38,6 @@ class Fd {
   int fd_;
 };
 
-std::string decodeMountInfoField(const std::string& field) {
-  std::string out;
-  for (size_t i = 0; i < field.size(); ++i) {
-    if (field[i] == '\\' && i + 3 < field.size() && field[i + 1] >= '0' && field[i + 1] <= '3') {
-      int value = 0;
-      bool ok = true;
-      for (size_t j = 1; j <= 3; ++j) {
-        char c = field[i + j];
-        if (c < '0' || c > '7') ok = false;
-        value = value * 8 + (c - '0');
-      }
-      if (ok) {
-        out.push_back(static_cast<char>(value));
-        i += 3;
-        continue;
-      }
-    }
-    out.push_back(field[i]);
-  }
-  return out;
-}
-
 std::string trimOutput(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
   constexpr size_t kMax = 2000;
@@ -174,31 +152,13 @@ class SystemMounter final : public Mounter {
     return fail(ErrorCode::kFailedPrecondition, "{}{}{}", how, detail.empty() ? "" : ": ", detail);
   }
 
-  std::vector<std::string> mountPoints() override {
-    std::ifstream in("/proc/self/mountinfo");
-    std::stringstream text;
-    text << in.rdbuf();
-    return parseMountInfo(text.str());
-  }
+  std::vector<std::string> mountPoints() override { return currentMountPoints(); }
 };
 
 }  // namespace
 
 std::unique_ptr<Mounter> makeSystemMounter() {
   return std::make_unique<SystemMounter>();
-}
-
-std::vector<std::string> parseMountInfo(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    std::istringstream fields(line);
-    std::string field;
-    for (int i = 0; i < 5 && fields >> field; ++i) {
-      if (i == 4) out.push_back(decodeMountInfoField(field));
-    }
-  }
-  return out;
 }
 
 MountFlags parseMountOptions(const std::string& options) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/common/mount_info.h"
 #include "agent/common/result.h"
 
 namespace ecs::volumes {
@@ -33,9 +34,8 @@ class Mounter {
 // The kernel's mount(2) and /proc/self/mountinfo; commands run with posix_spawn.
 std::unique_ptr<Mounter> makeSystemMounter();
 
-// Mount points from /proc/self/mountinfo-formatted text (fields 5, with \040-style escapes
-// decoded). Exposed for tests.
-std::vector<std::string> parseMountInfo(const std::string& text);
+// Mount points from /proc/self/mountinfo-formatted text (agent/common/mount_info.h).
+using ecs::parseMountInfo;
 
 // MS_* flags and the remaining data string for a comma-separated option list as mount(8) and
 // Docker's local driver read it: "ro,nosuid,size=64m" -> MS_RDONLY|MS_NOSUID, "size=64m".

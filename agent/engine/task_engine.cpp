@@ -9,8 +9,8 @@
 #include <mutex>
 #include <random>
 #include <set>
-#include <sstream>
 
+#include "agent/common/mount_info.h"
 #include "agent/engine/container_spec.h"
 #include "agent/engine/image_user.h"
 #include "cgroups/task_cgroup.h"
@@ -87,25 +87,11 @@ Result<UserIds> withSnapshotRootfs(const std::vector<runtime::Mount>& mounts,
   return result;
 }
 
-// Mount points at or under `dir`, from /proc/self/mountinfo (octal escapes decoded).
+// Mount points at or under `dir`.
 std::vector<std::string> mountsUnder(const std::string& dir) {
   std::vector<std::string> out;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, point;
-    fields >> id >> parent >> devno >> root >> point;
-    std::string decoded;
-    for (size_t i = 0; i < point.size(); ++i) {
-      if (point[i] == '\\' && i + 3 < point.size()) {
-        decoded.push_back(static_cast<char>(std::stoi(point.substr(i + 1, 3), nullptr, 8)));
-        i += 3;
-      } else {
-        decoded.push_back(point[i]);
-      }
-    }
-    if (decoded == dir || decoded.starts_with(dir + "/")) out.push_back(decoded);
+  for (auto& point : currentMountPoints()) {
+    if (point == dir || point.starts_with(dir + "/")) out.push_back(std::move(point));
   }
   return out;
 }

@@ -30,17 +30,13 @@ metadata::MetadataContext metadataContext(const config::Config& config) {
 }
 
 void TaskEndpoints::update(const engine::TaskSnapshotPtr& task) {
-  if (servers) {
-    servers->update(task);
-  } else if (stats) {
-    stats->update(task);
-  }
-  if (resource) resource->onSnapshot(task);
+  servers->update(task);
+  resource->onSnapshot(task);
 }
 
 void TaskEndpoints::stop() {
-  if (servers) servers->stop();
-  if (stats) stats->stop();
+  servers->stop();
+  stats->stop();
 }
 
 std::unique_ptr<TaskEndpoints> startTaskEndpoints(const config::Config& config,
@@ -64,14 +60,15 @@ std::unique_ptr<TaskEndpoints> startTaskEndpoints(const config::Config& config,
   options.rate_limit = endpoints::RateLimit{static_cast<double>(config.task_metadata_rps_steady),
                                             static_cast<double>(config.task_metadata_rps_burst)};
   options.context = out->context;
-  auto servers = std::make_unique<endpoints::AgentEndpoints>(options, out->store, out->stats.get());
-  if (auto started = servers->start(); !started) {
+  out->servers = std::make_unique<endpoints::AgentEndpoints>(options, out->store, out->stats.get());
+  if (auto started = out->servers->start(); !started) {
+    // Nothing serves, but the directory and the resource still work: tasks get the variables a
+    // task definition expects, and their credentials are still revoked at the end.
+    out->servers->stop();
     spdlog::warn(
         "task endpoints unavailable: {} (tasks still run, without credentials and "
         "metadata endpoints)",
         started.error().message);
-  } else {
-    out->servers = std::move(servers);
   }
 
   endpoints::EndpointsResourceOptions resource_options;
@@ -79,13 +76,9 @@ std::unique_ptr<TaskEndpoints> startTaskEndpoints(const config::Config& config,
   resource_options.container_metadata = config.enable_container_metadata;
   resource_options.metadata_dir = (fs::path(config.data_dir) / "metadata").string();
   resource_options.context = out->context;
-  // Without servers the directory is a private one nobody reads: the resource still injects
-  // the variables a task definition expects, and the credentials are still revoked at the end.
-  static endpoints::TaskDirectory orphan_directory;
-  auto& directory = out->servers ? out->servers->directory() : orphan_directory;
   out->resource = std::make_unique<endpoints::EndpointsResourceFactory>(
-      resource_options, out->store, out->source.get(), directory);
-  if (out->servers) out->servers->setStateLoaded();
+      resource_options, out->store, out->source.get(), out->servers->directory());
+  out->servers->setStateLoaded();
   return out;
 }
 

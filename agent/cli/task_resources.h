@@ -28,7 +28,7 @@ struct TaskEndpoints {
   credentials::CredentialsStore store;
   std::unique_ptr<credentials::CredentialsSource> source;  // null: no credentials for tasks
   std::unique_ptr<metadata::StatsSampler> stats;
-  std::unique_ptr<endpoints::AgentEndpoints> servers;  // null when they could not start
+  std::unique_ptr<endpoints::AgentEndpoints> servers;  // may have failed to start: then idle
   std::unique_ptr<endpoints::EndpointsResourceFactory> resource;
 
   metadata::MetadataContext context;

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
-#include <sstream>
 
 #include "tests/support/harness_env.h"
 
@@ -26,9 +25,7 @@ class CliImagesTest : public ::testing::Test {
   void TearDown() override {
     ecs::testing::expectNoLeaks(ns_);
     // What a failed test left is removed, so the run's final leak check stays meaningful.
-    auto images = ctr({"images", "ls", "-q"});
-    std::istringstream names(images.out);
-    for (std::string name; std::getline(names, name);) ctr({"images", "rm", "--sync", name});
+    ecs::testing::removeAllImages(ns_);
   }
 
   RunResult agent(std::vector<std::string> args) {

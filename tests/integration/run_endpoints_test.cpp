@@ -4,9 +4,6 @@
 // The host's credential chain is given as environment variables: nothing asks a real IMDS.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <filesystem>
@@ -26,18 +23,6 @@ using ecs::testing::harnessEnv;
 using ecs::testing::runCommand;
 using namespace std::chrono_literals;
 
-int freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 class RunEndpointsFixture : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -52,13 +37,7 @@ class RunEndpointsFixture : public ::testing::Test {
   void TearDown() override {
     auto teardown = runCommand({agent_, "network", "teardown"}, agentEnv());
     EXPECT_TRUE(teardown.ok()) << teardown.describe();
-    auto images = runCommand(
-        {"ctr", "-a", harnessEnv().containerdAddress(), "-n", ns_, "images", "ls", "-q"});
-    std::istringstream names(images.out);
-    for (std::string name; std::getline(names, name);) {
-      runCommand({"ctr", "-a", harnessEnv().containerdAddress(), "-n", ns_, "images", "rm",
-                  "--sync", name});
-    }
+    ecs::testing::removeAllImages(ns_);
     ecs::testing::expectNoLeaks(ns_);
     std::error_code ec;
     fs::remove_all(data_dir_, ec);
@@ -80,8 +59,8 @@ class RunEndpointsFixture : public ::testing::Test {
   std::string agent_;
   std::string ns_;
   fs::path data_dir_;
-  int endpoint_port_ = freePort();
-  int introspection_port_ = freePort();
+  int endpoint_port_ = ecs::testing::unusedPort();
+  int introspection_port_ = ecs::testing::unusedPort();
 };
 
 class RunEndpointsTest : public RunEndpointsFixture,

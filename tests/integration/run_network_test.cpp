@@ -36,19 +36,6 @@ constexpr const char* kBridge = "ecs-test-br0";
 constexpr const char* kSubnet = "172.31.250.0/24";
 constexpr const char* kGateway = "172.31.250.1";
 
-// An unused TCP port on the host (bound and released), for host mode and static mappings.
-int freePort(int type = SOCK_STREAM) {
-  int fd = ::socket(AF_INET, type, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // What the host's network looks like, to compare before and after.
 struct HostNetworkState {
   std::string netns, links, iptables;
@@ -94,9 +81,7 @@ class RunNetworkTest : public ::testing::Test {
     processes_.clear();  // kills anything still running
     auto teardown = runCommand({agent_, "network", "teardown"}, agentEnv());
     EXPECT_TRUE(teardown.ok()) << teardown.describe();
-    auto images = ctr({"images", "ls", "-q"});
-    std::istringstream names(images.out);
-    for (std::string name; std::getline(names, name);) ctr({"images", "rm", "--sync", name});
+    ecs::testing::removeAllImages(ns_);
     ecs::testing::expectNoLeaks(ns_);
     auto after = hostNetworkState();
     EXPECT_EQ(before_.netns, after.netns) << "network namespaces left behind";
@@ -175,8 +160,8 @@ class RunNetworkTest : public ::testing::Test {
   int counter_ = 0;
   HostNetworkState before_;
   // One pair per test: the bridge's endpoint rules name the port, and must not change.
-  int endpoint_port_ = freePort();
-  int introspection_port_ = freePort();
+  int endpoint_port_ = ecs::testing::unusedPort();
+  int introspection_port_ = ecs::testing::unusedPort();
   std::vector<std::unique_ptr<BackgroundProcess>> processes_;
 };
 
@@ -241,7 +226,7 @@ TEST_F(RunNetworkTest, TwoTasksWithTheSameContainerPortGetTheirOwnHostPorts) {
 }
 
 TEST_F(RunNetworkTest, StaticHostPortAlreadyHeldFailsTheSecondTask) {
-  const int port = freePort();
+  const int port = ecs::testing::unusedPort();
   const std::string mapping = fmt::format(R"([{{"containerPort": 8080, "hostPort": {}}}])", port);
   auto& a = start(fmt::format(R"({{"family": "first", "containerDefinitions": [{}]}})",
                               webServer("web", "first", 8080, mapping)));
@@ -334,7 +319,7 @@ TEST_F(RunNetworkTest, AwsvpcSidecarReachesTheAppOnLocalhost) {
 }
 
 TEST_F(RunNetworkTest, HostModeBindsOnTheHostAndClashesClearly) {
-  const int port = freePort();
+  const int port = ecs::testing::unusedPort();
   const std::string mapping = fmt::format(R"([{{"containerPort": {0}, "hostPort": {0}}}])", port);
   auto& a = start(fmt::format(R"({{"family": "host", "networkMode": "host",
                                    "containerDefinitions": [{}]}})",
@@ -367,7 +352,7 @@ TEST_F(RunNetworkTest, HostModeRefusesADifferentHostPort) {
 
 TEST_F(RunNetworkTest, ContainerReachesTheEndpointAt169_254_170_2) {
   // A stand-in for the agent's endpoint server on a loopback port of its own.
-  const int port = freePort();
+  const int port = ecs::testing::unusedPort();
   fs::create_directories(data_dir_ / "www");
   std::ofstream(data_dir_ / "www" / "index.html") << "endpoint-stand-in\n";
   BackgroundProcess server({"/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1",

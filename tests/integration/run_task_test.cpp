@@ -3,9 +3,6 @@
 // Each test leaves nothing in containerd, the cgroup tree or the data directory.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <cstdlib>
@@ -23,18 +20,6 @@ namespace json = boost::json;
 using ecs::testing::harnessEnv;
 using ecs::testing::runCommand;
 using ecs::testing::RunResult;
-
-int freeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 struct TaskRun {
   RunResult result;
@@ -90,9 +75,7 @@ class RunTaskTest : public ::testing::Test {
     // The task network's bridge and chains are host setup that outlives a task: take them down.
     auto teardown = runCommand({agent_, "network", "teardown"}, agentEnv());
     EXPECT_TRUE(teardown.ok()) << teardown.describe();
-    auto images = ctr({"images", "ls", "-q"});
-    std::istringstream names(images.out);
-    for (std::string name; std::getline(names, name);) ctr({"images", "rm", "--sync", name});
+    ecs::testing::removeAllImages(ns_);
     ecs::testing::expectNoLeaks(ns_);
     // The data directory holds nothing once every task is cleaned up.
     if (fs::exists(data_dir_ / "tasks")) {
@@ -170,8 +153,8 @@ class RunTaskTest : public ::testing::Test {
   fs::path data_dir_;
   int counter_ = 0;
   // The agent's endpoint servers on loopback ports of their own, never the fixed defaults.
-  int endpoint_port_ = freeLoopbackPort();
-  int introspection_port_ = freeLoopbackPort();
+  int endpoint_port_ = ecs::testing::unusedPort();
+  int introspection_port_ = ecs::testing::unusedPort();
 };
 
 TEST_F(RunTaskTest, RunsATaskAndReportsEveryTransition) {

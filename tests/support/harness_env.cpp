@@ -1,10 +1,13 @@
 #include "tests/support/harness_env.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -296,6 +299,27 @@ RunResult runCommand(const std::vector<std::string>& argv,
   }
   result.exit_code = *status;
   return result;
+}
+
+void removeAllImages(const std::string& ns) {
+  const std::string address = harnessEnv().containerdAddress();
+  auto images = runCommand({"ctr", "-a", address, "-n", ns, "images", "ls", "-q"});
+  std::istringstream names(images.out);
+  for (std::string name; std::getline(names, name);) {
+    runCommand({"ctr", "-a", address, "-n", ns, "images", "rm", "--sync", name});
+  }
+}
+
+int unusedPort(int type) {
+  int fd = ::socket(AF_INET, type, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
 }
 
 void expectNoLeaks(const std::string& ns) {

@@ -4,6 +4,8 @@
 // ECS_TEST_HARNESS_ENV to the harness.env file written by `harness.sh up`.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <map>
 #include <string>
@@ -79,6 +81,15 @@ struct RunResult {
 RunResult runCommand(const std::vector<std::string>& argv,
                      const std::vector<std::string>& env_additions = {},
                      std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+// Removes every image in containerd namespace `ns` of the harness (synchronous GC), so that the
+// leak check that follows sees only what the test itself left.
+void removeAllImages(const std::string& ns);
+
+// A port nothing on the host holds right now (bound on 0.0.0.0 and released): for host-mode
+// and static mappings, and for the agent's own servers in tests. `type`: SOCK_STREAM or
+// SOCK_DGRAM.
+int unusedPort(int type = SOCK_STREAM);
 
 // Runs `harness.sh check-leaks WORKDIR NS` and ADD_FAILUREs with its report if anything (an
 // image, container, task, lease, snapshot, content or ingest) is left in namespace `ns`.

@@ -25,44 +25,49 @@ AgentEndpoints::~AgentEndpoints() {
 }
 
 Result<void> AgentEndpoints::start() {
-  HttpServerOptions task_options;
-  task_options.name = "task endpoint";
-  task_options.address = options_.task_server_address;
-  task_options.port = options_.task_server_port;
-  task_options.threads = options_.task_server_threads;
-  auto task = HttpServer::start(task_options, [this](const HttpRequest& req, HttpResponse& res) {
-    task_handler_->handle(req, res);
-  });
-  if (!task) return fail(task.error());
-  task_server_ = std::move(*task);
-
-  if (options_.introspection) {
+  // Starts one server into `slot`; on failure stops those already started.
+  auto start = [this](std::unique_ptr<HttpServer>& slot, const char* name,
+                      const std::string& address, uint16_t port, int threads,
+                      HttpHandler handler) -> Result<void> {
     HttpServerOptions o;
-    o.name = "introspection";
-    o.address = options_.introspection_address;
-    o.port = options_.introspection_port;
-    auto server = HttpServer::start(o, [this](const HttpRequest& req, HttpResponse& res) {
-      introspection_handler_->handle(req, res);
-    });
+    o.name = name;
+    o.address = address;
+    o.port = port;
+    o.threads = threads;
+    auto server = HttpServer::start(o, std::move(handler));
     if (!server) {
       stop();
       return fail(server.error());
     }
-    introspection_server_ = std::move(*server);
+    slot = std::move(*server);
+    return {};
+  };
+  if (auto started = start(
+          task_server_, "task endpoint", options_.task_server_address, options_.task_server_port,
+          options_.task_server_threads,
+          [this](const HttpRequest& req, HttpResponse& res) { task_handler_->handle(req, res); });
+      !started) {
+    return started;
+  }
+  if (options_.introspection) {
+    if (auto started = start(introspection_server_, "introspection", options_.introspection_address,
+                             options_.introspection_port, 1,
+                             [this](const HttpRequest& req, HttpResponse& res) {
+                               introspection_handler_->handle(req, res);
+                             });
+        !started) {
+      return started;
+    }
   }
   if (options_.prometheus_metrics) {
-    HttpServerOptions o;
-    o.name = "metrics";
-    o.address = options_.metrics_address;
-    o.port = options_.metrics_port;
-    auto server = HttpServer::start(o, [this](const HttpRequest& req, HttpResponse& res) {
-      handleMetrics(metrics_, req, res);
-    });
-    if (!server) {
-      stop();
-      return fail(server.error());
+    if (auto started =
+            start(metrics_server_, "metrics", options_.metrics_address, options_.metrics_port, 1,
+                  [this](const HttpRequest& req, HttpResponse& res) {
+                    handleMetrics(metrics_, req, res);
+                  });
+        !started) {
+      return started;
     }
-    metrics_server_ = std::move(*server);
   }
   return {};
 }

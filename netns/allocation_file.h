@@ -5,6 +5,7 @@
 #pragma once
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <cstdint>
 #include <functional>
@@ -98,8 +99,9 @@ class OwnedStateFile {
   using Parse = Result<State> (*)(std::string_view content);
   using Serialize = std::string (*)(const State& state);
 
-  OwnedStateFile(std::string path, Parse parse, Serialize serialize)
-      : file_(std::move(path)), parse_(parse), serialize_(serialize) {}
+  // `what`: what the file holds, for log lines ("host ports", "addresses").
+  OwnedStateFile(std::string path, std::string what, Parse parse, Serialize serialize)
+      : file_(std::move(path)), what_(std::move(what)), parse_(parse), serialize_(serialize) {}
 
   const std::string& path() const { return file_.path(); }
 
@@ -114,24 +116,32 @@ class OwnedStateFile {
     });
   }
 
-  Result<void> release(const std::string& owner) const {
-    return update([&](State& state) -> Result<void> {
+  // The allocator operations that cannot fail for their caller: a state file that cannot be
+  // read or written is logged (naming `what_`) and the result is empty.
+  void release(const std::string& owner) const {
+    auto released = update([&](State& state) -> Result<void> {
       state.erase(owner);
       return {};
     });
+    if (!released) {
+      spdlog::warn("release {} of task {}: {}", what_, owner, released.error().message);
+    }
   }
 
-  Result<std::vector<std::string>> owners() const {
+  std::vector<std::string> owners() const {
     auto content = file_.read();
     auto state = content ? parse_(*content) : fail(content.error());
-    if (!state) return fail(state.error());
+    if (!state) {
+      spdlog::warn("{}: state file {}: {}", what_, file_.path(), state.error().message);
+      return {};
+    }
     std::vector<std::string> names;
     for (const auto& [owner, entry] : *state) names.push_back(owner);
     return names;
   }
 
   // Drops the owners whose agent process is gone; returns them.
-  Result<std::vector<std::string>> sweepDead() const {
+  std::vector<std::string> sweepDead() const {
     std::vector<std::string> dead;
     auto updated = update([&](State& state) -> Result<void> {
       dead.clear();
@@ -142,12 +152,16 @@ class OwnedStateFile {
       });
       return {};
     });
-    if (!updated) return fail(updated.error());
+    if (!updated) {
+      spdlog::warn("sweep {} of dead agents: {}", what_, updated.error().message);
+      return {};
+    }
     return dead;
   }
 
  private:
   AllocationFile file_;
+  std::string what_;
   Parse parse_;
   Serialize serialize_;
 };

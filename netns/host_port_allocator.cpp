@@ -259,7 +259,7 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
  public:
   explicit HostPortAllocatorImpl(HostPortAllocatorOptions options)
       : options_(std::move(options)),
-        file_(options_.state_path, parseState, serializeState),
+        file_(options_.state_path, "host ports", parseState, serializeState),
         reserved_tcp_(options_.reserved_tcp.begin(), options_.reserved_tcp.end()),
         reserved_udp_(options_.reserved_udp.begin(), options_.reserved_udp.end()) {
     if (!options_.port_in_use) options_.port_in_use = portBoundOnHost;
@@ -309,29 +309,17 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
 
   void release(const std::string& owner) override {
     std::lock_guard lock(mutex_);
-    if (auto released = file_.release(owner); !released) {
-      spdlog::warn("release host ports of task {}: {}", owner, released.error().message);
-    }
+    file_.release(owner);
   }
 
   std::vector<std::string> owners() const override {
     std::lock_guard lock(mutex_);
-    auto names = file_.owners();
-    if (!names) {
-      spdlog::warn("host ports: state file {}: {}", file_.path(), names.error().message);
-      return {};
-    }
-    return std::move(*names);
+    return file_.owners();
   }
 
   std::vector<std::string> sweepDead() override {
     std::lock_guard lock(mutex_);
-    auto dead = file_.sweepDead();
-    if (!dead) {
-      spdlog::warn("sweep host ports of dead agents: {}", dead.error().message);
-      return {};
-    }
-    return std::move(*dead);
+    return file_.sweepDead();
   }
 
  private:

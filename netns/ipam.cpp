@@ -130,7 +130,7 @@ Result<Subnet> parseSubnet(std::string_view text) {
 class IpamImpl final : public Ipam {
  public:
   IpamImpl(IpamOptions options, Subnet subnet)
-      : file_(options.state_path, parseState, serializeState),
+      : file_(options.state_path, "addresses", parseState, serializeState),
         net_(subnet),
         subnet_(fmt::format("{}/{}", formatAddress(subnet.network), subnet.prefix)),
         gateway_(formatAddress(subnet.network + 1)) {}
@@ -165,29 +165,17 @@ class IpamImpl final : public Ipam {
 
   void release(const std::string& owner) override {
     std::lock_guard lock(mutex_);
-    if (auto released = file_.release(owner); !released) {
-      spdlog::warn("release addresses of task {}: {}", owner, released.error().message);
-    }
+    file_.release(owner);
   }
 
   std::vector<std::string> owners() const override {
     std::lock_guard lock(mutex_);
-    auto names = file_.owners();
-    if (!names) {
-      spdlog::warn("ipam: state file {}: {}", file_.path(), names.error().message);
-      return {};
-    }
-    return std::move(*names);
+    return file_.owners();
   }
 
   std::vector<std::string> sweepDead() override {
     std::lock_guard lock(mutex_);
-    auto dead = file_.sweepDead();
-    if (!dead) {
-      spdlog::warn("sweep addresses of dead agents: {}", dead.error().message);
-      return {};
-    }
-    return std::move(*dead);
+    return file_.sweepDead();
   }
 
  private:

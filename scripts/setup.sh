@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   # toolchain
-  build-essential g++ cmake ninja-build pkg-config clang-format git
+  build-essential g++ cmake ninja-build pkg-config clang-format git ccache
   # containerd gRPC client: protoc, grpc plugin and the API protos Debian ships
   protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev
   golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev

@@ -16,6 +16,8 @@ JOBS=${ECS_CI_JOBS:-2}
 BUILD=${ECS_CI_BUILD_DIR:-build}
 ASAN=${ECS_CI_ASAN_DIR:-build-asan}
 LOGS=$ROOT/$BUILD-logs
+# ccache: paths relative to the checkout, so a fresh clone elsewhere hits the same entries.
+export CCACHE_BASEDIR=$ROOT CCACHE_NOHASHDIR=1 CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
 mkdir -p "$LOGS"
 
 declare -a STEP_NAMES=() STEP_RESULTS=() STEP_TIMES=()

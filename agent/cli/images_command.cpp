@@ -6,7 +6,7 @@
 #include <cstdio>
 
 #include "agent/cli/commands.h"
-#include "agent/cli/services.h"
+#include "agent/node/node.h"
 
 namespace ecs::cli {
 namespace {
@@ -96,7 +96,7 @@ int imagesCommand(const config::Config& config, const Args& args) {
     fmt::print(stderr, "{}", kUsage);
     return 2;
   }
-  auto services = connectServices(config);
+  auto services = node::connectImageServices(config);
   if (!services) {
     fmt::print(stderr, "error: {}\n", services.error().message);
     return 1;

@@ -3,7 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/cli/commands.h"
-#include "agent/cli/task_resources.h"
+#include "agent/node/node.h"
+#include "agent/node/reconciler.h"
 
 namespace ecs::cli {
 
@@ -12,16 +13,21 @@ int networkCommand(const config::Config& config, const Args& args) {
     fmt::print(stderr, "usage: ecs-node-agent network sweep|teardown\n");
     return 2;
   }
-  // makeTaskResources sets the bridge up and sweeps what dead agents left.
-  auto resources = makeTaskResources(config);
-  if (!resources) {
-    fmt::print(stderr, "error: {}\n", resources.error().message);
+  auto network = netns::TaskNetworkFactory::create(node::networkOptions(config));
+  if (!network) {
+    fmt::print(stderr, "error: {}\n", network.error().message);
     return 1;
   }
+  auto volumes = volumes::TaskVolumesFactory::create(node::volumesOptions(config));
+  if (!volumes) {
+    fmt::print(stderr, "error: {}\n", volumes.error().message);
+    return 1;
+  }
+  node::sweepDeadAgents(**network, **volumes);
   if (args[0] == "sweep") return 0;
   // Teardown: every task's leftovers, then the bridge itself.
-  resources->network->sweep({});
-  if (auto removed = resources->network->bridge().remove(); !removed) {
+  (*network)->sweep({});
+  if (auto removed = (*network)->bridge().remove(); !removed) {
     fmt::print(stderr, "error: {}\n", removed.error().message);
     return 1;
   }

@@ -18,11 +18,9 @@
 #include <sstream>
 
 #include "agent/cli/commands.h"
-#include "agent/cli/services.h"
-#include "agent/cli/task_resources.h"
 #include "agent/engine/task_engine.h"
 #include "agent/metadata/task_metadata.h"
-#include "cgroups/task_cgroup.h"
+#include "agent/node/node.h"
 
 namespace ecs::cli {
 namespace {
@@ -138,6 +136,56 @@ class Printer {
   bool json_;
 };
 
+// `run`'s outbox: prints every state change, drains a stopped container's output first, and
+// keeps the exit code of the first essential container to stop.
+class RunOutbox : public engine::StateChangeOutbox {
+ public:
+  RunOutbox(bool json, const engine::TaskDefinition& definition) : printer_(json) {
+    for (const auto& c : definition.container_definitions) {
+      if (c.essential) essential_.insert(c.name);
+    }
+  }
+
+  void follow(const std::string& container, std::string out_path, std::string err_path) {
+    followers_.emplace(container, LogFollower(container, std::move(out_path), std::move(err_path)));
+  }
+  void drainLogs(bool final) {
+    for (auto& [name, follower] : followers_) follower.drain(final, printLine());
+    std::fflush(stdout);
+  }
+  void onRemoved(std::function<void()> callback) { on_removed_ = std::move(callback); }
+  std::optional<int> exitStatus() const { return exit_status_; }
+
+  void submit(const engine::StateChange& change) override {
+    if (!change.container_name.empty() && change.status == engine::ContainerStatus::kStopped) {
+      if (auto it = followers_.find(change.container_name); it != followers_.end()) {
+        it->second.drain(true, printLine());
+      }
+      if (!exit_status_ && change.exit_code && essential_.contains(change.container_name)) {
+        exit_status_ = *change.exit_code;
+      }
+    }
+    printer_.state(change);
+  }
+  void taskRemoved(const std::string&) override {
+    drainLogs(true);
+    if (on_removed_) on_removed_();
+  }
+
+ private:
+  std::function<void(const std::string&, std::string_view, std::string_view)> printLine() {
+    return [this](const std::string& container, std::string_view stream, std::string_view line) {
+      printer_.log(container, stream, line);
+    };
+  }
+
+  Printer printer_;
+  std::map<std::string, LogFollower> followers_;
+  std::set<std::string> essential_;
+  std::optional<int> exit_status_;
+  std::function<void()> on_removed_;
+};
+
 }  // namespace
 
 int runCommand(const config::Config& config, const Args& args) {
@@ -176,74 +224,26 @@ int runCommand(const config::Config& config, const Args& args) {
     return 2;
   }
 
-  auto services = connectServices(config);
-  if (!services) {
-    fmt::print(stderr, "error: {}\n", services.error().message);
-    return 125;
-  }
-  std::unique_ptr<cgroups::CgroupManager> cgroup_manager;
-  if (config.task_cpu_mem_limit) {
-    cgroups::CgroupOptions options;
-    options.root = config.cgroup_path;
-    options.cpu_period = config.cgroup_cpu_period;
-    options.pids_limit = config.task_pids_limit;
-    auto manager = cgroups::CgroupManager::create(options);
-    if (manager && (*manager)->init()) {
-      cgroup_manager = std::move(*manager);
-    } else {
-      spdlog::warn("task cgroups are unavailable ({}); running without task-level limits",
-                   manager ? "init failed" : manager.error().message);
-    }
-  }
-
-  auto resources = makeTaskResources(config);
-  if (!resources) {
-    fmt::print(stderr, "error: {}\n", resources.error().message);
-    return 125;
-  }
   boost::asio::io_context io;
-  auto task_endpoints = startTaskEndpoints(config, io);
-  resources->endpoints = task_endpoints.get();
-
-  const std::string task_arn = metadata::taskArn(task_endpoints->context, randomTaskId());
-  engine::EngineOptions options;
-  options.default_stop_timeout = config.container_stop_timeout;
-  options.pull_behavior = config.image_pull_behavior;
-  options.data_dir = config.data_dir;
-  options.cluster = config.cluster;
-  engine::TaskEngine engine(io,
-                            {services->containerd.get(), services->puller.get(),
-                             cgroup_manager.get(), resources->factories()},
-                            options);
-
-  Printer printer(json);
-  std::map<std::string, LogFollower> followers;
-  for (const auto& c : definition->container_definitions) {
-    followers.emplace(c.name, LogFollower(c.name, engine.logPath(task_arn, c.name, false),
-                                          engine.logPath(task_arn, c.name, true)));
+  RunOutbox outbox(json, *definition);
+  node::NodeOptions node_options;
+  node_options.host_credentials = config.run_host_credentials;
+  auto node = node::Node::create(config, io, outbox, node_options);
+  if (!node) {
+    fmt::print(stderr, "error: {}\n", node.error().message);
+    return 125;
   }
-  auto print_log = [&](const std::string& container, std::string_view stream,
-                       std::string_view line) { printer.log(container, stream, line); };
-
-  std::set<std::string> essential;
+  auto& engine = (*node)->engine();
+  engine::TaskSpec spec;
+  spec.arn = metadata::taskArn((*node)->context(), randomTaskId());
   for (const auto& c : definition->container_definitions) {
-    if (c.essential) essential.insert(c.name);
+    outbox.follow(c.name, engine.logPath(spec.arn, c.name, false),
+                  engine.logPath(spec.arn, c.name, true));
   }
-  std::optional<int> exit_status;
-  engine.onStateChange([&](const engine::StateChange& change) {
-    if (!change.container_name.empty() && change.status == engine::ContainerStatus::kStopped) {
-      followers.at(change.container_name).drain(true, print_log);
-      if (!exit_status && change.exit_code && essential.contains(change.container_name)) {
-        exit_status = *change.exit_code;
-      }
-    }
-    printer.state(change);
-  });
 
   boost::asio::steady_timer log_timer(io);
   std::function<void()> poll_logs = [&] {
-    for (auto& [name, follower] : followers) follower.drain(false, print_log);
-    std::fflush(stdout);
+    outbox.drainLogs(false);
     log_timer.expires_after(std::chrono::milliseconds(100));
     log_timer.async_wait([&](boost::system::error_code ec) {
       if (!ec) poll_logs();
@@ -255,26 +255,25 @@ int runCommand(const config::Config& config, const Args& args) {
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](boost::system::error_code ec, int signal) {
       if (ec) return;
-      engine.stopTask(task_arn,
+      engine.stopTask(spec.arn,
                       fmt::format("Task stopped by {}", signal == SIGINT ? "SIGINT" : "SIGTERM"));
       wait_signal();
     });
   };
   wait_signal();
 
-  engine.onTaskSnapshot([&](const engine::TaskSnapshotPtr& task) { task_endpoints->update(task); });
-  engine.onTaskCleanedUp([&](const std::string&) {
+  outbox.onRemoved([&] {
     log_timer.cancel();
     signals.cancel();
-    task_endpoints->stop();
     io.stop();
   });
-  engine.startTask(task_arn, std::move(*definition));
+  spec.definition = std::move(*definition);
+  engine.upsert(std::move(spec));
   io.run();
-  engine.drain();
+  (*node)->stop();
 
   // No essential exit code: the task never got its containers running.
-  return exit_status.value_or(125);
+  return outbox.exitStatus().value_or(125);
 }
 
 }  // namespace ecs::cli

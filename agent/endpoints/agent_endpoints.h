@@ -53,7 +53,7 @@ class AgentEndpoints {
   Result<void> start();
   void stop();
 
-  // The engine's snapshot feed (TaskEngine::onTaskSnapshot). Thread-safe.
+  // The engine's snapshot feed (TaskEngine::addSnapshotListener). Thread-safe.
   void update(const engine::TaskSnapshotPtr& task);
   // Called once the agent's state is loaded; until then lookups that miss answer 503.
   void setStateLoaded() { directory_.setStateLoaded(true); }

@@ -73,10 +73,18 @@ class EndpointsResource : public engine::TaskResource {
   Result<void> create() override {
     const auto& def = *task_.definition;
     auto* source = factory_.source();
+    // Credentials the cluster sent are stored under its own id by whoever received them; the
+    // task only needs to know the id. The source serves roles nobody sent credentials for.
+    task_credentials_id_ = task_.role_credentials_id;
     for (auto [role_arn, type] :
          {std::pair{&def.task_role_arn, credentials::RoleType::kTask},
           std::pair{&def.execution_role_arn, credentials::RoleType::kExecution}}) {
       if (role_arn->empty()) continue;
+      if (type == credentials::RoleType::kTask && !task_.role_credentials_id.empty()) continue;
+      if (type == credentials::RoleType::kExecution &&
+          !task_.execution_role_credentials_id.empty()) {
+        continue;
+      }
       if (!source) {
         spdlog::warn("task {}: {} role {}: serving no credentials (host credentials are off)",
                      task_.arn, credentials::toString(type), *role_arn);

@@ -1,23 +1,19 @@
 #include "agent/engine/task_engine.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/mount.h>
 
+#include <charconv>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <random>
-#include <set>
 
-#include "agent/common/mount_info.h"
 #include "agent/engine/container_spec.h"
 #include "agent/engine/image_user.h"
-#include "cgroups/task_cgroup.h"
 
 namespace ecs::engine {
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using Clock = EngineClock;
 using SystemClock = std::chrono::system_clock;
 
 namespace {
@@ -45,79 +41,21 @@ int signalNumber(std::string_view name) {
   for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (!upper.starts_with("SIG")) upper = "SIG" + upper;
   if (auto it = kSignals.find(upper); it != kSignals.end()) return it->second;
-  if (std::all_of(name.begin(), name.end(),
-                  [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
-    return std::stoi(std::string(name));
+  int number = 0;
+  auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), number);
+  if (ec == std::errc() && end == name.data() + name.size() && number > 0 && number < NSIG) {
+    return number;
   }
   return SIGTERM;
 }
 
-// Mounts a snapshot's mounts read-only at a temporary directory for `fn`, then unmounts.
-Result<UserIds> withSnapshotRootfs(const std::vector<runtime::Mount>& mounts,
-                                   const std::function<Result<UserIds>(const std::string&)>& fn) {
-  if (mounts.size() != 1) {
-    return fail(ErrorCode::kInternal, "expected one rootfs mount, got {}", mounts.size());
-  }
-  const auto& m = mounts[0];
-  char dir_template[] = "/tmp/ecs-rootfs-XXXXXX";
-  const char* dir = mkdtemp(dir_template);
-  if (!dir) return fail(ErrorCode::kInternal, "mkdtemp: {}", std::strerror(errno));
-  std::string data;
-  unsigned long flags = MS_RDONLY;
-  for (const auto& option : m.options) {
-    if (option == "rbind")
-      flags |= MS_BIND | MS_REC;
-    else if (option == "bind")
-      flags |= MS_BIND;
-    else if (option == "ro" || option == "rw")
-      continue;
-    else
-      data += (data.empty() ? "" : ",") + option;
-  }
-  int rc = ::mount(m.source.c_str(), dir, m.type == "bind" ? nullptr : m.type.c_str(), flags,
-                   data.empty() ? nullptr : data.c_str());
-  if (rc != 0) {
-    auto error = std::strerror(errno);
-    ::rmdir(dir);
-    return fail(ErrorCode::kInternal, "mount image rootfs to read /etc/passwd: {}", error);
-  }
-  auto result = fn(dir);
-  ::umount2(dir, MNT_DETACH);
-  ::rmdir(dir);
-  return result;
-}
-
-// Mount points at or under `dir`.
-std::vector<std::string> mountsUnder(const std::string& dir) {
-  std::vector<std::string> out;
-  for (auto& point : currentMountPoints()) {
-    if (point == dir || point.starts_with(dir + "/")) out.push_back(std::move(point));
-  }
-  return out;
-}
-
-// Removes a task's directory, but never through a mount point: a volume left mounted under it
-// (a cleanup that failed) must not have its contents deleted with the task.
-void removeTaskDirectory(const std::string& dir) {
-  auto mounts = mountsUnder(dir);
-  std::error_code ec;
-  if (mounts.empty()) {
-    fs::remove_all(dir, ec);
-    if (ec) spdlog::warn("cleanup: remove {}: {}", dir, ec.message());
-    return;
-  }
-  spdlog::warn("cleanup: {} still has {} mount(s) under it (first {}); leaving them", dir,
-               mounts.size(), mounts.front());
-  std::function<bool(const fs::path&)> remove = [&](const fs::path& path) -> bool {
-    if (std::find(mounts.begin(), mounts.end(), path.string()) != mounts.end()) return false;
-    bool emptied = true;
-    if (fs::is_directory(fs::symlink_status(path, ec))) {
-      for (const auto& entry : fs::directory_iterator(path, ec)) emptied &= remove(entry.path());
-    }
-    if (emptied) fs::remove(path, ec);
-    return emptied;
-  };
-  remove(dir);
+// "2h", "90s", "1500ms": for messages naming a configured duration.
+std::string describeDuration(std::chrono::milliseconds d) {
+  using namespace std::chrono;
+  if (d.count() % 3600000 == 0) return fmt::format("{}h", duration_cast<hours>(d).count());
+  if (d.count() % 60000 == 0) return fmt::format("{}m", duration_cast<minutes>(d).count());
+  if (d.count() % 1000 == 0) return fmt::format("{}s", duration_cast<seconds>(d).count());
+  return fmt::format("{}ms", d.count());
 }
 
 }  // namespace
@@ -163,10 +101,12 @@ struct TaskEngine::Container {
   std::string dir;
   ContainerStatus known = ContainerStatus::kNone;
   ContainerStatus desired = ContainerStatus::kRunning;
-  bool busy = false;     // a transition is in flight on the worker pool
+  bool busy = false;     // a transition is in flight on a pool
+  bool pulling = false;  // the transition in flight is a pull (a stop does not wait for it)
   bool created = false;  // a containerd container exists
   bool stop_sent = false;
   bool restarting = false;  // exited; a new task is being started under the restart policy
+  std::shared_ptr<std::atomic<bool>> cancel_pull;
   std::optional<uint32_t> pending_exit;  // an exit that arrived while the start was in flight
   std::optional<int> exit_code;
   std::string reason;
@@ -184,15 +124,25 @@ struct TaskEngine::Container {
   Clock::time_point started_at{};
   std::optional<Clock::time_point> last_restart_at;
   int restart_count = 0;
-  std::unique_ptr<boost::asio::steady_timer> stop_timer;
-  std::unique_ptr<boost::asio::steady_timer> health_timer;
-  std::unique_ptr<boost::asio::steady_timer> start_timeout_timer;
+  std::unique_ptr<EngineTimer> stop_timer;
+  std::unique_ptr<EngineTimer> health_timer;
+  std::unique_ptr<EngineTimer> start_timeout_timer;
+  std::unique_ptr<EngineTimer> pull_timer;
+
+  void cancelTimers() {
+    stop_timer->cancel();
+    health_timer->cancel();
+    start_timeout_timer->cancel();
+    pull_timer->cancel();
+  }
 };
 
 struct TaskEngine::Task {
   std::string arn;
   std::string id;
   TaskDefinition definition;
+  std::string role_credentials_id;
+  std::string execution_role_credentials_id;
   std::vector<std::unique_ptr<Container>> containers;
   ContainerStatus known = ContainerStatus::kNone;
   ContainerStatus desired = ContainerStatus::kRunning;
@@ -210,6 +160,9 @@ struct TaskEngine::Task {
     }
     return nullptr;
   }
+  TaskInfo info() const {
+    return TaskInfo{arn, id, dir, &definition, role_credentials_id, execution_role_credentials_id};
+  }
 };
 
 std::map<std::string, std::string> TaskEngine::containerLabels(const Task& task,
@@ -224,20 +177,26 @@ std::map<std::string, std::string> TaskEngine::containerLabels(const Task& task,
   return labels;
 }
 
+ContainerInfo TaskEngine::containerInfo(const Task&, const Container& c) const {
+  return ContainerInfo{c.def, c.runtime_id, c.dir};
+}
+
 TaskEngine::TaskEngine(boost::asio::io_context& io, EngineDependencies deps, EngineOptions options)
     : io_(io),
-      deps_(deps),
+      deps_(std::move(deps)),
       options_(std::move(options)),
       workers_(static_cast<size_t>(std::max(1, options_.workers))),
+      pulls_(static_cast<size_t>(std::max(1, options_.pull_workers))),
+      listener_thread_(1),
+      listener_strand_(boost::asio::make_strand(listener_thread_.get_executor())),
       alive_(std::make_shared<bool>(true)) {
   std::weak_ptr<bool> alive = alive_;
-  deps_.containerd->events().onExit([this, alive](const runtime::TaskExit& exit) {
-    if (!exit.exec_id.empty()) return;
-    boost::asio::post(io_, [this, alive, exit] {
-      if (alive.lock()) handleExit(exit.container_id, exit.exit_status);
+  deps_.runtime->onExit([this, alive](const std::string& id, uint32_t status) {
+    boost::asio::post(io_, [this, alive, id, status] {
+      if (alive.lock()) handleExit(id, status);
     });
   });
-  deps_.containerd->events().onOom([this, alive](const std::string& id) {
+  deps_.runtime->onOom([this, alive](const std::string& id) {
     boost::asio::post(io_, [this, alive, id] {
       if (alive.lock()) handleOom(id);
     });
@@ -247,29 +206,22 @@ TaskEngine::TaskEngine(boost::asio::io_context& io, EngineDependencies deps, Eng
 TaskEngine::~TaskEngine() {
   *alive_ = false;
   alive_.reset();
-  workers_.join();
+  drain();
 }
 
 void TaskEngine::drain() {
+  shutting_down_->store(true);
   workers_.join();
+  pulls_.join();
+  listener_thread_.join();
 }
 
-void TaskEngine::onStateChange(std::function<void(const StateChange&)> callback) {
-  state_callbacks_.push_back(std::move(callback));
+void TaskEngine::addSnapshotListener(std::function<void(const TaskSnapshotPtr&)> listener) {
+  snapshot_listeners_.push_back(std::move(listener));
 }
 
-void TaskEngine::onTaskCleanedUp(std::function<void(const std::string&)> callback) {
-  cleanup_callbacks_.push_back(std::move(callback));
-}
-
-void TaskEngine::onTaskSnapshot(std::function<void(const TaskSnapshotPtr&)> callback) {
-  snapshot_callbacks_.push_back(std::move(callback));
-}
-
-void TaskEngine::startTask(std::string task_arn, TaskDefinition definition) {
-  boost::asio::post(io_, [this, arn = std::move(task_arn), def = std::move(definition)]() mutable {
-    addTask(std::move(arn), std::move(def));
-  });
+void TaskEngine::upsert(TaskSpec spec) {
+  boost::asio::post(io_, [this, spec = std::move(spec)]() mutable { apply(std::move(spec)); });
 }
 
 void TaskEngine::stopTask(const std::string& task_arn, std::string reason) {
@@ -290,11 +242,11 @@ TaskEngine::Task* TaskEngine::findTask(const std::string& task_arn) {
   return it == tasks_.end() ? nullptr : it->second.get();
 }
 
-template <typename Work, typename Done>
-void TaskEngine::offload(const std::string& task_arn, Work work, Done done) {
+template <typename Pool, typename Work, typename Done>
+void TaskEngine::offload(Pool& pool, const std::string& task_arn, Work work, Done done) {
   std::weak_ptr<bool> alive = alive_;
   boost::asio::post(
-      workers_, [this, alive, task_arn, work = std::move(work), done = std::move(done)]() mutable {
+      pool, [this, alive, task_arn, work = std::move(work), done = std::move(done)]() mutable {
         auto result = work();
         boost::asio::post(io_, [this, alive, task_arn, result = std::move(result),
                                 done = std::move(done)]() mutable {
@@ -304,15 +256,39 @@ void TaskEngine::offload(const std::string& task_arn, Work work, Done done) {
       });
 }
 
-void TaskEngine::addTask(std::string task_arn, TaskDefinition definition) {
-  if (tasks_.contains(task_arn)) {
-    spdlog::warn("task {} is already known; ignoring the second start", task_arn);
+void TaskEngine::apply(TaskSpec spec) {
+  if (finished_.contains(spec.arn)) {
+    spdlog::debug("task {} has already finished; ignoring it (desired {})", spec.arn,
+                  toString(spec.desired));
     return;
   }
+  auto* task = findTask(spec.arn);
+  if (!task) return addTask(std::move(spec));
+  if (!spec.role_credentials_id.empty()) task->role_credentials_id = spec.role_credentials_id;
+  if (!spec.execution_role_credentials_id.empty())
+    task->execution_role_credentials_id = spec.execution_role_credentials_id;
+  // Desired status only rises: a RUNNING redelivered after a stop changes nothing.
+  if (spec.desired == ContainerStatus::kStopped && task->desired != ContainerStatus::kStopped) {
+    setDesiredStopped(*task, "");
+  }
+}
+
+void TaskEngine::rememberFinished(const std::string& task_arn) {
+  if (!finished_.insert(task_arn).second) return;
+  finished_order_.push_back(task_arn);
+  while (finished_order_.size() > std::max<size_t>(1, options_.finished_memory)) {
+    finished_.erase(finished_order_.front());
+    finished_order_.pop_front();
+  }
+}
+
+void TaskEngine::addTask(TaskSpec spec) {
   auto task = std::make_unique<Task>();
-  task->arn = task_arn;
-  task->id = taskIdFromArn(task_arn);
-  task->definition = std::move(definition);
+  task->arn = spec.arn;
+  task->id = taskIdFromArn(spec.arn);
+  task->definition = std::move(spec.definition);
+  task->role_credentials_id = std::move(spec.role_credentials_id);
+  task->execution_role_credentials_id = std::move(spec.execution_role_credentials_id);
   task->dir = (fs::path(options_.data_dir) / "tasks" / task->id).string();
   size_t index = 0;
   for (const auto& def : task->definition.container_definitions) {
@@ -320,14 +296,19 @@ void TaskEngine::addTask(std::string task_arn, TaskDefinition definition) {
     c->def = &def;
     c->runtime_id = fmt::format("{}-{}-{}", task->id, index++, sanitizeName(def.name));
     c->dir = (fs::path(task->dir) / sanitizeName(def.name)).string();
-    c->stop_timer = std::make_unique<boost::asio::steady_timer>(io_);
-    c->health_timer = std::make_unique<boost::asio::steady_timer>(io_);
-    c->start_timeout_timer = std::make_unique<boost::asio::steady_timer>(io_);
-    by_runtime_id_[c->runtime_id] = {task_arn, def.name};
+    c->stop_timer = std::make_unique<EngineTimer>(io_);
+    c->health_timer = std::make_unique<EngineTimer>(io_);
+    c->start_timeout_timer = std::make_unique<EngineTimer>(io_);
+    c->pull_timer = std::make_unique<EngineTimer>(io_);
+    by_runtime_id_[c->runtime_id] = {task->arn, def.name};
     task->containers.push_back(std::move(c));
   }
   auto& ref = *task;
-  tasks_.emplace(task_arn, std::move(task));
+  tasks_.emplace(ref.arn, std::move(task));
+  if (spec.desired == ContainerStatus::kStopped) {
+    spdlog::info("task {}: arrived already stopped; reporting it stopped", ref.arn);
+    return setDesiredStopped(ref, "");
+  }
   spdlog::info("task {}: starting ({} containers)", ref.arn, ref.containers.size());
   step(ref);
 }
@@ -342,6 +323,7 @@ void TaskEngine::emit(Task& task, Container* container, std::optional<HealthStat
     change.exit_code = container->exit_code;
     change.reason = container->reason;
     change.runtime_id = container->runtime_id;
+    change.image_digest = container->image.target.digest;
     change.health = health;
     if (container->known == ContainerStatus::kCreated && !container->created_at)
       container->created_at = change.time;
@@ -359,12 +341,12 @@ void TaskEngine::emit(Task& task, Container* container, std::optional<HealthStat
     change.status = task.known;
     change.reason = task.known == ContainerStatus::kStopped ? task.stop_reason : std::string();
   }
-  for (const auto& callback : state_callbacks_) callback(change);
+  if (deps_.outbox) deps_.outbox->submit(change);
   publish(task);
 }
 
 void TaskEngine::publish(Task& task, bool removed) {
-  if (snapshot_callbacks_.empty()) return;
+  if (snapshot_listeners_.empty()) return;
   auto snapshot = std::make_shared<TaskSnapshot>();
   const auto& def = task.definition;
   snapshot->arn = task.arn;
@@ -384,12 +366,9 @@ void TaskEngine::publish(Task& task, bool removed) {
   snapshot->pull_stopped_at = task.pull_stopped_at;
   snapshot->started_at = task.started_at;
   snapshot->stopped_at = task.stopped_at;
-  if (deps_.cgroups) {
-    snapshot->cgroup_path = deps_.cgroups->containerCgroupsPath(task.id, "");
-    while (snapshot->cgroup_path.ends_with('/')) snapshot->cgroup_path.pop_back();
-  }
   snapshot->removed = removed;
   for (const auto& c : task.containers) {
+    if (snapshot->cgroup_path.empty()) snapshot->cgroup_path = c->resources.task_cgroups_path;
     ContainerSnapshot cs;
     cs.name = c->def->name;
     cs.runtime_id = c->runtime_id;
@@ -415,17 +394,21 @@ void TaskEngine::publish(Task& task, bool removed) {
       cs.log_driver = log->log_driver;
       cs.log_options = log->options;
     }
-    cs.cgroup_path = c->spec_inputs.cgroups_path;
+    cs.cgroup_path = c->resources.cgroups_path;
     cs.resources = c->resources;
     snapshot->containers.push_back(std::move(cs));
   }
   TaskSnapshotPtr published = std::move(snapshot);
-  for (const auto& callback : snapshot_callbacks_) callback(published);
+  // Listeners may write files: they run off the loop, one at a time, in publication order.
+  boost::asio::post(listener_strand_, [this, published] {
+    for (const auto& listener : snapshot_listeners_) listener(published);
+  });
 }
 
 void TaskEngine::setDesiredStopped(Task& task, std::string reason) {
   if (task.desired == ContainerStatus::kStopped) return;
-  spdlog::info("task {}: stopping: {}", task.arn, reason);
+  spdlog::info("task {}: stopping{}{}", task.arn,
+               reason.empty() ? " (desired by the cluster)" : ": ", reason);
   task.desired = ContainerStatus::kStopped;
   task.stop_reason = std::move(reason);
   for (auto& c : task.containers) {
@@ -436,103 +419,97 @@ void TaskEngine::setDesiredStopped(Task& task, std::string reason) {
   step(task);
 }
 
+// A container that failed before it ran: STOPPED with `reason`; an essential one stops the task.
+void TaskEngine::stopContainerWithError(Task& task, Container& c, std::string reason) {
+  c.reason = std::move(reason);
+  c.known = ContainerStatus::kStopped;
+  c.pull_timer->cancel();
+  emit(task, &c);
+  if (c.def->essential) setDesiredStopped(task, c.reason);
+  step(task);
+}
+
 void TaskEngine::step(Task& task) {
   // While the task's resources are being created nothing else moves, even a stop: cleanup must
   // not race the creation of the cgroup it is meant to remove.
   if (task.cleaning || task.resources_busy) return;
   if (!task.resources_ready && task.desired == ContainerStatus::kRunning) {
-    task.resources_busy = true;
-    const auto& def = task.definition;
-    cgroups::TaskLimits limits;
-    limits.cpu_units = def.cpu_units;
-    if (def.memory_mib) limits.memory_bytes = int64_t{*def.memory_mib} << 20;
-    for (const auto& c : def.container_definitions) {
-      limits.container_cpu_shares += std::max(c.cpu, 2);
-    }
-    struct Made {
-      Result<void> status;
-      std::vector<std::unique_ptr<TaskResource>> resources;
-    };
-    TaskInfo info{task.arn, task.id, task.dir, &task.definition};
-    offload(
-        task.arn,
-        [this, info, limits]() -> std::shared_ptr<Made> {
-          auto made = std::make_shared<Made>();
-          made->status = createResources(info, limits, made->resources);
-          return made;
-        },
-        [this](Task& t, std::shared_ptr<Made> made) {
-          t.resources_busy = false;
-          t.resources = std::move(made->resources);
-          auto& result = made->status;
-          if (!result) {
-            for (auto& c : t.containers)
-              c->reason = "ResourceInitializationError: " + result.error().message;
-            setDesiredStopped(t, "ResourceInitializationError: " + result.error().message);
-            return step(t);  // also when a stop was already asked for while creating
-          }
-          t.resources_ready = true;
-          step(t);
-        });
-    return;
+    return createTaskResources(task);
   }
   for (auto& c : task.containers) stepContainer(task, *c);
   updateTaskStatus(task);
 }
 
-Result<void> TaskEngine::createResources(const TaskInfo& info, const cgroups::TaskLimits& limits,
+void TaskEngine::createTaskResources(Task& task) {
+  task.resources_busy = true;
+  struct Made {
+    Result<void> status;
+    std::vector<std::unique_ptr<TaskResource>> resources;
+  };
+  offload(
+      task.arn,
+      [this, info = task.info()]() -> std::shared_ptr<Made> {
+        auto made = std::make_shared<Made>();
+        made->status = createResources(info, made->resources);
+        return made;
+      },
+      [this](Task& t, std::shared_ptr<Made> made) {
+        t.resources_busy = false;
+        t.resources = std::move(made->resources);
+        auto& result = made->status;
+        if (!result) {
+          for (auto& c : t.containers)
+            c->reason = "ResourceInitializationError: " + result.error().message;
+          setDesiredStopped(t, "ResourceInitializationError: " + result.error().message);
+          return step(t);  // also when a stop was already asked for while creating
+        }
+        t.resources_ready = true;
+        step(t);
+      });
+}
+
+Result<void> TaskEngine::createResources(const TaskInfo& info,
                                          std::vector<std::unique_ptr<TaskResource>>& made) {
-  std::error_code ec;
-  fs::create_directories(info.dir, ec);
-  if (ec) return fail(ErrorCode::kInternal, "create task directory {}: {}", info.dir, ec.message());
-  if (deps_.cgroups) {
-    if (auto created = deps_.cgroups->createTask(info.id, limits); !created) return created;
-  }
   for (auto* factory : deps_.resources) {
     auto resource = factory->resourceFor(info);
     if (!resource) return fail(resource.error());
     if (!*resource) continue;
     made.push_back(std::move(*resource));
-    if (auto created = made.back()->create(); !created) return created;
+    if (auto created = made.back()->create(); !created) {
+      return fail(created.error().wrap(std::string(made.back()->name())));
+    }
   }
   return {};
 }
 
 void TaskEngine::stepContainer(Task& task, Container& c) {
-  if (c.busy || isTerminal(c.known)) return;
+  if (isTerminal(c.known)) return;
+  // A stop does not wait for a pull: the pull is cancelled and its result ignored.
+  if (c.busy && !(c.pulling && c.desired == ContainerStatus::kStopped)) return;
   if (c.desired == ContainerStatus::kStopped) return stepStop(task, c);
   std::string why;
+  auto gated = [&](ContainerStatus next, void (TaskEngine::*action)(Task&, Container&)) {
+    switch (dependenciesFor(task, c, next, &why)) {
+      case Gate::kOpen:
+        return (this->*action)(task, c);
+      case Gate::kWait:
+        return;
+      case Gate::kNever:
+        c.reason = "DependencyError: " + why;
+        c.known = ContainerStatus::kStopped;
+        emit(task, &c);
+        return setDesiredStopped(task, "TaskDependencyError: " + why);
+    }
+  };
   switch (c.known) {
     case ContainerStatus::kNone:
     case ContainerStatus::kManifestPulled:
       if (task.resources_ready) pull(task, c);
       return;
     case ContainerStatus::kPulled:
-      switch (dependenciesFor(task, c, ContainerStatus::kCreated, &why)) {
-        case Gate::kOpen:
-          return create(task, c);
-        case Gate::kWait:
-          return;
-        case Gate::kNever:
-          c.reason = "DependencyError: " + why;
-          c.known = ContainerStatus::kStopped;
-          emit(task, &c);
-          return setDesiredStopped(task, "TaskDependencyError: " + why);
-      }
-      return;
+      return gated(ContainerStatus::kCreated, &TaskEngine::create);
     case ContainerStatus::kCreated:
-      switch (dependenciesFor(task, c, ContainerStatus::kRunning, &why)) {
-        case Gate::kOpen:
-          return start(task, c);
-        case Gate::kWait:
-          return;
-        case Gate::kNever:
-          c.reason = "DependencyError: " + why;
-          c.known = ContainerStatus::kStopped;
-          emit(task, &c);
-          return setDesiredStopped(task, "TaskDependencyError: " + why);
-      }
-      return;
+      return gated(ContainerStatus::kRunning, &TaskEngine::start);
     case ContainerStatus::kRunning:
     case ContainerStatus::kStopped:
       return;
@@ -561,7 +538,9 @@ std::vector<TaskEngine::Container*> TaskEngine::dependentsOf(Task& task,
 
 void TaskEngine::stepStop(Task& task, Container& c) {
   if (c.known < ContainerStatus::kRunning) {
-    // Never started: nothing to signal.
+    // Never started: nothing to signal. A pull in flight is told to give up.
+    if (c.pulling && c.cancel_pull) c.cancel_pull->store(true);
+    c.pull_timer->cancel();
     c.known = ContainerStatus::kStopped;
     if (c.reason.empty()) c.reason = task.stop_reason;
     emit(task, &c);
@@ -705,25 +684,47 @@ void TaskEngine::updateTaskStatus(Task& task) {
 
 void TaskEngine::pull(Task& task, Container& c) {
   c.busy = true;
+  c.pulling = true;
+  c.cancel_pull = std::make_shared<std::atomic<bool>>(false);
   if (!task.pull_started_at) task.pull_started_at = SystemClock::now();
+  PullLimits limits;
+  limits.timeout = options_.pull_timeout;
+  limits.cancelled = [cancel = c.cancel_pull, stopping = shutting_down_] {
+    return cancel->load() || stopping->load();
+  };
+  // The pull pool may be slow to notice a hung registry: the engine keeps its own deadline.
+  c.pull_timer->expires_after(options_.pull_timeout);
+  c.pull_timer->async_wait(
+      [this, arn = task.arn, name = c.def->name](boost::system::error_code ec) {
+        if (ec) return;
+        auto* t = findTask(arn);
+        Container* ct = t ? t->container(name) : nullptr;
+        if (!ct || !ct->pulling || ct->known == ContainerStatus::kStopped) return;
+        ct->cancel_pull->store(true);
+        stopContainerWithError(
+            *t, *ct,
+            fmt::format("CannotPullContainerError: pull of {} did not finish within {} "
+                        "(ECS_IMAGE_PULL_TIMEOUT)",
+                        ct->def->image, describeDuration(options_.pull_timeout)));
+      });
   auto behavior = options_.pull_behavior;
   offload(
-      task.arn,
-      [this, image = c.def->image,
-       behavior]() -> Result<std::pair<images::ResolvedImage, runtime::ImageConfig>> {
+      pulls_, task.arn,
+      [this, image = c.def->image, behavior,
+       limits]() -> Result<std::pair<images::ResolvedImage, runtime::ImageConfig>> {
         auto reference = images::ImageReference::parse(image);
         if (!reference) return fail(reference.error());
         Result<images::ResolvedImage> resolved = fail(ErrorCode::kNotFound, "not resolved");
-        bool cached_first = behavior == config::ImagePullBehavior::kOnce ||
-                            behavior == config::ImagePullBehavior::kPreferCached;
-        if (cached_first) resolved = deps_.puller->resolveLocal(*reference);
+        bool cached_first =
+            behavior == PullBehavior::kOnce || behavior == PullBehavior::kPreferCached;
+        if (cached_first) resolved = deps_.images->resolveLocal(*reference);
         if (!resolved) {
-          auto pulled = deps_.puller->pull(*reference);
+          auto pulled = deps_.images->pull(*reference, limits);
           if (pulled) {
-            resolved = std::move(pulled->image);
-          } else if (behavior == config::ImagePullBehavior::kDefault) {
+            resolved = std::move(*pulled);
+          } else if (behavior == PullBehavior::kDefault && !limits.cancelled()) {
             // default: a failed pull falls back to an image already here.
-            resolved = deps_.puller->resolveLocal(*reference);
+            resolved = deps_.images->resolveLocal(*reference);
             if (resolved) {
               spdlog::warn("{}; using the cached image", pulled.error().message);
             } else {
@@ -740,12 +741,12 @@ void TaskEngine::pull(Task& task, Container& c) {
       [this, name = c.def->name](Task& t, auto result) {
         Container& ct = *t.container(name);
         ct.busy = false;
+        ct.pulling = false;
+        ct.pull_timer->cancel();
+        if (ct.known == ContainerStatus::kStopped) return step(t);  // stopped while pulling
         if (!result) {
-          ct.reason = "CannotPullContainerError: " + result.error().message;
-          ct.known = ContainerStatus::kStopped;
-          emit(t, &ct);
-          if (ct.def->essential) setDesiredStopped(t, ct.reason);
-          return step(t);
+          return stopContainerWithError(t, ct,
+                                        "CannotPullContainerError: " + result.error().message);
         }
         t.pull_stopped_at = SystemClock::now();
         ct.image = std::move(result->first);
@@ -765,34 +766,22 @@ void TaskEngine::create(Task& task, Container& c) {
   inputs.task_id = task.id;
   inputs.runtime_id = c.runtime_id;
   inputs.container_dir = c.dir;
-  if (deps_.cgroups)
-    inputs.cgroups_path = deps_.cgroups->containerCgroupsPath(task.id, c.runtime_id);
-  auto* containerd = deps_.containerd;
-  const std::string chain_id = c.image.chain_id;
-  // Names resolve against the image's own /etc/passwd and /etc/group: mount a throwaway snapshot
-  // of the image's rootfs just long enough to read them. Cached per container, since every
-  // health check builds an exec process (and so resolves the user) again; serialized, since the
-  // snapshot key is per container.
+  // Names resolve against the image's own /etc/passwd and /etc/group. Cached per container,
+  // since every health check builds an exec process (and so resolves the user) again;
+  // serialized, since the runtime's lookup is per container.
   struct UserCache {
     std::mutex mutex;
     std::map<std::string, UserIds> ids;
   };
   auto cache = std::make_shared<UserCache>();
-  inputs.resolve_user = [containerd, chain_id, id = c.runtime_id,
+  inputs.resolve_user = [runtime = deps_.runtime, chain_id = c.image.chain_id, id = c.runtime_id,
                          cache](const std::string& user) -> Result<UserIds> {
     std::lock_guard lock(cache->mutex);
     if (auto it = cache->ids.find(user); it != cache->ids.end()) return it->second;
-    const std::string key = "userlookup-" + id;
-    auto mounts = containerd->prepareSnapshot(
-        "", key, chain_id, {{runtime::kLabelManagedBy, runtime::kManagedByValue}});
-    if (!mounts) return fail(mounts.error().wrap("read the image's /etc/passwd"));
-    auto ids = withSnapshotRootfs(
-        *mounts, [&](const std::string& dir) { return resolveUserInRootfs(dir, user); });
-    containerd->removeSnapshot(key);
+    auto ids = runtime->resolveUser(id, chain_id, user);
     if (ids) cache->ids.emplace(user, *ids);
     return ids;
   };
-  c.spec_inputs = inputs;
 
   runtime::ContainerSpec spec;
   spec.id = c.runtime_id;
@@ -801,14 +790,10 @@ void TaskEngine::create(Task& task, Container& c) {
   spec.labels = containerLabels(task, c);
   std::vector<TaskResource*> resources;
   for (auto& r : task.resources) resources.push_back(r.get());
-  ContainerInfo info{c.def, c.runtime_id, c.dir};
   offload(
       task.arn,
-      [this, inputs, spec, resources, info]() mutable -> Result<ContainerResources> {
-        std::error_code ec;
-        fs::create_directories(inputs.container_dir, ec);
-        if (ec)
-          return fail(ErrorCode::kInternal, "create {}: {}", inputs.container_dir, ec.message());
+      [this, inputs, spec, resources, info = containerInfo(task, c)]() mutable
+      -> Result<std::pair<ContainerResources, ContainerSpecInputs>> {
         ContainerResources given;
         for (auto* resource : resources) {
           if (auto added = resource->contribute(info, given); !added)
@@ -818,31 +803,25 @@ void TaskEngine::create(Task& task, Container& c) {
         inputs.ip_address = given.ip_address;
         inputs.extra_env = given.env;
         inputs.extra_mounts = given.mounts;
+        inputs.cgroups_path = given.cgroups_path;
         auto json = buildContainerSpec(inputs);
         if (!json) return fail(json.error());
         spec.oci_spec_json = std::move(*json);
-        auto created = deps_.containerd->createContainer(spec);
-        if (!created) return fail(created.error());
-        return given;
+        if (auto created = deps_.runtime->createContainer(spec); !created) {
+          return fail(created.error());
+        }
+        return std::make_pair(std::move(given), std::move(inputs));
       },
-      [this, name = c.def->name](Task& t, Result<ContainerResources> result) {
+      [this, name = c.def->name](Task& t, auto result) {
         Container& ct = *t.container(name);
         ct.busy = false;
-        if (result) {
-          ct.resources = std::move(*result);
-          // Health-check execs build their process from the same inputs.
-          ct.spec_inputs.netns_path = ct.resources.netns_path;
-          ct.spec_inputs.ip_address = ct.resources.ip_address;
-          ct.spec_inputs.extra_env = ct.resources.env;
-          ct.spec_inputs.extra_mounts = ct.resources.mounts;
-        }
         if (!result) {
-          ct.reason = "CannotCreateContainerError: " + result.error().message;
-          ct.known = ContainerStatus::kStopped;
-          emit(t, &ct);
-          if (ct.def->essential) setDesiredStopped(t, ct.reason);
-          return step(t);
+          return stopContainerWithError(t, ct,
+                                        "CannotCreateContainerError: " + result.error().message);
         }
+        ct.resources = std::move(result->first);
+        // Health-check execs build their process from the same inputs.
+        ct.spec_inputs = std::move(result->second);
         ct.created = true;
         ct.known = ContainerStatus::kCreated;
         emit(t, &ct);
@@ -856,18 +835,15 @@ void TaskEngine::start(Task& task, Container& c) {
       task.arn,
       [this, id = c.runtime_id, out = (fs::path(c.dir) / "stdout.log").string(),
        err = (fs::path(c.dir) / "stderr.log").string()]() {
-        return deps_.containerd->startTask(id, out, err);
+        return deps_.runtime->startTask(id, out, err);
       },
       [this, name = c.def->name](Task& t, Result<uint32_t> result) {
         Container& ct = *t.container(name);
         ct.busy = false;
         if (!result) {
           ct.restarting = false;
-          ct.reason = "CannotStartContainerError: " + result.error().message;
-          ct.known = ContainerStatus::kStopped;
-          emit(t, &ct);
-          if (ct.def->essential) setDesiredStopped(t, ct.reason);
-          return step(t);
+          return stopContainerWithError(t, ct,
+                                        "CannotStartContainerError: " + result.error().message);
         }
         const bool restarted = ct.restarting;
         ct.restarting = false;
@@ -875,7 +851,7 @@ void TaskEngine::start(Task& task, Container& c) {
         ct.started_at = Clock::now();
         ct.stop_sent = false;
         ++ct.health_generation;
-        if (!restarted) emit(t, &ct);
+        // Timers are armed before anyone hears of RUNNING.
         if (const auto& hc = ct.def->health_check;
             hc && !hc->command.empty() && hc->command[0] != "NONE") {
           scheduleHealthCheck(t, ct, std::chrono::seconds(hc->interval_seconds));
@@ -888,6 +864,7 @@ void TaskEngine::start(Task& task, Container& c) {
             if (auto* task = findTask(arn)) step(*task);
           });
         }
+        if (!restarted) emit(t, &ct);
         if (ct.pending_exit) {
           auto status = *ct.pending_exit;
           ct.pending_exit.reset();
@@ -908,29 +885,29 @@ void TaskEngine::stopContainer(Task& task, Container& c) {
                c.def->name, signal, timeout.count());
   offload(
       task.arn,
-      [this, id = c.runtime_id, signal] { return deps_.containerd->killTask(id, signal); },
+      [this, id = c.runtime_id, signal] { return deps_.runtime->killTask(id, signal, false); },
       [](Task&, Result<void> result) {
         if (!result && result.error().code != ErrorCode::kNotFound) {
           spdlog::warn("stop: {}", result.error().message);
         }
       });
   c.stop_timer->expires_after(timeout);
-  c.stop_timer->async_wait([this, arn = task.arn,
-                            name = c.def->name](boost::system::error_code ec) {
-    if (ec) return;
-    auto* t = findTask(arn);
-    if (!t) return;
-    Container* ct = t->container(name);
-    if (!ct || ct->known != ContainerStatus::kRunning) return;
-    spdlog::info("task {}: container {} ignored the stop signal; sending SIGKILL", arn, name);
-    offload(
-        arn, [this, id = ct->runtime_id] { return deps_.containerd->killTask(id, SIGKILL, true); },
-        [](Task&, Result<void> result) {
-          if (!result && result.error().code != ErrorCode::kNotFound) {
-            spdlog::warn("kill: {}", result.error().message);
-          }
-        });
-  });
+  c.stop_timer->async_wait(
+      [this, arn = task.arn, name = c.def->name](boost::system::error_code ec) {
+        if (ec) return;
+        auto* t = findTask(arn);
+        if (!t) return;
+        Container* ct = t->container(name);
+        if (!ct || ct->known != ContainerStatus::kRunning) return;
+        spdlog::info("task {}: container {} ignored the stop signal; sending SIGKILL", arn, name);
+        offload(
+            arn, [this, id = ct->runtime_id] { return deps_.runtime->killTask(id, SIGKILL, true); },
+            [](Task&, Result<void> result) {
+              if (!result && result.error().code != ErrorCode::kNotFound) {
+                spdlog::warn("kill: {}", result.error().message);
+              }
+            });
+      });
 }
 
 void TaskEngine::handleOom(const std::string& runtime_id) {
@@ -956,25 +933,26 @@ void TaskEngine::handleExit(const std::string& runtime_id, uint32_t exit_status)
   c->stop_timer->cancel();
   c->health_timer->cancel();
   c->busy = true;
-  // The containerd task is deleted before the exit is recorded, so a restart can start a new one
+  // The runtime's task is deleted before the exit is recorded, so a restart can start a new one
   // and the OOM event (which containerd sends just before the exit) has been seen.
+  std::vector<TaskResource*> resources;
+  for (auto& r : task->resources) resources.push_back(r.get());
   offload(
       task->arn,
-      [this, id = c->runtime_id, cgroup = c->spec_inputs.cgroups_path]() -> bool {
-        if (auto deleted = deps_.containerd->deleteTask(id);
+      [this, id = c->runtime_id, resources, info = containerInfo(*task, *c)]() -> bool {
+        if (auto deleted = deps_.runtime->deleteTask(id);
             !deleted && deleted.error().code != ErrorCode::kNotFound) {
           spdlog::warn("delete task of {}: {}", id, deleted.error().message);
         }
-        if (deps_.cgroups && !cgroup.empty()) {
-          if (auto stats = deps_.cgroups->stats(cgroup); stats && stats->oom_kills > 0) return true;
-        }
-        return false;
+        ContainerExit exit;
+        for (auto* resource : resources) resource->inspectExit(info, exit);
+        return exit.oom_killed;
       },
-      [this, name = c->def->name, exit_status](Task& t, bool oom_in_cgroup) {
+      [this, name = c->def->name, exit_status](Task& t, bool oom_killed) {
         Container& ct = *t.container(name);
         ct.busy = false;
         ct.exit_code = static_cast<int>(exit_status);
-        if (ct.oom || oom_in_cgroup) {
+        if (ct.oom || oom_killed) {
           ct.reason = "OutOfMemoryError: Container killed due to memory usage";
         }
         if (maybeRestart(t, ct)) return;
@@ -1047,24 +1025,18 @@ void TaskEngine::runHealthCheck(Task& task, Container& c) {
         if (!process) return {-1, process.error().message};
         std::error_code ec;
         fs::remove(out, ec);
-        auto started = deps_.containerd->execProcess(id, exec_id, *process, out, out);
-        if (!started) return {-1, started.error().message};
-        auto exit = deps_.containerd->events().waitExecExit(id, exec_id, timeout);
-        int code = -1;
-        std::string output;
-        if (exit) {
-          code = static_cast<int>(exit->exit_status);
-        } else {
-          output = fmt::format("health check timed out after {}s", timeout.count());
-          deps_.containerd->killProcess(id, exec_id, SIGKILL);
-          deps_.containerd->events().waitExecExit(id, exec_id, std::chrono::seconds(5));
-        }
-        deps_.containerd->deleteProcess(id, exec_id);
+        auto exit = deps_.runtime->exec(id, exec_id, *process, out, timeout);
         std::ifstream in(out);
-        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::string text(kHealthOutputLimit, '\0');
+        in.read(text.data(), static_cast<std::streamsize>(text.size()));
+        text.resize(static_cast<size_t>(std::max<std::streamsize>(0, in.gcount())));
         fs::remove(out, ec);
-        if (output.empty()) output = text.substr(0, kHealthOutputLimit);
-        return {code, output};
+        if (!exit) {
+          if (exit.error().code == ErrorCode::kUnavailable)
+            return {-1, fmt::format("health check timed out after {}s", timeout.count())};
+          return {-1, exit.error().message.substr(0, kHealthOutputLimit)};
+        }
+        return {*exit, text};
       },
       [this, name = c.def->name, generation = c.health_generation](
           Task& t, std::pair<int, std::string> result) {
@@ -1084,12 +1056,13 @@ void TaskEngine::runHealthCheck(Task& task, Container& c) {
           // Failures inside the start period do not count (Docker's rule).
           if (++ct.health_failures >= hc.retries) ct.health = HealthStatus::kUnhealthy;
         }
+        // The next check is armed before anyone hears of this one.
+        scheduleHealthCheck(t, ct, std::chrono::seconds(hc.interval_seconds));
         if (ct.health != before) {
           spdlog::info("task {}: container {} is {}", t.arn, name, toString(ct.health));
           emit(t, &ct, ct.health);
           step(t);
         }
-        scheduleHealthCheck(t, ct, std::chrono::seconds(hc.interval_seconds));
       });
 }
 
@@ -1097,9 +1070,7 @@ void TaskEngine::cleanup(Task& task) {
   task.cleaning = true;
   std::vector<std::string> ids;
   for (auto& c : task.containers) {
-    c->stop_timer->cancel();
-    c->health_timer->cancel();
-    c->start_timeout_timer->cancel();
+    c->cancelTimers();
     if (c->created) ids.push_back(c->runtime_id);
   }
   std::vector<TaskResource*> resources;
@@ -1107,23 +1078,17 @@ void TaskEngine::cleanup(Task& task) {
     resources.push_back(it->get());
   offload(
       task.arn,
-      [this, ids, id = task.id, dir = task.dir, resources]() -> bool {
+      [this, ids, resources]() -> bool {
         for (const auto& runtime_id : ids) {
-          if (auto deleted = deps_.containerd->deleteTask(runtime_id);
+          if (auto deleted = deps_.runtime->deleteTask(runtime_id);
               !deleted && deleted.error().code != ErrorCode::kNotFound) {
             spdlog::warn("cleanup: {}", deleted.error().message);
           }
-          if (auto deleted = deps_.containerd->deleteContainer(runtime_id); !deleted) {
+          if (auto deleted = deps_.runtime->deleteContainer(runtime_id); !deleted) {
             spdlog::warn("cleanup: {}", deleted.error().message);
           }
         }
         for (auto* resource : resources) resource->cleanup();
-        if (deps_.cgroups) {
-          if (auto removed = deps_.cgroups->removeTask(id); !removed) {
-            spdlog::warn("cleanup: {}", removed.error().message);
-          }
-        }
-        removeTaskDirectory(dir);
         return true;
       },
       [this](Task& t, bool) {
@@ -1132,8 +1097,9 @@ void TaskEngine::cleanup(Task& task) {
         publish(t, /*removed=*/true);
         for (auto& c : t.containers) by_runtime_id_.erase(c->runtime_id);
         tasks_.erase(arn);
+        rememberFinished(arn);
         spdlog::info("task {}: cleaned up", arn);
-        for (const auto& callback : cleanup_callbacks_) callback(arn);
+        if (deps_.outbox) deps_.outbox->taskRemoved(arn);
       });
 }
 

@@ -1,37 +1,39 @@
-// TaskEngine: drives ECS tasks on containerd from known status toward desired status.
+// TaskEngine: drives ECS tasks from known status toward desired status.
 //
 // One event loop (a Boost.Asio io_context run by one thread) owns all task state and makes every
-// decision; it never blocks. Blocking work — pulls, containerd calls, health-check execs, cgroup
-// writes — runs on a bounded worker pool and posts its result back to the loop. No locks guard
-// engine state.
+// decision; it never blocks. Blocking work runs elsewhere and posts its result back to the loop:
+// containerd calls, resource steps and health-check execs on a bounded worker pool; image pulls
+// on a pool of their own (so slow pulls never hold up a stop); snapshot listeners, which may
+// write files, on one serial strand. No locks guard engine state.
 //
-// Per container: NONE → PULLED → CREATED → RUNNING → STOPPED, forward only, gated by dependsOn
-// (START, COMPLETE, SUCCESS, HEALTHY), links and volumesFrom. An essential container that stops
-// stops the task; stopping goes in reverse dependency order, SIGTERM (or the image's StopSignal)
-// then SIGKILL after stopTimeout. Each transition is emitted as a StateChange.
+// Tasks arrive as TaskSpecs through upsert(): desired status only rises, and finished tasks are
+// remembered so a redelivered payload never runs a stopped task again. Per container:
+// NONE → PULLED → CREATED → RUNNING → STOPPED, forward only, gated by dependsOn (START, COMPLETE,
+// SUCCESS, HEALTHY), links and volumesFrom. An essential container that stops stops the task;
+// stopping goes in reverse dependency order, SIGTERM (or the image's StopSignal) then SIGKILL
+// after stopTimeout. Every transition leaves through the StateChangeOutbox, in order.
+//
+// The engine knows containerd and images only through ContainerRuntime and ImageSource, and a
+// task's directory, cgroup, network, volumes and credentials only as TaskResources.
 #pragma once
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
-#include "agent/config/config.h"
-#include "agent/engine/task_definition.h"
+#include "agent/engine/container_runtime.h"
+#include "agent/engine/engine_clock.h"
 #include "agent/engine/task_resource.h"
 #include "agent/engine/task_snapshot.h"
-#include "agent/images/image_puller.h"
-#include "agent/runtime/containerd_client.h"
-#include "agent/runtime/oci_spec.h"
-
-namespace ecs::cgroups {
-class CgroupManager;
-struct TaskLimits;
-}  // namespace ecs::cgroups
+#include "agent/engine/task_spec.h"
 
 namespace ecs::engine {
 
@@ -47,22 +49,40 @@ struct StateChange {
   std::vector<NetworkBinding> network_bindings;
   std::optional<HealthStatus> health;  // set when the change is a health change
   std::string runtime_id;              // containerd container ID
+  std::string image_digest;            // "sha256:..." of the image manifest; "" before the pull
 };
+
+// Where state changes go: `run` prints them; the daemon persists them and submits them to the
+// cluster. Called on the engine's loop, in the order the transitions happened: implementations
+// queue and return, they never block.
+class StateChangeOutbox {
+ public:
+  virtual ~StateChangeOutbox() = default;
+  virtual void submit(const StateChange& change) = 0;
+  // The task's containers and resources are gone and the engine has forgotten it.
+  virtual void taskRemoved(const std::string& task_arn) = 0;
+};
+
+enum class PullBehavior { kDefault, kAlways, kOnce, kPreferCached };  // ECS_IMAGE_PULL_BEHAVIOR
 
 struct EngineOptions {
   std::chrono::milliseconds default_stop_timeout{
       std::chrono::seconds(30)};  // ECS_CONTAINER_STOP_TIMEOUT
-  config::ImagePullBehavior pull_behavior = config::ImagePullBehavior::kDefault;
+  PullBehavior pull_behavior = PullBehavior::kDefault;
+  std::chrono::milliseconds pull_timeout{std::chrono::hours(2)};  // ECS_IMAGE_PULL_TIMEOUT
   std::string data_dir = "/var/lib/ecs/data";  // task directories: <data_dir>/tasks/<taskId>/...
   std::string cluster = "default";
-  int workers = 4;
+  int workers = 4;                 // containerd calls, resources, health checks
+  int pull_workers = 4;            // concurrent pulls; more wait in the pull queue
+  size_t finished_memory = 10000;  // finished task ARNs remembered against redelivery
 };
 
 struct EngineDependencies {
-  runtime::ContainerdClient* containerd = nullptr;
-  images::ImagePuller* puller = nullptr;
-  cgroups::CgroupManager* cgroups = nullptr;  // null: no task cgroups
-  // Network, volumes, credentials, ...: created in this order, cleaned up in reverse.
+  ContainerRuntime* runtime = nullptr;
+  ImageSource* images = nullptr;
+  StateChangeOutbox* outbox = nullptr;
+  // Directory, cgroup, network, volumes, endpoints...: created in this order, cleaned up in
+  // reverse. The first one makes the task directory the others may use.
   std::vector<TaskResourceFactory*> resources;
 };
 
@@ -73,47 +93,51 @@ class TaskEngine {
   TaskEngine(const TaskEngine&) = delete;
   TaskEngine& operator=(const TaskEngine&) = delete;
 
-  // Callbacks run on the engine's loop.
-  void onStateChange(std::function<void(const StateChange&)> callback);
-  // After a stopped task's containers, cgroup and directories are removed.
-  void onTaskCleanedUp(std::function<void(const std::string& task_arn)> callback);
-  // After every change to a task, with its new snapshot; the last one has `removed` set.
-  void onTaskSnapshot(std::function<void(const TaskSnapshotPtr&)> callback);
+  // After every change to a task, with its new snapshot (the last one has `removed` set). Runs
+  // off the loop, one call at a time, in order. Register before the first upsert.
+  void addSnapshotListener(std::function<void(const TaskSnapshotPtr&)> listener);
 
-  // Starts driving a validated task toward RUNNING. Thread-safe (posts to the loop).
-  void startTask(std::string task_arn, TaskDefinition definition);
-  // Moves a task's desired status to STOPPED. Thread-safe.
+  // Adds a task, or raises a known task's desired status (and takes its new credential ids).
+  // A finished task stays finished. Thread-safe (posts to the loop).
+  void upsert(TaskSpec spec);
+  // Moves a task's desired status to STOPPED with `reason`. Thread-safe.
   void stopTask(const std::string& task_arn, std::string reason);
 
   // Where a container's output goes (valid once the task has started; files may not exist yet).
   std::string logPath(const std::string& task_arn, const std::string& container_name,
                       bool stderr_stream) const;
 
-  // Waits for the worker pool to finish everything posted so far (shutdown).
+  // Waits for everything posted to the pools so far (shutdown). Pulls still running are asked
+  // to stop first.
   void drain();
 
  private:
   struct Container;
   struct Task;
 
-  void addTask(std::string task_arn, TaskDefinition definition);
+  void apply(TaskSpec spec);
+  void addTask(TaskSpec spec);
+  void rememberFinished(const std::string& task_arn);
   void step(Task& task);
   void stepContainer(Task& task, Container& container);
   void stepStop(Task& task, Container& container);
   void updateTaskStatus(Task& task);
   void setDesiredStopped(Task& task, std::string reason);
+  void stopContainerWithError(Task& task, Container& container, std::string reason);
   void emit(Task& task, Container* container, std::optional<HealthStatus> health = {});
   void publish(Task& task, bool removed = false);
   std::map<std::string, std::string> containerLabels(const Task& task, const Container& c) const;
-  // On a worker: the task directory, cgroup and every factory's resource, in order. What was
-  // made is in `made` even on failure, for cleanup.
-  Result<void> createResources(const TaskInfo& info, const cgroups::TaskLimits& limits,
+  ContainerInfo containerInfo(const Task& task, const Container& c) const;
+  // On a worker: every factory's resource, in order. What was made is in `made` even on
+  // failure, for cleanup.
+  Result<void> createResources(const TaskInfo& info,
                                std::vector<std::unique_ptr<TaskResource>>& made);
 
   enum class Gate { kOpen, kWait, kNever };
   Gate dependenciesFor(Task& task, Container& container, ContainerStatus next, std::string* why);
   std::vector<Container*> dependentsOf(Task& task, const Container& container);
 
+  void createTaskResources(Task& task);
   void pull(Task& task, Container& container);
   void create(Task& task, Container& container);
   void start(Task& task, Container& container);
@@ -125,9 +149,13 @@ class TaskEngine {
   void runHealthCheck(Task& task, Container& container);
   void cleanup(Task& task);
 
-  // Runs `work` on the worker pool, then `done(result)` on the loop if the task still exists.
+  // Runs `work` on `pool`, then `done(task, result)` on the loop if the task still exists.
+  template <typename Pool, typename Work, typename Done>
+  void offload(Pool& pool, const std::string& task_arn, Work work, Done done);
   template <typename Work, typename Done>
-  void offload(const std::string& task_arn, Work work, Done done);
+  void offload(const std::string& task_arn, Work work, Done done) {
+    offload(workers_, task_arn, std::move(work), std::move(done));
+  }
 
   Task* findTask(const std::string& task_arn);
 
@@ -135,12 +163,17 @@ class TaskEngine {
   EngineDependencies deps_;
   EngineOptions options_;
   boost::asio::thread_pool workers_;
+  boost::asio::thread_pool pulls_;
+  boost::asio::thread_pool listener_thread_;
+  boost::asio::strand<boost::asio::thread_pool::executor_type> listener_strand_;
   std::map<std::string, std::unique_ptr<Task>> tasks_;
   std::map<std::string, std::pair<std::string, std::string>> by_runtime_id_;  // id -> (arn, name)
-  std::vector<std::function<void(const StateChange&)>> state_callbacks_;
-  std::vector<std::function<void(const std::string&)>> cleanup_callbacks_;
-  std::vector<std::function<void(const TaskSnapshotPtr&)>> snapshot_callbacks_;
+  std::set<std::string> finished_;
+  std::deque<std::string> finished_order_;  // oldest first, to bound finished_
+  std::vector<std::function<void(const TaskSnapshotPtr&)>> snapshot_listeners_;
   std::shared_ptr<bool> alive_;
+  // Set by drain(): pulls still running give up.
+  std::shared_ptr<std::atomic<bool>> shutting_down_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 // The task ID (last segment) of a task ARN.

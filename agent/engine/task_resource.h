@@ -1,9 +1,11 @@
-// TaskResource: one thing a task needs besides its containers — its network namespaces and host
-// ports, its volumes and mounts, its credentials — with one lifecycle the engine drives:
-// create() before any container is pulled, contribute() for each container before it is created,
-// cleanup() after every container has stopped (or when create failed). This is the Mesos isolator
-// idea and the ECS agent's task-resource idea in one: the engine knows nothing about netlink,
-// mounts or credentials, only this interface.
+// TaskResource: one thing a task needs besides its containers — its directory, its cgroup, its
+// network namespaces and host ports, its volumes and mounts, its credentials — with one
+// lifecycle the engine drives: create() before any container is pulled (or recover() for a task
+// an earlier agent process started), contribute() for each container before it is created,
+// inspectExit() when a container's process exits, cleanup() after every container has stopped
+// (or when create failed). This is the Mesos isolator idea and the ECS agent's task-resource
+// idea in one: the engine knows nothing about cgroups, netlink, mounts or credentials, only this
+// interface.
 //
 // Every method blocks and runs on the engine's worker pool, never on its loop; one task's
 // resource is never called concurrently with itself. cleanup() is idempotent and must succeed
@@ -34,8 +36,10 @@ struct NetworkBinding {
 struct TaskInfo {
   std::string arn;
   std::string id;   // last segment of the ARN: kernel object names derive from it
-  std::string dir;  // <ECS_DATADIR>/tasks/<id>, created before any resource
+  std::string dir;  // <ECS_DATADIR>/tasks/<id>; made by the task directory resource (first)
   const TaskDefinition* definition = nullptr;
+  std::string role_credentials_id;  // the cluster's id for the task role's credentials; may be ""
+  std::string execution_role_credentials_id;
 };
 
 struct ContainerInfo {
@@ -56,6 +60,13 @@ struct ContainerResources {
   std::vector<NetworkBinding> network_bindings;  // reported with RUNNING
   std::vector<std::string> env;                  // "KEY=value", after the definition's
   std::vector<runtime::SpecMount> mounts;        // volumes
+  std::string cgroups_path;       // the container's cgroup (linux.cgroupsPath); "": runc's default
+  std::string task_cgroups_path;  // the task's cgroup relative to each hierarchy ("/ecs/<id>")
+};
+
+// What resources learn about a container's exit before the engine records it.
+struct ContainerExit {
+  bool oom_killed = false;  // the kernel killed a process of the container for memory
 };
 
 class TaskResource {
@@ -66,9 +77,22 @@ class TaskResource {
   // Makes the resource. An error stops the task; its message says what failed and why, for a
   // person to act on ("host port 8080/tcp is already in use").
   virtual Result<void> create() = 0;
+  // Re-attaches to what create() made in an earlier agent process for the same task (after a
+  // restart), making nothing new; an error means the resource is gone or broken and the task
+  // must stop. The default knows no way back: resources whose records do not survive a restart
+  // yet (they will, with the state store) say so and the task is stopped and cleaned up.
+  virtual Result<void> recover() {
+    return fail(ErrorCode::kFailedPrecondition,
+                "{}: nothing recorded of it survives an agent restart", name());
+  }
   // Adds what this resource gives `container`. An error stops the container (and the task, if
   // the container is essential).
   virtual Result<void> contribute(const ContainerInfo& container, ContainerResources& out) = 0;
+  // Adds what this resource saw of `container`'s exit (the task cgroup: an OOM kill).
+  virtual void inspectExit(const ContainerInfo& container, ContainerExit& exit) {
+    (void)container;
+    (void)exit;
+  }
   // Releases everything create() made. Idempotent; logs what it could not release and carries on.
   virtual void cleanup() = 0;
 };

@@ -18,9 +18,11 @@
 #include <set>
 #include <sstream>
 
+#include "agent/engine/task_directory.h"
 #include "agent/engine/task_engine.h"
 #include "agent/images/image_puller.h"
 #include "agent/images/registry_client.h"
+#include "agent/node/containerd_runtime.h"
 #include "agent/runtime/containerd_client.h"
 #include "tests/support/harness_env.h"
 #include "volumes/mounter.h"
@@ -171,28 +173,43 @@ exec mount --bind {0}/$fsid "$target"
     engine::EngineOptions options;
     options.data_dir = data_dir_.string();
     options.default_stop_timeout = std::chrono::seconds(2);
-    engine::EngineDependencies deps;
-    deps.containerd = containerd_.get();
-    deps.puller = puller_.get();
-    deps.resources = {factory_.get()};
-    engine::TaskEngine engine(io, deps, options);
 
     std::vector<TaskOutcome> outcomes(definitions.size());
     std::map<std::string, size_t> index;
     size_t cleaned = 0;
-    engine.onStateChange([&](const engine::StateChange& change) {
+    engine::TaskEngine* engine_ptr = nullptr;
+    // Records every task's changes and output; stops the loop once all are cleaned up.
+    class Outbox : public engine::StateChangeOutbox {
+     public:
+      std::function<void(const engine::StateChange&)> on_change;
+      std::function<void(const std::string&)> on_removed;
+      void submit(const engine::StateChange& change) override { on_change(change); }
+      void taskRemoved(const std::string& arn) override { on_removed(arn); }
+    } outbox;
+    outbox.on_change = [&](const engine::StateChange& change) {
       auto& outcome = outcomes[index.at(change.task_arn)];
       outcome.changes.push_back(change);
       if (!change.container_name.empty() && change.status == engine::ContainerStatus::kStopped) {
         outcome.stdout_of[change.container_name] =
-            readFile(engine.logPath(change.task_arn, change.container_name, false));
+            readFile(engine_ptr->logPath(change.task_arn, change.container_name, false));
         outcome.exit_code[change.container_name] = change.exit_code;
       }
-    });
-    engine.onTaskCleanedUp([&](const std::string& arn) {
+    };
+    outbox.on_removed = [&](const std::string& arn) {
       outcomes[index.at(arn)].cleaned_up = true;
       if (++cleaned == definitions.size()) io.stop();
-    });
+    };
+    node::ContainerdRuntime runtime(*containerd_);
+    node::PullerImageSource images(*puller_);
+    engine::TaskDirectoryFactory directories;
+    engine::EngineDependencies deps;
+    deps.runtime = &runtime;
+    deps.images = &images;
+    deps.outbox = &outbox;
+    deps.resources = {&directories, factory_.get()};
+    engine::TaskEngine engine(io, deps, options);
+    engine_ptr = &engine;
+
     for (size_t i = 0; i < definitions.size(); ++i) {
       auto text = std::regex_replace(definitions[i], std::regex(R"(\$\{IMAGE\})"), image());
       auto definition = engine::loadTaskDefinition(text);
@@ -201,7 +218,10 @@ exec mount --bind {0}/$fsid "$target"
       auto arn = fmt::format("arn:aws:ecs:us-west-2:000000000000:task/default/{}{:04}",
                              ns_.substr(ns_.size() - 8), counter_++);
       index[arn] = i;
-      engine.startTask(arn, std::move(*definition));
+      engine::TaskSpec spec;
+      spec.arn = arn;
+      spec.definition = std::move(*definition);
+      engine.upsert(std::move(spec));
     }
     boost::asio::steady_timer deadline(io, std::chrono::seconds(240));
     deadline.async_wait([&](boost::system::error_code ec) {

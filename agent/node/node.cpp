@@ -1,0 +1,216 @@
+#include "agent/node/node.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "agent/aws/credentials.h"
+#include "agent/node/reconciler.h"
+
+namespace ecs::node {
+namespace fs = std::filesystem;
+
+Result<ImageServices> connectImageServices(const config::Config& config) {
+  ImageServices services;
+  runtime::ContainerdOptions containerd_options;
+  containerd_options.address = config.containerd_address;
+  containerd_options.ns = config.containerd_namespace;
+  auto containerd = runtime::ContainerdClient::connect(containerd_options);
+  if (!containerd) {
+    return fail(containerd.error().wrap(fmt::format(
+        "connect to containerd at {} (ECS_CONTAINERD_ADDRESS)", config.containerd_address)));
+  }
+  services.containerd = std::move(*containerd);
+
+  images::RegistryOptions registry_options;
+  registry_options.insecure_registries = config.insecure_registries;
+  registry_options.inactivity_timeout = config.image_pull_inactivity_timeout;
+  if (!config.engine_auth_type.empty() || !config.engine_auth_data.empty()) {
+    std::vector<std::string> warnings;
+    registry_options.credentials = images::EngineAuthProvider::fromConfig(
+        config.engine_auth_type, config.engine_auth_data, &warnings);
+    for (const auto& warning : warnings) spdlog::warn("ECS_ENGINE_AUTH_DATA: {}", warning);
+  }
+  services.registry = std::make_unique<images::RegistryClient>(std::move(registry_options));
+  services.puller = std::make_unique<images::ImagePuller>(*services.containerd, *services.registry);
+  return services;
+}
+
+metadata::MetadataContext metadataContext(const config::Config& config) {
+  metadata::MetadataContext context;
+  context.cluster = config.cluster;
+  context.region = config.region.empty() ? "us-east-1" : config.region;
+  if (!config.disable_task_metadata_az) context.availability_zone = config.availability_zone;
+  return context;
+}
+
+netns::TaskNetworkOptions networkOptions(const config::Config& config) {
+  netns::TaskNetworkOptions options;
+  options.bridge.bridge_name = config.bridge_name;
+  options.bridge.subnet = config.bridge_subnet;
+  options.bridge.endpoint_port = config.task_endpoint_port;
+  options.bridge.block_imds = config.awsvpc_block_imds;
+  options.bridge.host_network_endpoint = config.task_iam_role && config.task_iam_role_network_host;
+  options.bridge.state_dir = (fs::path(config.data_dir) / "netns").string();
+  if (!config.dynamic_host_port_range.empty()) {
+    if (auto range = netns::parseHostPortRange(config.dynamic_host_port_range); range)
+      options.dynamic_port_range = *range;
+  }
+  options.reserved_tcp = config.reserved_ports;
+  options.reserved_udp = config.reserved_ports_udp;
+  if (config.enable_prometheus_metrics)
+    options.reserved_tcp.push_back(config.prometheus_metrics_port);
+  return options;
+}
+
+volumes::VolumesOptions volumesOptions(const config::Config& config) {
+  volumes::VolumesOptions options;
+  options.root = (fs::path(config.data_dir) / "volumes").string();
+  std::istringstream command(config.efs_mount_command);
+  options.efs_mount_command.clear();
+  for (std::string word; command >> word;) options.efs_mount_command.push_back(word);
+  options.region = config.region.empty() ? "us-east-1" : config.region;
+  return options;
+}
+
+namespace {
+
+engine::PullBehavior pullBehavior(config::ImagePullBehavior behavior) {
+  switch (behavior) {
+    case config::ImagePullBehavior::kAlways:
+      return engine::PullBehavior::kAlways;
+    case config::ImagePullBehavior::kOnce:
+      return engine::PullBehavior::kOnce;
+    case config::ImagePullBehavior::kPreferCached:
+      return engine::PullBehavior::kPreferCached;
+    case config::ImagePullBehavior::kDefault:
+      break;
+  }
+  return engine::PullBehavior::kDefault;
+}
+
+std::unique_ptr<cgroups::CgroupManager> taskCgroups(const config::Config& config) {
+  if (!config.task_cpu_mem_limit) return nullptr;
+  cgroups::CgroupOptions options;
+  options.root = config.cgroup_path;
+  options.cpu_period = config.cgroup_cpu_period;
+  options.pids_limit = config.task_pids_limit;
+  auto manager = cgroups::CgroupManager::create(options);
+  if (!manager) {
+    spdlog::warn("task cgroups are unavailable ({}); running without task-level limits",
+                 manager.error().message);
+    return nullptr;
+  }
+  if (auto ready = (*manager)->init(); !ready) {
+    spdlog::warn("task cgroups are unavailable ({}); running without task-level limits",
+                 ready.error().message);
+    return nullptr;
+  }
+  return std::move(*manager);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Node>> Node::create(const config::Config& config,
+                                           boost::asio::io_context& io,
+                                           engine::StateChangeOutbox& outbox, NodeOptions options) {
+  std::unique_ptr<Node> node(new Node());
+  node->context_ = metadataContext(config);
+
+  auto images = connectImageServices(config);
+  if (!images) return fail(images.error());
+  node->images_ = std::move(*images);
+  node->runtime_ = std::make_unique<ContainerdRuntime>(*node->images_.containerd);
+  node->image_source_ = std::make_unique<PullerImageSource>(*node->images_.puller);
+
+  node->cgroups_ = taskCgroups(config);
+  if (node->cgroups_) {
+    node->cgroup_resources_ = std::make_unique<cgroups::TaskCgroupFactory>(*node->cgroups_);
+  }
+  auto network = netns::TaskNetworkFactory::create(networkOptions(config));
+  if (!network) return fail(network.error().wrap("set up task networking"));
+  node->network_ = std::move(*network);
+  auto volumes = volumes::TaskVolumesFactory::create(volumesOptions(config));
+  if (!volumes) return fail(volumes.error().wrap("set up task volumes"));
+  node->volumes_ = std::move(*volumes);
+  sweepDeadAgents(*node->network_, *node->volumes_);
+
+  if (options.host_credentials && config.task_iam_role) {
+    node->host_credentials_ =
+        std::make_unique<credentials::HostCredentialsSource>(aws::makeDefaultCredentialChain());
+  }
+  metadata::StatsSamplerOptions stats_options;
+  stats_options.cgroup_root = config.cgroup_path;
+  node->stats_ = std::make_unique<metadata::StatsSampler>(io, stats_options);
+  node->stats_->start();
+
+  endpoints::EndpointsOptions endpoint_options;
+  endpoint_options.task_server_port = static_cast<uint16_t>(config.task_endpoint_port);
+  endpoint_options.introspection_port = static_cast<uint16_t>(config.introspection_port);
+  endpoint_options.prometheus_metrics = config.enable_prometheus_metrics;
+  endpoint_options.metrics_port = static_cast<uint16_t>(config.prometheus_metrics_port);
+  endpoint_options.rate_limit =
+      endpoints::RateLimit{static_cast<double>(config.task_metadata_rps_steady),
+                           static_cast<double>(config.task_metadata_rps_burst)};
+  endpoint_options.context = node->context_;
+  node->servers_ = std::make_unique<endpoints::AgentEndpoints>(endpoint_options, node->credentials_,
+                                                               node->stats_.get());
+  if (auto started = node->servers_->start(); !started) {
+    // Nothing serves, but the directory and the resource still work: tasks get the variables a
+    // task definition expects, and their credentials are still revoked at the end.
+    node->servers_->stop();
+    spdlog::warn(
+        "task endpoints unavailable: {} (tasks still run, without credentials and "
+        "metadata endpoints)",
+        started.error().message);
+  }
+  endpoints::EndpointsResourceOptions resource_options;
+  resource_options.region = node->context_.region;
+  resource_options.container_metadata = config.enable_container_metadata;
+  resource_options.metadata_dir = (fs::path(config.data_dir) / "metadata").string();
+  resource_options.context = node->context_;
+  node->endpoint_resources_ = std::make_unique<endpoints::EndpointsResourceFactory>(
+      resource_options, node->credentials_, node->host_credentials_.get(),
+      node->servers_->directory());
+  node->servers_->setStateLoaded();
+
+  engine::EngineDependencies deps;
+  deps.runtime = node->runtime_.get();
+  deps.images = node->image_source_.get();
+  deps.outbox = &outbox;
+  deps.resources.push_back(&node->directory_);
+  if (node->cgroup_resources_) deps.resources.push_back(node->cgroup_resources_.get());
+  deps.resources.push_back(node->network_.get());
+  deps.resources.push_back(node->volumes_.get());
+  deps.resources.push_back(node->endpoint_resources_.get());
+  engine::EngineOptions engine_options;
+  engine_options.default_stop_timeout = config.container_stop_timeout;
+  engine_options.pull_behavior = pullBehavior(config.image_pull_behavior);
+  engine_options.pull_timeout = config.image_pull_timeout;
+  engine_options.data_dir = config.data_dir;
+  engine_options.cluster = config.cluster;
+  node->engine_ = std::make_unique<engine::TaskEngine>(io, std::move(deps), engine_options);
+  node->engine_->addSnapshotListener(
+      [servers = node->servers_.get(),
+       resource = node->endpoint_resources_.get()](const engine::TaskSnapshotPtr& task) {
+        servers->update(task);
+        resource->onSnapshot(task);
+      });
+  return node;
+}
+
+void Node::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  servers_->stop();
+  stats_->stop();
+  engine_->drain();
+}
+
+Node::~Node() {
+  stop();
+  engine_.reset();  // before the resources and endpoints it uses
+}
+
+}  // namespace ecs::node

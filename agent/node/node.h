@@ -1,0 +1,93 @@
+// Node: the composition root. From one Config it builds every long-lived part of the agent —
+// the containerd client, registry client and puller (behind the engine's runtime and image
+// interfaces), the task cgroup manager, the task resource factories (directory, cgroup, network,
+// volumes, endpoints), the credentials store, stats sampler and HTTP endpoints, and the engine —
+// in dependency order, and tears them down in reverse. `run` and the daemon are thin front ends
+// over it: they differ only in where tasks come from and where state changes go.
+#pragma once
+
+#include <boost/asio.hpp>
+#include <memory>
+#include <string>
+
+#include "agent/common/result.h"
+#include "agent/config/config.h"
+#include "agent/credentials/credentials_source.h"
+#include "agent/credentials/credentials_store.h"
+#include "agent/endpoints/agent_endpoints.h"
+#include "agent/endpoints/endpoints_resource.h"
+#include "agent/engine/task_directory.h"
+#include "agent/engine/task_engine.h"
+#include "agent/images/image_puller.h"
+#include "agent/images/registry_client.h"
+#include "agent/metadata/stats_sampler.h"
+#include "agent/node/containerd_runtime.h"
+#include "agent/runtime/containerd_client.h"
+#include "cgroups/task_cgroup_resource.h"
+#include "netns/task_network.h"
+#include "volumes/task_volumes.h"
+
+namespace ecs::node {
+
+struct NodeOptions {
+  // Serve the host's own credentials for task roles (`run` only, with ECS_RUN_HOST_CREDENTIALS);
+  // the daemon serves only what the cluster sent for each task.
+  bool host_credentials = false;
+};
+
+// The containerd connection and the image puller: what `images` needs, without tasks.
+struct ImageServices {
+  std::unique_ptr<runtime::ContainerdClient> containerd;
+  std::unique_ptr<images::RegistryClient> registry;
+  std::unique_ptr<images::ImagePuller> puller;
+};
+Result<ImageServices> connectImageServices(const config::Config& config);
+
+metadata::MetadataContext metadataContext(const config::Config& config);
+netns::TaskNetworkOptions networkOptions(const config::Config& config);
+volumes::VolumesOptions volumesOptions(const config::Config& config);
+
+class Node {
+ public:
+  // Connects to containerd, sets up the bridge and stores, sweeps what dead agents left, starts
+  // the endpoints (a taken port is a warning: tasks still run, without them), and builds the
+  // engine on `io`, sending state changes to `outbox`.
+  static Result<std::unique_ptr<Node>> create(const config::Config& config,
+                                              boost::asio::io_context& io,
+                                              engine::StateChangeOutbox& outbox,
+                                              NodeOptions options = {});
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  engine::TaskEngine& engine() { return *engine_; }
+  const metadata::MetadataContext& context() const { return context_; }
+  credentials::CredentialsStore& credentials() { return credentials_; }
+  endpoints::AgentEndpoints& endpoints() { return *servers_; }
+  images::ImagePuller& puller() { return *images_.puller; }
+
+  // Stops the endpoints and the stats sampler, then waits for the engine's pools.
+  void stop();
+
+ private:
+  Node() = default;
+
+  metadata::MetadataContext context_;
+  ImageServices images_;
+  std::unique_ptr<ContainerdRuntime> runtime_;
+  std::unique_ptr<PullerImageSource> image_source_;
+  std::unique_ptr<cgroups::CgroupManager> cgroups_;
+  engine::TaskDirectoryFactory directory_;
+  std::unique_ptr<cgroups::TaskCgroupFactory> cgroup_resources_;
+  std::unique_ptr<netns::TaskNetworkFactory> network_;
+  std::unique_ptr<volumes::TaskVolumesFactory> volumes_;
+  credentials::CredentialsStore credentials_;
+  std::unique_ptr<credentials::CredentialsSource> host_credentials_;
+  std::unique_ptr<metadata::StatsSampler> stats_;
+  std::unique_ptr<endpoints::AgentEndpoints> servers_;
+  std::unique_ptr<endpoints::EndpointsResourceFactory> endpoint_resources_;
+  std::unique_ptr<engine::TaskEngine> engine_;
+  bool stopped_ = false;
+};
+
+}  // namespace ecs::node

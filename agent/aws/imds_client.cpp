@@ -1,14 +1,11 @@
-// IMDSv2 over libcurl: token PUT, then GETs carrying the token.
+// IMDSv2 over the HttpClient: token PUT, then GETs carrying the token.
 #include "agent/aws/imds_client.h"
 
-#include <curl/curl.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cctype>
-#include <memory>
-#include <vector>
 
 namespace ecs::aws {
 namespace {
@@ -24,73 +21,6 @@ constexpr std::chrono::milliseconds kMaxConnectTimeout{1000};
 // Metadata values are small; a peer streaming more is not IMDS.
 constexpr size_t kMaxBody = 64 * 1024;
 constexpr int kAttempts = 2;  // one retry
-
-struct CurlFree {
-  void operator()(CURL* h) const { curl_easy_cleanup(h); }
-};
-struct SlistFree {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-
-struct Response {
-  long status = 0;
-  std::string body;
-};
-
-size_t onBody(char* data, size_t size, size_t count, void* user) {
-  auto* body = static_cast<std::string*>(user);
-  const size_t n = size * count;
-  if (body->size() + n > kMaxBody) return 0;  // aborts the transfer (CURLE_WRITE_ERROR)
-  body->append(data, n);
-  return n;
-}
-
-void initCurlOnce() {
-  // curl_global_init is not thread-safe and must run before any other libcurl call.
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-// One HTTP exchange; an error only for transport failures (no HTTP status).
-Result<Response> exchange(const std::string& url, const char* method,
-                          const std::vector<std::string>& header_lines,
-                          std::chrono::milliseconds timeout) {
-  initCurlOnce();
-  std::unique_ptr<CURL, CurlFree> handle(curl_easy_init());
-  if (!handle) return fail(ErrorCode::kInternal, "curl_easy_init failed");
-  std::unique_ptr<curl_slist, SlistFree> headers;
-  for (const auto& line : header_lines) {
-    headers.reset(curl_slist_append(headers.release(), line.c_str()));
-  }
-  Response response;
-  char error_buffer[CURL_ERROR_SIZE] = {};
-  CURL* h = handle.get();
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // called from many threads
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
-  // IMDS is link-local: an HTTP(S)_PROXY from the environment must never see these requests
-  // (the token and the credentials would leave the host).
-  curl_easy_setopt(h, CURLOPT_PROXY, "");
-  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(std::min(timeout, kMaxConnectTimeout).count()));
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, onBody);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &response.body);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
-  const CURLcode code = curl_easy_perform(h);
-  if (code != CURLE_OK) {
-    const std::string detail = error_buffer[0] != 0 ? error_buffer : curl_easy_strerror(code);
-    if (code == CURLE_WRITE_ERROR) {
-      return fail(ErrorCode::kDataLoss, "response larger than {} bytes", kMaxBody);
-    }
-    return fail(ErrorCode::kUnavailable, "{}", detail);
-  }
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response.status);
-  return response;
-}
 
 std::string firstLine(std::string_view body) {
   auto end = body.find_first_of("\r\n");
@@ -115,7 +45,11 @@ std::optional<std::string> jsonString(const boost::json::object& object, std::st
 
 }  // namespace
 
-ImdsClient::ImdsClient(ImdsOptions options) : options_(std::move(options)) {
+ImdsClient::ImdsClient(ImdsOptions options)
+    : options_(std::move(options)),
+      // IMDS is link-local: an HTTP(S)_PROXY from the environment must never see these requests
+      // (the token and the credentials would leave the host).
+      http_(HttpClientOptions{.use_proxy = false, .protocols = "http"}) {
   if (options_.endpoint.empty()) options_.endpoint = kDefaultEndpoint;
   while (options_.endpoint.ends_with('/')) options_.endpoint.pop_back();
 }
@@ -141,11 +75,11 @@ Result<std::string> ImdsClient::token() {
   if (!token_.empty() && now < token_expires_) return token_;
 
   const std::string url = options_.endpoint + kTokenPath;
-  const std::vector<std::string> headers{
-      fmt::format("X-aws-ec2-metadata-token-ttl-seconds: {}", kTokenTtl.count())};
+  HttpRequest request = newRequest("PUT", url);
+  request.headers.add("X-aws-ec2-metadata-token-ttl-seconds", std::to_string(kTokenTtl.count()));
   Error last;
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
-    auto response = exchange(url, "PUT", headers, options_.timeout);
+    auto response = exchange(request);
     if (!response) {
       last = response.error();
       continue;
@@ -170,6 +104,26 @@ Result<std::string> ImdsClient::token() {
               kTokenPath, last.message, kAttempts, options_.timeout.count());
 }
 
+HttpRequest ImdsClient::newRequest(std::string method, std::string url) const {
+  HttpRequest request;
+  request.method = std::move(method);
+  request.url = std::move(url);
+  request.connect_timeout = std::min(options_.timeout, kMaxConnectTimeout);
+  request.timeout = options_.timeout;
+  request.max_body = kMaxBody;
+  return request;
+}
+
+// One HTTP exchange; an error only for transport failures (no HTTP status).
+Result<HttpResponse> ImdsClient::exchange(const HttpRequest& request) {
+  auto response = http_.perform(request);
+  if (response) return std::move(*response);
+  if (response.error().failure == HttpFailure::kTooLarge) {
+    return fail(ErrorCode::kDataLoss, "response larger than {} bytes", kMaxBody);
+  }
+  return fail(ErrorCode::kUnavailable, "{}", response.error().cause.message);
+}
+
 void ImdsClient::forgetToken() {
   std::lock_guard lock(mutex_);
   token_.clear();
@@ -186,8 +140,9 @@ Result<std::string> ImdsClient::get(std::string_view path) {
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
     auto session = token();
     if (!session) return fail(session.error());
-    auto response =
-        exchange(url, "GET", {"X-aws-ec2-metadata-token: " + *session}, options_.timeout);
+    HttpRequest request = newRequest("GET", url);
+    request.headers.add("X-aws-ec2-metadata-token", *session);
+    auto response = exchange(request);
     if (!response) {
       last = response.error();
       continue;

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "agent/aws/credentials.h"
+#include "agent/aws/http_client.h"
 #include "agent/common/result.h"
 
 namespace ecs::aws {
@@ -47,8 +48,11 @@ class ImdsClient {
  private:
   Result<std::string> token();
   void forgetToken();
+  HttpRequest newRequest(std::string method, std::string url) const;
+  Result<HttpResponse> exchange(const HttpRequest& request);
 
   ImdsOptions options_;
+  HttpClient http_;
   std::mutex mutex_;  // guards the token
   std::string token_;
   std::chrono::steady_clock::time_point token_expires_{};

@@ -13,12 +13,12 @@
 #include "agent/credentials/credentials_store.h"
 #include "agent/endpoints/http_server.h"
 #include "agent/endpoints/introspection.h"
-#include "agent/endpoints/metrics_registry.h"
 #include "agent/endpoints/rate_limiter.h"
 #include "agent/endpoints/task_directory.h"
 #include "agent/endpoints/task_server.h"
 #include "agent/metadata/stats_sampler.h"
 #include "agent/metadata/task_metadata.h"
+#include "agent/metrics/metrics_registry.h"
 
 namespace ecs::endpoints {
 
@@ -59,7 +59,7 @@ class AgentEndpoints {
   void setStateLoaded() { directory_.setStateLoaded(true); }
 
   TaskDirectory& directory() { return directory_; }
-  MetricsRegistry& metrics() { return metrics_; }
+  metrics::MetricsRegistry& metrics() { return metrics_; }
   uint16_t taskServerPort() const;
   uint16_t introspectionPort() const;
   uint16_t metricsPort() const;
@@ -68,7 +68,7 @@ class AgentEndpoints {
   EndpointsOptions options_;
   credentials::CredentialsStore& credentials_;
   metadata::StatsSampler* stats_;
-  MetricsRegistry metrics_;
+  metrics::MetricsRegistry metrics_;
   TaskDirectory directory_;
   std::unique_ptr<TaskServer> task_handler_;
   std::unique_ptr<IntrospectionServer> introspection_handler_;
@@ -77,8 +77,8 @@ class AgentEndpoints {
   // Pull metrics from snapshots: each task's pull phase is counted once.
   std::mutex pulls_mutex_;
   std::set<std::string> pulls_counted_;
-  Family<Counter>* pulls_ = nullptr;
-  Histogram* pull_duration_ = nullptr;
+  metrics::Family<metrics::Counter>* pulls_ = nullptr;
+  metrics::Histogram* pull_duration_ = nullptr;
 };
 
 }  // namespace ecs::endpoints

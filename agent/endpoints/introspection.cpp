@@ -25,7 +25,8 @@ std::string_view backendStatus(engine::ContainerStatus status) {
 
 IntrospectionServer::IntrospectionServer(const TaskDirectory& directory,
                                          metadata::MetadataContext context,
-                                         IntrospectionOptions options, MetricsRegistry* metrics)
+                                         IntrospectionOptions options,
+                                         metrics::MetricsRegistry* metrics)
     : directory_(directory), context_(std::move(context)), options_(std::move(options)) {
   if (metrics) {
     requests_ =
@@ -138,7 +139,7 @@ void IntrospectionServer::handle(const HttpRequest& request, HttpResponse& respo
   }
 }
 
-void handleMetrics(const MetricsRegistry& metrics, const HttpRequest& request,
+void handleMetrics(const metrics::MetricsRegistry& metrics, const HttpRequest& request,
                    HttpResponse& response) {
   auto [path, query] = splitTarget(request.target);
   if (path != "/metrics") {
@@ -182,7 +183,7 @@ ProcessStats readProcessStats() {
 
 }  // namespace
 
-void registerAgentMetrics(MetricsRegistry& metrics, const TaskDirectory& directory) {
+void registerAgentMetrics(metrics::MetricsRegistry& metrics, const TaskDirectory& directory) {
   auto& rss = metrics.gauge("ecs_agent_resident_memory_bytes", "The agent's resident set size.");
   auto& cpu = metrics.gauge("ecs_agent_cpu_seconds",
                             "CPU time (user + system) the agent has used since it started.");

@@ -6,9 +6,9 @@
 #include <string>
 
 #include "agent/endpoints/http_server.h"
-#include "agent/endpoints/metrics_registry.h"
 #include "agent/endpoints/task_directory.h"
 #include "agent/metadata/task_metadata.h"
+#include "agent/metrics/metrics_registry.h"
 
 namespace ecs::endpoints {
 
@@ -20,23 +20,23 @@ struct IntrospectionOptions {
 class IntrospectionServer {
  public:
   IntrospectionServer(const TaskDirectory& directory, metadata::MetadataContext context,
-                      IntrospectionOptions options, MetricsRegistry* metrics);
+                      IntrospectionOptions options, metrics::MetricsRegistry* metrics);
   void handle(const HttpRequest& request, HttpResponse& response);
 
  private:
   const TaskDirectory& directory_;
   metadata::MetadataContext context_;
   IntrospectionOptions options_;
-  Family<Counter>* requests_ = nullptr;
+  metrics::Family<metrics::Counter>* requests_ = nullptr;
 };
 
 // /metrics in the Prometheus text format; anything else 404.
-void handleMetrics(const MetricsRegistry& metrics, const HttpRequest& request,
+void handleMetrics(const metrics::MetricsRegistry& metrics, const HttpRequest& request,
                    HttpResponse& response);
 
 // Registers the agent's own gauges — RSS, CPU seconds, threads (from /proc/self) — and tasks and
 // containers by known status. Collected when /metrics is read.
-void registerAgentMetrics(MetricsRegistry& metrics, const TaskDirectory& directory);
+void registerAgentMetrics(metrics::MetricsRegistry& metrics, const TaskDirectory& directory);
 
 // The backend form of a task status in introspection ("PENDING", "RUNNING", "STOPPED").
 std::string_view backendStatus(engine::ContainerStatus status);

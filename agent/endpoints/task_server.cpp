@@ -64,7 +64,7 @@ TaskServer::TaskServer(TaskServerDependencies deps, metadata::MetadataContext co
   }
 }
 
-Counter& TaskServer::requestCounter(std::string_view route, int status) {
+metrics::Counter& TaskServer::requestCounter(std::string_view route, int status) {
   // Route labels are string literals and statuses few: remembering the series by (literal,
   // status) makes the per-request cost a shared-locked hash lookup with no allocation.
   CounterKey key{route.data(), status};

@@ -12,11 +12,11 @@
 
 #include "agent/credentials/credentials_store.h"
 #include "agent/endpoints/http_server.h"
-#include "agent/endpoints/metrics_registry.h"
 #include "agent/endpoints/rate_limiter.h"
 #include "agent/endpoints/task_directory.h"
 #include "agent/metadata/stats_sampler.h"
 #include "agent/metadata/task_metadata.h"
+#include "agent/metrics/metrics_registry.h"
 
 namespace ecs::endpoints {
 
@@ -24,7 +24,7 @@ struct TaskServerDependencies {
   TaskDirectory* directory = nullptr;
   credentials::CredentialsStore* credentials = nullptr;
   const metadata::StatsSampler* stats = nullptr;  // null: stats routes answer as "not sampled"
-  MetricsRegistry* metrics = nullptr;             // null: no request counters
+  metrics::MetricsRegistry* metrics = nullptr;    // null: no request counters
 };
 
 class TaskServer {
@@ -43,12 +43,12 @@ class TaskServer {
   std::string_view metadataV2(const HttpRequest& request, std::string_view rest,
                               HttpResponse& response);
   std::string_view metadataV3V4(int version, std::string_view rest, HttpResponse& response);
-  Counter& requestCounter(std::string_view route, int status);
+  metrics::Counter& requestCounter(std::string_view route, int status);
 
   TaskServerDependencies deps_;
   metadata::MetadataContext context_;
   std::optional<RateLimiter> limiter_;
-  Family<Counter>* requests_ = nullptr;
+  metrics::Family<metrics::Counter>* requests_ = nullptr;
   struct CounterKey {
     const char* route;
     int status;
@@ -60,8 +60,8 @@ class TaskServer {
     }
   };
   std::shared_mutex counters_mutex_;
-  std::unordered_map<CounterKey, Counter*, CounterKeyHash> counters_;
-  Counter* throttled_ = nullptr;
+  std::unordered_map<CounterKey, metrics::Counter*, CounterKeyHash> counters_;
+  metrics::Counter* throttled_ = nullptr;
 };
 
 }  // namespace ecs::endpoints

@@ -29,6 +29,8 @@ constexpr size_t kPipeBufferBytes = 4 << 20;
 // Bytes per content store Write message.
 constexpr size_t kWriteBatchBytes = 1 << 20;
 constexpr auto kPullLeaseExpiry = std::chrono::hours(24);
+// How often a pull waiting for another's download asks its own PullControl whether to give up.
+constexpr std::chrono::milliseconds kJoinPoll{100};
 
 bool isIndex(std::string_view media_type) {
   return media_type == kMediaTypeOciIndex || media_type == kMediaTypeDockerList;
@@ -182,9 +184,12 @@ Result<ParsedConfig> parseConfig(std::string_view body) {
 }
 
 // Carries a download (pushed by libcurl on one thread) into a content store write (pulled by the
-// gRPC writer on another), holding at most kPipeBufferBytes in between.
+// gRPC writer on another), holding at most kPipeBufferBytes in between. The writer stops at the
+// first chunk after the pull's control says stop.
 class BlobPipe {
  public:
+  explicit BlobPipe(const PullControl& control) : control_(control) {}
+
   Result<void> push(std::string_view chunk) {
     std::unique_lock lock(mutex_);
     space_.wait(lock, [&] { return buffered_ < kPipeBufferBytes || reader_gone_; });
@@ -205,6 +210,7 @@ class BlobPipe {
   // Returns the next run of bytes, coalescing small network reads into messages of up to
   // kWriteBatchBytes (one gRPC Write message per 16 KiB read would cost more than the copy).
   Result<std::string_view> pop() {
+    if (auto go = control_.check(); !go) return fail(go.error());
     std::unique_lock lock(mutex_);
     data_.wait(lock, [&] { return buffered_ >= kWriteBatchBytes || closed_; });
     current_.clear();
@@ -236,6 +242,7 @@ class BlobPipe {
   }
 
  private:
+  const PullControl& control_;
   std::mutex mutex_;
   std::condition_variable data_, space_;
   std::deque<std::string> chunks_;
@@ -279,6 +286,7 @@ std::vector<std::string> chainIds(const std::vector<std::string>& diff_ids) {
 struct ImagePuller::PullContext {
   const ImageReference& image;
   std::string lease;
+  const PullControl& control;
   std::mutex mutex;  // guards stats: layers are fetched in parallel
   PullStats stats;
 };
@@ -287,26 +295,41 @@ ImagePuller::ImagePuller(runtime::ContainerdClient& containerd, RegistryClient& 
                          PullerOptions options)
     : containerd_(containerd), registry_(registry), options_(std::move(options)) {}
 
-Result<PullResult> ImagePuller::pull(const ImageReference& image) {
-  auto [result, joined] = pulls_.run(image.str(), [&] { return pullOnce(image); });
-  if (!joined || !result) return std::move(result);
-  return PullResult{result->image, PullStats{}, true};
+Result<PullResult> ImagePuller::pull(const ImageReference& image, const PullControl& control) {
+  const std::string what = fmt::format("pull {}", image.str());
+  for (;;) {
+    if (auto go = control.check(); !go) return fail(go.error().wrap(what));
+    auto [shared, joined] = pulls_.run(
+        image.str(),
+        [&]() -> Result<SharedPull> {
+          auto result = pullOnce(image, control);
+          const bool stopped = !result && !control.check();
+          return SharedPull{std::move(result), stopped};
+        },
+        [&] { return control.check(); }, kJoinPoll);
+    if (!shared) return fail(shared.error().wrap(what));  // stopped waiting for another's pull
+    if (!joined) return std::move(shared->result);
+    if (shared->stopped) continue;  // its caller gave up on it, this one has not
+    if (!shared->result) return std::move(shared->result);
+    return PullResult{shared->result->image, PullStats{}, true};
+  }
 }
 
-Result<PullResult> ImagePuller::pullOnce(const ImageReference& image) {
+Result<PullResult> ImagePuller::pullOnce(const ImageReference& image, const PullControl& control) {
   const std::string what = fmt::format("pull {}", image.str());
   auto started = std::chrono::steady_clock::now();
   Labels lease_labels{{runtime::kLabelManagedBy, runtime::kManagedByValue}};
   auto lease = containerd_.createLease(
       lease_labels, std::chrono::duration_cast<std::chrono::seconds>(kPullLeaseExpiry));
   if (!lease) return fail(lease.error().wrap(what));
-  PullContext ctx{image, *lease, {}, {}};
+  PullContext ctx{image, *lease, control, {}, {}};
 
   auto pulled = [&]() -> Result<ResolvedImage> {
     auto target = fetchAndStoreManifest(ctx, image.manifestReference());
     if (!target) return fail(target.error());
     auto resolved = resolveFromStore(image.str(), *target, &ctx);
     if (!resolved) return resolved;
+    if (auto go = control.check(); !go) return fail(go.error());
     runtime::ImageRecord record;
     record.name = image.str();
     record.target = *target;
@@ -323,7 +346,9 @@ Result<PullResult> ImagePuller::pullOnce(const ImageReference& image) {
       spdlog::warn("{}: could not delete pull lease {}: {}", what, ctx.lease,
                    removed.error().message);
     }
+    // Whatever step noticed the deadline or the cancellation, the reason is the same.
     auto error = pulled.error();
+    if (auto go = control.check(); !go) error = go.error();
     if (error.message.find(image.str()) == std::string::npos) error = error.wrap(what);
     return fail(error);
   }
@@ -352,7 +377,7 @@ Result<PullResult> ImagePuller::pullOnce(const ImageReference& image) {
 // labels that tie parent to children. Returns the descriptor of the top-level object.
 Result<Descriptor> ImagePuller::fetchAndStoreManifest(PullContext& ctx,
                                                       const std::string& reference) {
-  auto top = registry_.fetchManifest(ctx.image, reference);
+  auto top = registry_.fetchManifest(ctx.image, reference, ctx.control);
   if (!top) return fail(top.error());
   {
     std::lock_guard lock(ctx.mutex);
@@ -436,15 +461,17 @@ Result<std::string> ImagePuller::fetchConfig(PullContext& ctx, const Descriptor&
     }
   }
   std::string body;
-  auto fetched =
-      registry_.fetchBlob(ctx.image, config, 0, [&](std::string_view chunk) -> Result<void> {
+  auto fetched = registry_.fetchBlob(
+      ctx.image, config, 0,
+      [&](std::string_view chunk) -> Result<void> {
         if (body.size() + chunk.size() > kMaxConfigBytes) {
           return fail(ErrorCode::kInvalidArgument, "image config larger than {} bytes",
                       kMaxConfigBytes);
         }
         body.append(chunk);
         return {};
-      });
+      },
+      ctx.control);
   if (!fetched) return fail(fetched.error());
   ++total_blob_fetches_;
   if (static_cast<int64_t>(body.size()) != config.size || sha256Digest(body) != config.digest) {
@@ -463,6 +490,7 @@ Result<std::string> ImagePuller::fetchConfig(PullContext& ctx, const Descriptor&
 Result<void> ImagePuller::storeContent(PullContext& ctx, const std::string& ref,
                                        const Descriptor& descriptor, const Labels& labels,
                                        std::string_view body) {
+  if (auto go = ctx.control.check(); !go) return fail(go.error());
   auto existing = containerd_.contentInfo(descriptor.digest);
   if (!existing) return fail(existing.error());
   if (*existing) return containerd_.addLeaseResource(ctx.lease, descriptor.digest, "content");
@@ -487,6 +515,10 @@ Result<void> ImagePuller::fetchLayers(PullContext& ctx, const std::vector<Descri
       {
         std::lock_guard lock(error_mutex);
         if (first_error) return;
+        if (auto go = ctx.control.check(); !go) {
+          first_error = go.error();
+          return;
+        }
       }
       const auto& layer = layers[i];
       Labels labels{
@@ -514,8 +546,11 @@ Result<void> ImagePuller::fetchLayers(PullContext& ctx, const std::vector<Descri
 // fetched waits for it, then holds it with its own lease.
 Result<void> ImagePuller::fetchBlob(PullContext& ctx, const Descriptor& blob,
                                     const Labels& labels) {
-  auto [result, joined] = blobs_.run(blob.digest, [&] { return fetchBlobOnce(ctx, blob, labels); });
+  auto [result, joined] = blobs_.run(
+      blob.digest, [&] { return fetchBlobOnce(ctx, blob, labels); },
+      [&] { return ctx.control.check(); }, kJoinPoll);
   if (!joined) return std::move(result);
+  if (auto go = ctx.control.check(); !go) return fail(go.error());
   // Another pull fetched it: hold it with this pull's lease. If that pull failed, this one tries
   // for itself.
   if (result) {
@@ -546,13 +581,16 @@ Result<void> ImagePuller::fetchBlobOnce(PullContext& ctx, const Descriptor& blob
   }
 
   const std::string ref = "layer-" + blob.digest;
-  BlobPipe pipe;
+  BlobPipe pipe(ctx.control);
   int64_t received = 0;
   std::thread download([&] {
-    pipe.close(registry_.fetchBlob(ctx.image, blob, 0, [&](std::string_view chunk) {
-      received += static_cast<int64_t>(chunk.size());
-      return pipe.push(chunk);
-    }));
+    pipe.close(registry_.fetchBlob(
+        ctx.image, blob, 0,
+        [&](std::string_view chunk) {
+          received += static_cast<int64_t>(chunk.size());
+          return pipe.push(chunk);
+        },
+        ctx.control));
   });
   auto written = containerd_.writeContent(ctx.lease, ref, blob, labels, [&] { return pipe.pop(); });
   pipe.stopReading();
@@ -583,6 +621,7 @@ Result<std::string> ImagePuller::unpack(PullContext& ctx, const std::vector<Desc
   const std::string snapshot_type = "snapshots/" + options_.snapshotter;
   Labels labels{{runtime::kLabelManagedBy, runtime::kManagedByValue}};
   for (size_t i = 0; i < layers.size(); ++i) {
+    if (auto go = ctx.control.check(); !go) return fail(go.error());
     auto existing = containerd_.statSnapshot(chains[i], options_.snapshotter);
     if (!existing) return fail(existing.error());
     if (*existing && (*existing)->kind == runtime::SnapshotInfo::Kind::kCommitted) {
@@ -688,7 +727,8 @@ Result<ResolvedImage> ImagePuller::resolveLocal(const ImageReference& image) {
   auto lease = containerd_.createLease({{runtime::kLabelManagedBy, runtime::kManagedByValue}},
                                        std::chrono::hours(1));
   if (!lease) return fail(lease.error());
-  PullContext ctx{image, *lease, {}, {}};
+  const PullControl unbounded;
+  PullContext ctx{image, *lease, unbounded, {}, {}};
   resolved = resolveFromStore(image.str(), (*record)->target, &ctx);
   if (auto removed = containerd_.deleteLease(*lease, !resolved); !removed) {
     spdlog::warn("resolve {}: could not delete lease {}: {}", image.str(), *lease,

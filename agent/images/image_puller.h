@@ -6,7 +6,9 @@
 // Concurrent pulls of one image share one download; a layer being fetched for one image is not
 // fetched again for another; layers already in the content store are not fetched at all. A pull
 // that fails leaves no partial content, ingests or snapshots behind (its lease is deleted with a
-// synchronous GC and its ingests aborted).
+// synchronous GC and its ingests aborted). That includes a pull stopped by its PullControl: every
+// registry request gives up at the deadline or on cancellation, and content writes and unpacking
+// check between chunks and layers.
 #pragma once
 
 #include <atomic>
@@ -20,6 +22,7 @@
 #include "agent/common/result.h"
 #include "agent/common/single_flight.h"
 #include "agent/images/image_reference.h"
+#include "agent/images/pull_control.h"
 #include "agent/images/registry_client.h"
 #include "agent/runtime/containerd_client.h"
 #include "agent/runtime/types.h"
@@ -73,8 +76,12 @@ class ImagePuller {
               PullerOptions options = {});
 
   // Pulls `image` and records it under image.str(). Errors name the image, the registry and the
-  // cause ("pull 127.0.0.1:5000/app:1 from registry 127.0.0.1:5000: …").
-  Result<PullResult> pull(const ImageReference& image);
+  // cause ("pull 127.0.0.1:5000/app:1 from registry 127.0.0.1:5000: …"). Past `control`'s deadline
+  // the pull fails with kUnavailable "pull <image>: pull deadline passed", once cancelled with
+  // "pull <image>: pull cancelled", and leaves nothing behind. A pull that joins one of the same
+  // image already in flight waits under its own control; if that one was stopped by its caller,
+  // this one pulls for itself.
+  Result<PullResult> pull(const ImageReference& image, const PullControl& control = {});
 
   // Resolves an image already in containerd (no registry access); kNotFound if absent. Unpacks
   // again if its content is present but the snapshots were removed.
@@ -90,8 +97,13 @@ class ImagePuller {
 
  private:
   struct PullContext;
+  // A pull's outcome as the pulls that joined it see it.
+  struct SharedPull {
+    Result<PullResult> result;
+    bool stopped = false;  // by its own caller's PullControl: the others should not give up
+  };
 
-  Result<PullResult> pullOnce(const ImageReference& image);
+  Result<PullResult> pullOnce(const ImageReference& image, const PullControl& control);
   Result<runtime::Descriptor> fetchAndStoreManifest(PullContext& ctx, const std::string& reference);
   Result<void> fetchBlob(PullContext& ctx, const runtime::Descriptor& blob,
                          const runtime::Labels& labels);
@@ -113,7 +125,7 @@ class ImagePuller {
   RegistryClient& registry_;
   PullerOptions options_;
 
-  SingleFlight<PullResult> pulls_;  // keyed by image name
+  SingleFlight<SharedPull> pulls_;  // keyed by image name
   SingleFlight<void> blobs_;        // keyed by digest, across all pulls
   std::atomic<int64_t> total_blob_fetches_{0};
 };

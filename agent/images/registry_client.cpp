@@ -1,7 +1,6 @@
 #include "agent/images/registry_client.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -11,8 +10,8 @@
 #include <mutex>
 #include <optional>
 #include <set>
-#include <system_error>
 
+#include "agent/aws/http_client.h"
 #include "agent/images/digest.h"
 
 namespace ecs::images {
@@ -24,7 +23,6 @@ constexpr size_t kMaxManifestBytes = 4 << 20;  // containerd refuses larger mani
 constexpr size_t kMaxTokenBytes = 1 << 20;
 constexpr size_t kMaxErrorBodyBytes = 64 << 10;  // enough for any registry error document
 constexpr int kMaxRedirects = 5;
-constexpr size_t kMaxIdleHandles = 16;
 // Docker's minimum: a token response without expires_in is good for 60 s.
 constexpr std::chrono::seconds kDefaultTokenLifetime{60};
 // Renew a cached token this long before it expires, so it does not lapse in flight.
@@ -129,138 +127,40 @@ std::string_view reasonPhrase(long status) {
   }
 }
 
-// ---- HTTP over libcurl ----------------------------------------------------------------------
+// ---- requests --------------------------------------------------------------------------------
 
-struct CurlFree {
-  void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
-};
-using CurlHandle = std::unique_ptr<CURL, CurlFree>;
-
-struct SlistFree {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-
-struct HttpRequest {
-  std::string url;
-  std::vector<std::string> headers;  // "Name: value"
+// One request to a registry or its token service, as the redirect loop carries it from hop to hop.
+struct Exchange {
+  aws::HttpRequest http;  // without Authorization
   // Authorization header value, empty for none. Dropped when a redirect leaves the origin: a
   // blob redirect to S3 or a CDN must not carry the registry's credentials (and S3 rejects it).
   std::string authorization;
-  // Where a 2xx body goes; null keeps it in HttpResponse::body (up to body_limit).
-  const BlobSink* sink = nullptr;
-  int64_t range_start = 0;  // a 200 instead of 206 means the server ignored Range: skip these
-  int64_t max_stream = -1;  // more 2xx bytes than this into the sink is an error; -1: no limit
-  size_t body_limit = kMaxErrorBodyBytes;
 };
 
-struct HttpResponse {
-  long status = 0;
-  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
-  std::string body;
-  int64_t streamed = 0;  // bytes given to the sink
-  std::string redirect_url;
-
-  std::string header(std::string_view name) const {
-    for (const auto& [key, value] : headers) {
-      if (key == name) return value;
-    }
-    return {};
+// A request that failed without a response, worded for `peer` ("registry host:port" or "token
+// service <realm> of registry host"); never with the URL, which may be pre-signed.
+Error transportError(const aws::HttpError& error, std::string_view peer, size_t max_body) {
+  const std::string& detail = error.cause.message;
+  switch (error.failure) {
+    case aws::HttpFailure::kConnect:
+      return Error{ErrorCode::kUnavailable, fmt::format("cannot reach {}: {}", peer, detail)};
+    case aws::HttpFailure::kBroken:
+      return Error{ErrorCode::kUnavailable,
+                   fmt::format("connection to {} broke: {}", peer, detail)};
+    case aws::HttpFailure::kTimedOut:
+      return Error{ErrorCode::kUnavailable, fmt::format("{} timed out: {}", peer, detail)};
+    case aws::HttpFailure::kDeadline:
+    case aws::HttpFailure::kCancelled:
+      return Error{ErrorCode::kUnavailable, fmt::format("request to {} stopped: {}", peer, detail)};
+    case aws::HttpFailure::kTooLarge:
+      return Error{ErrorCode::kFailedPrecondition,
+                   fmt::format("{} sent more than {} bytes", peer, max_body)};
+    case aws::HttpFailure::kSink:
+      return error.cause;
+    case aws::HttpFailure::kOther:
+      break;
   }
-  std::vector<std::string> headerValues(std::string_view name) const {
-    std::vector<std::string> out;
-    for (const auto& [key, value] : headers) {
-      if (key == name) out.push_back(value);
-    }
-    return out;
-  }
-};
-
-// State shared with libcurl's callbacks during one transfer.
-struct Transfer {
-  const HttpRequest& request;
-  HttpResponse& response;
-  std::string_view peer;
-  int64_t skipped = 0;
-  std::optional<Error> error;  // why a callback aborted the transfer
-
-  bool toSink() const { return request.sink != nullptr && response.status / 100 == 2; }
-};
-
-size_t onHeader(char* data, size_t size, size_t count, void* user) {
-  auto* transfer = static_cast<Transfer*>(user);
-  std::string_view line = trim(std::string_view(data, size * count));
-  if (line.starts_with("HTTP/")) {
-    // A new response starts (after "100 Continue" or a proxy's CONNECT): forget the last one.
-    transfer->response.headers.clear();
-    size_t space = line.find(' ');
-    transfer->response.status = space == std::string_view::npos
-                                    ? 0
-                                    : std::atol(std::string(line.substr(space + 1)).c_str());
-  } else if (size_t colon = line.find(':'); colon != std::string_view::npos) {
-    transfer->response.headers.emplace_back(toLower(trim(line.substr(0, colon))),
-                                            std::string(trim(line.substr(colon + 1))));
-  }
-  return size * count;
-}
-
-size_t onBody(char* data, size_t size, size_t count, void* user) {
-  auto* transfer = static_cast<Transfer*>(user);
-  const HttpRequest& request = transfer->request;
-  HttpResponse& response = transfer->response;
-  std::string_view chunk(data, size * count);
-
-  if (transfer->toSink()) {
-    if (response.status == 200 && transfer->skipped < request.range_start) {
-      auto skip = std::min<int64_t>(request.range_start - transfer->skipped, chunk.size());
-      transfer->skipped += skip;
-      chunk.remove_prefix(static_cast<size_t>(skip));
-    }
-    if (request.max_stream >= 0 &&
-        response.streamed + static_cast<int64_t>(chunk.size()) > request.max_stream) {
-      transfer->error =
-          Error{ErrorCode::kDataLoss,
-                fmt::format("{} sent more bytes than the blob's size", transfer->peer)};
-      return 0;
-    }
-    if (!chunk.empty()) {
-      if (Result<void> written = (*request.sink)(chunk); !written) {
-        transfer->error = written.error();
-        return 0;
-      }
-      response.streamed += static_cast<int64_t>(chunk.size());
-    }
-    return size * count;
-  }
-
-  if (response.body.size() + chunk.size() > request.body_limit) {
-    if (response.status / 100 == 2) {
-      transfer->error =
-          Error{ErrorCode::kFailedPrecondition,
-                fmt::format("{} sent more than {} bytes", transfer->peer, request.body_limit)};
-      return 0;
-    }
-    // An error page: its start is enough to explain it.
-    chunk =
-        chunk.substr(0, request.body_limit - std::min(request.body_limit, response.body.size()));
-  }
-  response.body.append(chunk);
-  return size * count;
-}
-
-// "scheme://host:port" of a URL, for telling whether a redirect leaves the origin.
-std::string originOf(const std::string& url) {
-  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), curl_url_cleanup);
-  if (!parsed || curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return {};
-  std::string origin;
-  for (auto [part, separator] : {std::pair{CURLUPART_SCHEME, "://"}, std::pair{CURLUPART_HOST, ":"},
-                                 std::pair{CURLUPART_PORT, ""}}) {
-    char* value = nullptr;
-    if (curl_url_get(parsed.get(), part, &value, CURLU_DEFAULT_PORT) != CURLUE_OK) return {};
-    origin += toLower(value);
-    origin += separator;
-    curl_free(value);
-  }
-  return origin;
+  return Error{ErrorCode::kUnavailable, fmt::format("request to {} failed: {}", peer, detail)};
 }
 
 // "<peer> refused the configured credentials (401: why)", or for an anonymous caller
@@ -302,115 +202,53 @@ struct RegistryClient::Impl {
   };
 
   RegistryOptions options;
+  aws::HttpClient http;
   std::mutex mu;
-  std::vector<CurlHandle> idle_handles;                         // guarded by mu
   std::map<std::pair<std::string, std::string>, Token> tokens;  // (host, scope); by mu
   std::set<std::string> basic_hosts;  // registries that asked for Basic auth; by mu
 
-  // Reusing easy handles keeps their connections (and TLS sessions) alive between requests.
-  CurlHandle acquireHandle() {
-    {
-      std::lock_guard lock(mu);
-      if (!idle_handles.empty()) {
-        CurlHandle handle = std::move(idle_handles.back());
-        idle_handles.pop_back();
-        return handle;
-      }
-    }
-    return CurlHandle(curl_easy_init());
-  }
-
-  void releaseHandle(CurlHandle handle) {
-    curl_easy_reset(handle.get());  // options go, live connections stay
-    std::lock_guard lock(mu);
-    if (idle_handles.size() < kMaxIdleHandles) idle_handles.push_back(std::move(handle));
-  }
+  explicit Impl(RegistryOptions registry_options)
+      : options(std::move(registry_options)),
+        http(aws::HttpClientOptions{.user_agent = options.user_agent}) {}
 
   std::optional<BasicCredentials> credentialsFor(const ImageReference& image) const {
     if (!options.credentials) return std::nullopt;
     return options.credentials->lookup(image);
   }
 
-  // One request/response; no redirects. Fails only when no HTTP response was had. `peer`
-  // names who we are talking to in messages: "registry host:port" or "token service <realm>".
-  Result<HttpResponse> performOnce(const HttpRequest& request, const std::string& peer) {
-    HttpResponse response;
-    Transfer transfer{request, response, peer};
-    CurlHandle handle = acquireHandle();
-    if (!handle) return fail(ErrorCode::kInternal, "curl_easy_init failed");
-    CURL* h = handle.get();
-
-    std::unique_ptr<curl_slist, SlistFree> headers;
-    auto addHeader = [&](const std::string& line) {
-      headers.reset(curl_slist_append(headers.release(), line.c_str()));
-    };
-    for (const std::string& line : request.headers) addHeader(line);
-    if (!request.authorization.empty()) addHeader("Authorization: " + request.authorization);
-
-    char error_buffer[CURL_ERROR_SIZE] = {};
-    curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // many threads; no SIGALRM for DNS timeouts
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_USERAGENT, options.user_agent.c_str());
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, static_cast<long>(options.connect_timeout.count()));
-    // Abort a transfer that moves less than a byte a second for the whole inactivity timeout.
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
-                     static_cast<long>(options.inactivity_timeout.count()));
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    // Large reads: fewer callbacks and fewer content-store messages per layer.
-    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024L);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, onHeader);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &transfer);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, onBody);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &transfer);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
-
-    CURLcode code = curl_easy_perform(h);
-    long os_errno = 0;
-    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
-    if (char* location = nullptr;
-        curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &location) == CURLE_OK && location) {
-      response.redirect_url = location;
-    }
-    releaseHandle(std::move(handle));
-
-    if (transfer.error) return fail(*transfer.error);
-    if (code == CURLE_OK) return response;
-    std::string detail = error_buffer[0] ? error_buffer : curl_easy_strerror(code);
-    // libcurl says "Couldn't connect to server"; the errno says why ("Connection refused").
-    // (Only then: a reused handle keeps the errno of an earlier connect.)
-    if (code == CURLE_COULDNT_CONNECT && os_errno != 0) {
-      detail += " (" +
-                std::error_code(static_cast<int>(os_errno), std::generic_category()).message() +
-                ")";
-    }
-    switch (code) {
-      case CURLE_COULDNT_RESOLVE_HOST:
-      case CURLE_COULDNT_RESOLVE_PROXY:
-      case CURLE_COULDNT_CONNECT:
-      case CURLE_SSL_CONNECT_ERROR:
-      case CURLE_PEER_FAILED_VERIFICATION:
-        return fail(ErrorCode::kUnavailable, "cannot reach {}: {}", peer, detail);
-      case CURLE_PARTIAL_FILE:
-      case CURLE_RECV_ERROR:
-      case CURLE_SEND_ERROR:
-      case CURLE_GOT_NOTHING:
-        return fail(ErrorCode::kUnavailable, "connection to {} broke: {}", peer, detail);
-      case CURLE_OPERATION_TIMEDOUT:
-        return fail(ErrorCode::kUnavailable, "{} timed out: {}", peer, detail);
-      default:
-        return fail(ErrorCode::kUnavailable, "request to {} failed: {}", peer, detail);
-    }
+  // A GET with the registry's timeouts, stopping when `control` says so.
+  aws::HttpRequest newRequest(std::string url, const PullControl& control) const {
+    aws::HttpRequest request;
+    request.url = std::move(url);
+    request.connect_timeout = options.connect_timeout;
+    request.inactivity_timeout = options.inactivity_timeout;
+    request.deadline = control.deadline;
+    request.cancelled = control.cancelled;
+    request.max_body = kMaxErrorBodyBytes;
+    return request;
   }
 
-  // Follows redirects itself (rather than CURLOPT_FOLLOWLOCATION) to decide what the next hop
-  // may see: Authorization only while the origin stays the same.
-  Result<HttpResponse> perform(HttpRequest request, const std::string& peer) {
-    const std::string origin = originOf(request.url);
+  // One request/response; no redirects. Fails only when no HTTP response was had. `peer`
+  // names who we are talking to in messages: "registry host:port" or "token service <realm>".
+  Result<aws::HttpResponse> performOnce(const Exchange& exchange, const std::string& peer) {
+    const aws::HttpRequest* request = &exchange.http;
+    aws::HttpRequest authorized;
+    if (!exchange.authorization.empty()) {
+      authorized = exchange.http;
+      authorized.headers.set("Authorization", exchange.authorization);
+      request = &authorized;
+    }
+    auto response = http.perform(*request);
+    if (!response) return fail(transportError(response.error(), peer, request->max_body));
+    return std::move(*response);
+  }
+
+  // Follows redirects itself to decide what the next hop may see: Authorization only while the
+  // origin stays the same.
+  Result<aws::HttpResponse> perform(Exchange exchange, const std::string& peer) {
+    const std::string origin = aws::urlOrigin(exchange.http.url);
     for (int redirects = 0;; ++redirects) {
-      Result<HttpResponse> response = performOnce(request, peer);
+      Result<aws::HttpResponse> response = performOnce(exchange, peer);
       if (!response || response->status / 100 != 3 || response->redirect_url.empty()) {
         return response;
       }
@@ -419,10 +257,10 @@ struct RegistryClient::Impl {
                     kMaxRedirects);
       }
       // Redirect URLs are often pre-signed: log where they lead, not what they say.
-      bool same_origin = originOf(response->redirect_url) == origin;
+      bool same_origin = aws::urlOrigin(response->redirect_url) == origin;
       spdlog::debug("{}: redirected to {}", peer, same_origin ? "the same origin" : "another host");
-      if (!same_origin) request.authorization.clear();
-      request.url = response->redirect_url;
+      if (!same_origin) exchange.authorization.clear();
+      exchange.http.url = response->redirect_url;
     }
   }
 
@@ -443,24 +281,24 @@ struct RegistryClient::Impl {
   // some (the token service decides what an anonymous caller may do).
   Result<std::string> fetchToken(const ImageReference& image, const AuthChallenge& challenge,
                                  const std::string& default_scope,
-                                 const std::optional<BasicCredentials>& credentials) {
+                                 const std::optional<BasicCredentials>& credentials,
+                                 const PullControl& control) {
     const std::string host = image.registryHost();
     if (challenge.realm.empty()) {
       return fail(ErrorCode::kUnauthorized, "registry {} sent a Bearer challenge without a realm",
                   host);
     }
     const std::string scope = challenge.scope.empty() ? default_scope : challenge.scope;
-    HttpRequest request;
-    request.url = challenge.realm + (challenge.realm.find('?') == std::string::npos ? "?" : "&");
-    if (!challenge.service.empty()) {
-      request.url += "service=" + percentEncode(challenge.service) + "&";
-    }
-    request.url += "scope=" + percentEncode(scope);
-    request.body_limit = kMaxTokenBytes;
-    if (credentials) request.authorization = basicAuthorization(*credentials);
+    std::string url =
+        challenge.realm + (challenge.realm.find('?') == std::string::npos ? "?" : "&");
+    if (!challenge.service.empty()) url += "service=" + percentEncode(challenge.service) + "&";
+    url += "scope=" + percentEncode(scope);
+    Exchange exchange{newRequest(std::move(url), control), {}};
+    exchange.http.max_body = kMaxTokenBytes;
+    if (credentials) exchange.authorization = basicAuthorization(*credentials);
 
     const std::string peer = fmt::format("token service {} of registry {}", challenge.realm, host);
-    Result<HttpResponse> response = perform(std::move(request), peer);
+    Result<aws::HttpResponse> response = perform(std::move(exchange), peer);
     if (!response) return fail(response.error());
     if (response->status == 401 || response->status == 403) {
       return fail(ErrorCode::kUnauthorized, "{}",
@@ -499,12 +337,12 @@ struct RegistryClient::Impl {
   }
 
   // Answers a 401 challenge: the Authorization header value to retry with.
-  Result<std::string> authorize(const ImageReference& image, const HttpResponse& response,
-                                const std::string& default_scope) {
+  Result<std::string> authorize(const ImageReference& image, const aws::HttpResponse& response,
+                                const std::string& default_scope, const PullControl& control) {
     const std::string host = image.registryHost();
     // Prefer Bearer when a registry offers several schemes.
     std::optional<AuthChallenge> challenge;
-    for (const std::string& header : response.headerValues("www-authenticate")) {
+    for (const std::string& header : response.headers.getAll("WWW-Authenticate")) {
       auto parsed = AuthChallenge::parse(header);
       if (parsed && (!challenge || parsed->scheme == "bearer")) challenge = parsed;
     }
@@ -525,7 +363,7 @@ struct RegistryClient::Impl {
       return basicAuthorization(*credentials);
     }
     if (challenge->scheme == "bearer") {
-      return fetchToken(image, *challenge, default_scope, credentials);
+      return fetchToken(image, *challenge, default_scope, credentials, control);
     }
     return fail(ErrorCode::kUnauthorized,
                 "registry {} asks for authentication scheme \"{}\", which is not supported", host,
@@ -534,18 +372,19 @@ struct RegistryClient::Impl {
 
   // GET with authentication: sends what worked before, answers one 401 challenge, and turns a
   // refusal after that into kUnauthorized. Other statuses are the caller's to judge.
-  Result<HttpResponse> get(const ImageReference& image, HttpRequest request) {
+  Result<aws::HttpResponse> get(const ImageReference& image, Exchange exchange,
+                                const PullControl& control) {
     const std::string host = image.registryHost();
     const std::string peer = "registry " + host;
     const std::string scope = "repository:" + image.repository + ":pull";
-    request.authorization = cachedAuthorization(image, scope);
-    Result<HttpResponse> response = perform(request, peer);
+    exchange.authorization = cachedAuthorization(image, scope);
+    Result<aws::HttpResponse> response = perform(exchange, peer);
     if (!response || response->status != 401) return response;
 
-    Result<std::string> authorization = authorize(image, *response, scope);
+    Result<std::string> authorization = authorize(image, *response, scope, control);
     if (!authorization) return fail(authorization.error());
-    request.authorization = std::move(*authorization);
-    response = perform(std::move(request), peer);
+    exchange.authorization = std::move(*authorization);
+    response = perform(std::move(exchange), peer);
     if (response && (response->status == 401 || response->status == 403)) {
       return fail(ErrorCode::kUnauthorized, "{}",
                   refusal(peer, response->status, registryMessage(*response),
@@ -555,7 +394,7 @@ struct RegistryClient::Impl {
   }
 
   // The registry's own words when the body holds a registry error document; else empty.
-  static std::string registryMessage(const HttpResponse& response) {
+  static std::string registryMessage(const aws::HttpResponse& response) {
     std::string out;
     for (const RegistryError& error : parseRegistryErrors(response.body)) {
       if (!out.empty()) out += "; ";
@@ -565,7 +404,7 @@ struct RegistryClient::Impl {
   }
 
   // A non-success status as an Error: "manifest unknown (404) from registry host".
-  static Error statusError(const HttpResponse& response, const std::string& host) {
+  static Error statusError(const aws::HttpResponse& response, const std::string& host) {
     std::vector<RegistryError> errors = parseRegistryErrors(response.body);
     ErrorCode code = ErrorCode::kUnknown;
     if (response.status == 404) {
@@ -587,12 +426,8 @@ struct RegistryClient::Impl {
   }
 };
 
-RegistryClient::RegistryClient(RegistryOptions options) : impl_(std::make_unique<Impl>()) {
-  // curl_global_init is not thread-safe and must run before any other libcurl call.
-  static std::once_flag curl_initialised;
-  std::call_once(curl_initialised, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  impl_->options = std::move(options);
-}
+RegistryClient::RegistryClient(RegistryOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 RegistryClient::~RegistryClient() = default;
 
@@ -613,7 +448,8 @@ std::string RegistryClient::baseUrl(const ImageReference& image) const {
 }
 
 Result<FetchedManifest> RegistryClient::fetchManifest(const ImageReference& image,
-                                                      const std::string& reference) {
+                                                      const std::string& reference,
+                                                      const PullControl& control) {
   const std::string host = image.registryHost();
   std::string context = "pull " + image.str();
   if (reference != image.manifestReference()) context += ": manifest " + reference;
@@ -628,24 +464,26 @@ Result<FetchedManifest> RegistryClient::fetchManifest(const ImageReference& imag
                 reference);
   }
 
-  HttpRequest request;
-  request.url = baseUrl(image) + "/v2/" + image.repository + "/manifests/" + reference;
+  Exchange exchange{
+      impl_->newRequest(baseUrl(image) + "/v2/" + image.repository + "/manifests/" + reference,
+                        control),
+      {}};
   // All four types, always: given only Docker types a registry 404s an OCI manifest, and given
   // none it converts a schema 2 manifest to schema 1 (a different digest).
-  std::string accept = "Accept: ";
+  std::string accept;
   for (const char* type : kAcceptedManifestTypes) {
     accept += type;
     accept += type == kAcceptedManifestTypes.back() ? "" : ", ";
   }
-  request.headers.push_back(std::move(accept));
-  request.body_limit = kMaxManifestBytes;
+  exchange.http.headers.add("Accept", std::move(accept));
+  exchange.http.max_body = kMaxManifestBytes;
 
-  Result<HttpResponse> response = impl_->get(image, std::move(request));
+  Result<aws::HttpResponse> response = impl_->get(image, std::move(exchange), control);
   if (!response) return fail(response.error().wrap(context));
   if (response->status != 200) return fail(Impl::statusError(*response, host).wrap(context));
 
   // Content-Type names the manifest's type; if it is generic, the body's mediaType does.
-  std::string content_type = response->header("content-type");
+  std::string content_type = response->headers.get("Content-Type");
   std::string media_type(trim(std::string_view(content_type).substr(0, content_type.find(';'))));
   if (!isAcceptedManifestType(media_type)) {
     boost::system::error_code ec;
@@ -671,7 +509,7 @@ Result<FetchedManifest> RegistryClient::fetchManifest(const ImageReference& imag
     }
     digest = reference;
   }
-  if (std::string claimed = response->header("docker-content-digest"); !claimed.empty()) {
+  if (std::string claimed = response->headers.get("Docker-Content-Digest"); !claimed.empty()) {
     // A digest algorithm we cannot compute is not evidence of corruption: skip the check.
     if (std::string actual = digestLike(claimed, body); !actual.empty() && actual != claimed) {
       return fail(ErrorCode::kDataLoss,
@@ -686,7 +524,8 @@ Result<FetchedManifest> RegistryClient::fetchManifest(const ImageReference& imag
 }
 
 Result<void> RegistryClient::fetchBlob(const ImageReference& image, const runtime::Descriptor& blob,
-                                       int64_t offset, const BlobSink& sink) {
+                                       int64_t offset, const BlobSink& sink,
+                                       const PullControl& control) {
   const std::string host = image.registryHost();
   const std::string context = fmt::format("pull {}: blob {}", image.str(), blob.digest);
   if (auto valid = validateDigest(blob.digest); !valid) return fail(valid.error().wrap(context));
@@ -696,22 +535,38 @@ Result<void> RegistryClient::fetchBlob(const ImageReference& image, const runtim
   }
   if (blob.size > 0 && offset == blob.size) return {};  // already complete
 
-  HttpRequest request;
-  request.url = baseUrl(image) + "/v2/" + image.repository + "/blobs/" + blob.digest;
-  if (offset > 0) request.headers.push_back(fmt::format("Range: bytes={}-", offset));
-  request.sink = &sink;
-  request.range_start = offset;
-  request.max_stream = blob.size > 0 ? blob.size - offset : -1;
+  Exchange exchange{
+      impl_->newRequest(baseUrl(image) + "/v2/" + image.repository + "/blobs/" + blob.digest,
+                        control),
+      {}};
+  if (offset > 0) exchange.http.headers.add("Range", fmt::format("bytes={}-", offset));
+  const int64_t max_stream = blob.size > 0 ? blob.size - offset : -1;
+  int64_t skipped = 0;   // of the first `offset` bytes, when the server ignored Range
+  int64_t streamed = 0;  // given to `sink`
+  exchange.http.sink = [&](const aws::HttpResponse& head, std::string_view chunk) -> Result<void> {
+    if (head.status == 200 && skipped < offset) {  // 200, not 206: the whole blob is coming
+      auto skip = std::min<int64_t>(offset - skipped, static_cast<int64_t>(chunk.size()));
+      skipped += skip;
+      chunk.remove_prefix(static_cast<size_t>(skip));
+    }
+    if (max_stream >= 0 && streamed + static_cast<int64_t>(chunk.size()) > max_stream) {
+      return fail(ErrorCode::kDataLoss, "registry {} sent more bytes than the blob's size", host);
+    }
+    if (chunk.empty()) return {};
+    if (auto written = sink(chunk); !written) return written;
+    streamed += static_cast<int64_t>(chunk.size());
+    return {};
+  };
 
-  Result<HttpResponse> response = impl_->get(image, std::move(request));
+  Result<aws::HttpResponse> response = impl_->get(image, std::move(exchange), control);
   if (!response) return fail(response.error().wrap(context));
   if (response->status != 200 && response->status != 206) {
     return fail(Impl::statusError(*response, host).wrap(context));
   }
   // A body without Content-Length that ends early looks complete to libcurl.
-  if (blob.size > 0 && offset + response->streamed != blob.size) {
+  if (blob.size > 0 && offset + streamed != blob.size) {
     return fail(ErrorCode::kUnavailable, "{}: registry {} ended the transfer after {} of {} bytes",
-                context, host, offset + response->streamed, blob.size);
+                context, host, offset + streamed, blob.size);
   }
   return {};
 }

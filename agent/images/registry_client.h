@@ -1,10 +1,10 @@
-// RegistryClient: the Docker Registry HTTP API v2 over libcurl.
+// RegistryClient: the Docker Registry HTTP API v2 over the agent's HttpClient.
 //
 // Sends both OCI and Docker Accept types for manifests, follows redirects for blobs, answers
 // 401 challenges (Basic, or Bearer: fetch a token from the realm for service+scope, cache it
 // per registry+scope), and uses HTTPS except for loopback registries and those listed in
-// ECS_INSECURE_REGISTRIES (plain HTTP, as Docker does). Thread-safe: one instance serves all
-// pulls.
+// ECS_INSECURE_REGISTRIES (plain HTTP, as Docker does). Every request stops at its PullControl's
+// deadline or cancellation. Thread-safe: one instance serves all pulls.
 #pragma once
 
 #include <chrono>
@@ -16,6 +16,7 @@
 #include "agent/common/result.h"
 #include "agent/images/digest.h"
 #include "agent/images/image_reference.h"
+#include "agent/images/pull_control.h"
 #include "agent/images/registry_auth.h"
 #include "agent/runtime/types.h"
 
@@ -61,8 +62,10 @@ class RegistryClient {
   // Errors: kNotFound (unknown repository/tag), kUnauthorized (401/403 after auth),
   // kUnavailable (network, 5xx, 429), kDataLoss (digest mismatch), kInvalidArgument (a reference
   // that is neither tag nor digest), kFailedPrecondition (a media type other than the four
-  // above, e.g. schema 1; a body over 4 MiB); messages name the image and registry.
-  Result<FetchedManifest> fetchManifest(const ImageReference& image, const std::string& reference);
+  // above, e.g. schema 1; a body over 4 MiB); messages name the image and registry. A request
+  // stopped by `control` is kUnavailable.
+  Result<FetchedManifest> fetchManifest(const ImageReference& image, const std::string& reference,
+                                        const PullControl& control = {});
 
   // GET /v2/<repo>/blobs/<digest>, streaming into `sink` starting at `offset` (Range request,
   // for resuming; if the server ignores Range the first `offset` bytes are skipped here).
@@ -71,7 +74,7 @@ class RegistryClient {
   // are kUnavailable and more are kDataLoss. A sink's error comes back unchanged but for
   // context; a truncated or stalled transfer (no byte for inactivity_timeout) is kUnavailable.
   Result<void> fetchBlob(const ImageReference& image, const runtime::Descriptor& blob,
-                         int64_t offset, const BlobSink& sink);
+                         int64_t offset, const BlobSink& sink, const PullControl& control = {});
 
   // Scheme + host the client talks to for this image, e.g. "http://127.0.0.1:5000".
   std::string baseUrl(const ImageReference& image) const;

@@ -11,6 +11,9 @@ everything else pass through unchanged. Modes:
   corrupt        flip one byte in the middle of the body (same length)
   truncate-once  truncate only the first GET of each blob, pass later ones (tests retries)
   corrupt-once   corrupt only the first GET of each blob
+  stall          for blobs over 1 MiB: send the headers and about half the body, then nothing more
+                 until the client hangs up (tests deadlines and cancellation mid-transfer);
+                 smaller blobs pass
 GET /_fault_proxy/stats (answered by the proxy itself) returns counters as JSON.
 """
 
@@ -37,7 +40,8 @@ HOP_BY_HOP = {
     "upgrade",
 }
 CHUNK = 64 * 1024
-MODES = ("pass", "truncate", "corrupt", "truncate-once", "corrupt-once")
+STALL_MIN_BYTES = 1 << 20
+MODES = ("pass", "truncate", "corrupt", "truncate-once", "corrupt-once", "stall")
 
 
 class State:
@@ -48,7 +52,7 @@ class State:
         self.mode = mode
         self.lock = threading.Lock()
         self.seen_blobs = set()
-        self.stats = {"requests": 0, "blob_gets": 0, "truncated": 0, "corrupted": 0}
+        self.stats = {"requests": 0, "blob_gets": 0, "truncated": 0, "corrupted": 0, "stalled": 0}
 
     def count(self, key):
         with self.lock:
@@ -58,7 +62,7 @@ class State:
         """The fault to inject into this blob GET: None, 'truncate' or 'corrupt'."""
         if self.mode == "pass":
             return None
-        if self.mode in ("truncate", "corrupt"):
+        if self.mode in ("truncate", "corrupt", "stall"):
             return self.mode
         with self.lock:
             first = path not in self.seen_blobs
@@ -149,6 +153,13 @@ class ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
             return
         total = int(length)
+        if fault == "stall" and total > STALL_MIN_BYTES:
+            self.stream(response, total // 2, None)
+            self.wfile.flush()
+            self.state.count("stalled")
+            self.wait_for_hang_up()
+            self.close_connection = True
+            return
         if fault == "truncate":
             self.stream(response, total // 2, None)
             self.state.count("truncated")
@@ -163,6 +174,15 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self.stream(response, total, flip_at)
         if flip_at is not None:
             self.state.count("corrupted")
+
+    def wait_for_hang_up(self):
+        """Blocks until the client closes the connection (or five minutes pass)."""
+        self.connection.settimeout(300)
+        try:
+            while self.connection.recv(CHUNK):
+                pass
+        except OSError:
+            pass
 
     def stream(self, response, limit, flip_at):
         sent = 0

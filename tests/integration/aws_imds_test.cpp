@@ -1,7 +1,6 @@
 // ImdsClient and the credential chain against a stand-in IMDS on 127.0.0.1
 // (tests/support/fake_imds.py). Nothing here ever talks to 169.254.169.254: every client is given
-// the stand-in's endpoint explicitly. Needs no harness.
-#include <curl/curl.h>
+// the stand-in's endpoint explicitly. Uses nothing of the harness but the path of its scripts.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -19,53 +18,50 @@
 #include <string>
 
 #include "agent/aws/credentials.h"
+#include "agent/aws/http_client.h"
 #include "agent/aws/imds_client.h"
+#include "tests/support/harness_env.h"
 
 namespace ecs::aws {
 namespace {
 
 using namespace std::chrono_literals;
 
-const std::string kScript =
-    (std::filesystem::path(__FILE__).parent_path() / "../support/fake_imds.py").string();
-
-size_t appendBody(char* data, size_t size, size_t count, void* user) {
-  static_cast<std::string*>(user)->append(data, size * count);
-  return size * count;
+// Next to the harness's scripts in the source tree (__FILE__ is relative under ccache's base_dir).
+std::string fakeImdsScript() {
+  const std::filesystem::path tests =
+      std::filesystem::path(ecs::testing::harnessEnv().faultProxyScript())
+          .parent_path()
+          .parent_path();
+  return (tests / "support" / "fake_imds.py").string();
 }
 
 // A plain HTTP exchange for steering the stand-in (and for checking what it does without us).
 std::pair<long, std::string> http(const std::string& method, const std::string& url,
                                   const std::string& body = "") {
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> h(curl_easy_init(), curl_easy_cleanup);
-  std::string response;
-  curl_easy_setopt(h.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h.get(), CURLOPT_CUSTOMREQUEST, method.c_str());
-  curl_easy_setopt(h.get(), CURLOPT_PROXY, "");
-  curl_easy_setopt(h.get(), CURLOPT_TIMEOUT, 10L);
-  if (method == "POST") {
-    curl_easy_setopt(h.get(), CURLOPT_POSTFIELDS, body.c_str());
-    curl_easy_setopt(h.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  }
-  curl_easy_setopt(h.get(), CURLOPT_WRITEFUNCTION, appendBody);
-  curl_easy_setopt(h.get(), CURLOPT_WRITEDATA, &response);
-  if (curl_easy_perform(h.get()) != CURLE_OK) throw std::runtime_error(method + " " + url);
-  long status = 0;
-  curl_easy_getinfo(h.get(), CURLINFO_RESPONSE_CODE, &status);
-  return {status, response};
+  HttpClient client(HttpClientOptions{.use_proxy = false});
+  HttpRequest request;
+  request.method = method;
+  request.url = url;
+  request.body = body;
+  request.timeout = 10s;
+  auto response = client.perform(request);
+  if (!response) throw std::runtime_error(response.error().asError().message);
+  return {response->status, response->body};
 }
 
 // The stand-in as a child process: started on port 0, killed and reaped at the end of the test.
 class FakeImds {
  public:
   FakeImds() {
+    const std::string script = fakeImdsScript();  // before fork: the child only execs
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
     pid_ = fork();
     if (pid_ < 0) throw std::runtime_error("fork");
     if (pid_ == 0) {
       dup2(fds[1], STDOUT_FILENO);
-      execl("/usr/bin/python3", "python3", kScript.c_str(), "0", static_cast<char*>(nullptr));
+      execl("/usr/bin/python3", "python3", script.c_str(), "0", static_cast<char*>(nullptr));
       _exit(127);
     }
     close(fds[1]);
@@ -76,7 +72,7 @@ class FakeImds {
     close(fds[0]);
     if (line.empty()) {
       stop();
-      throw std::runtime_error("fake_imds.py did not print its port: " + kScript);
+      throw std::runtime_error("fake_imds.py did not print its port: " + script);
     }
     endpoint_ = "http://127.0.0.1:" + line;
   }

@@ -3,7 +3,9 @@
 // leave it empty.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/json.hpp>
+#include <chrono>
 #include <set>
 #include <thread>
 
@@ -400,6 +402,64 @@ TEST_F(ImagePullTest, RegistryDyingMidPullFailsAndLeavesNothing) {
   auto pulled = puller.pull(good);
   ASSERT_TRUE(pulled) << pulled.error().message;
   expectPulledAndRemove(puller, good, *pulled);
+}
+
+// The proxy's "stalled" counter: how many blob downloads it has left hanging halfway.
+int stalledDownloads(const ecs::testing::FaultProxy& proxy) {
+  return boost::json::parse(proxy.statsJson()).at("stalled").to_number<int>();
+}
+
+TEST_F(ImagePullTest, DeadlinePassingMidTransferFailsPromptlyAndLeavesNothing) {
+  ecs::testing::FaultProxy stall(harnessEnv().registry(), "stall");
+  auto client = registry();
+  ImagePuller puller(*containerd_, *client);
+  auto image = ref(stall.address(), "test/big:oci");
+  PullControl control;
+  control.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  auto pulled = puller.pull(image, control);
+  const auto overrun = std::chrono::steady_clock::now() - control.deadline;
+  ASSERT_FALSE(pulled);
+  EXPECT_EQ(pulled.error().code, ErrorCode::kUnavailable) << pulled.error().message;
+  EXPECT_EQ(pulled.error().message, "pull " + image.str() + ": pull deadline passed");
+  EXPECT_LT(overrun, std::chrono::seconds(2)) << "the pull went on past its deadline";
+  EXPECT_GE(stalledDownloads(stall), 1) << "the deadline passed before a layer was in transfer";
+  EXPECT_FALSE(containerd_->getImage(image.str()).value().has_value());
+  // TearDown's leak check proves the half-written ingest and the lease went with the pull.
+}
+
+TEST_F(ImagePullTest, CancelledPullFailsPromptlyAndLeavesNothing) {
+  ecs::testing::FaultProxy stall(harnessEnv().registry(), "stall");
+  auto client = registry();
+  ImagePuller puller(*containerd_, *client);
+  auto image = ref(stall.address(), "test/big:oci");
+  std::atomic<bool> cancel{false};
+  std::atomic<bool> done{false};
+  std::chrono::steady_clock::time_point cancelled_at;
+  // Cancels once a layer hangs halfway through its download (polling the proxy's counters).
+  std::thread canceller([&] {
+    while (!done && stalledDownloads(stall) == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    cancelled_at = std::chrono::steady_clock::now();
+    cancel = true;
+  });
+  PullControl control;
+  control.cancelled = [&] { return cancel.load(); };
+  auto pulled = puller.pull(image, control);
+  done = true;
+  canceller.join();
+  const auto delay = std::chrono::steady_clock::now() - cancelled_at;
+  ASSERT_FALSE(pulled);
+  EXPECT_EQ(pulled.error().code, ErrorCode::kUnavailable) << pulled.error().message;
+  EXPECT_EQ(pulled.error().message, "pull " + image.str() + ": pull cancelled");
+  EXPECT_LT(delay, std::chrono::seconds(3)) << "the pull went on after it was cancelled";
+  EXPECT_FALSE(containerd_->getImage(image.str()).value().has_value());
+
+  // A cancelled pull is no obstacle to the next one.
+  auto good = ref(harnessEnv().registry(), "test/big:oci");
+  auto again = puller.pull(good);
+  ASSERT_TRUE(again) << again.error().message;
+  expectPulledAndRemove(puller, good, *again);
 }
 
 TEST_F(ImagePullTest, RemovingAnUnknownImageIsNotFound) {

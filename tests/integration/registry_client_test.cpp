@@ -1,24 +1,19 @@
 // RegistryClient against real registries: the harness's open, Basic and Bearer-token registries,
-// its fault proxy, and (for what those cannot show: cross-host redirects, stalls) a tiny HTTP
-// server in this file.
+// its fault proxy, and (for what those cannot show: cross-host redirects, stalls) a loopback HTTP
+// server.
 #include "agent/images/registry_client.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <boost/json.hpp>
-#include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "tests/support/fault_proxy.h"
 #include "tests/support/harness_env.h"
+#include "tests/support/loopback_http_server.h"
 
 namespace ecs::images {
 namespace {
@@ -26,6 +21,10 @@ namespace {
 using ecs::testing::FaultProxy;
 using ecs::testing::HarnessEnv;
 using ecs::testing::harnessEnv;
+using ecs::testing::httpResponse;
+using ecs::testing::LoopbackConnection;
+using ecs::testing::LoopbackHttpServer;
+using ecs::testing::LoopbackRequest;
 using ecs::testing::runCommand;
 
 ImageReference parseRef(const std::string& text) {
@@ -105,75 +104,6 @@ int64_t tokensIssued() {
   auto r = runCommand({"curl", "-sS", "--max-time", "10", stats_url});
   EXPECT_TRUE(r.ok()) << r.describe();
   return boost::json::parse(r.out).at("tokens_issued").to_number<int64_t>();
-}
-
-// A one-thread HTTP server on a loopback address that answers each request with `handler`'s
-// response and closes the connection.
-class TinyHttpServer {
- public:
-  using Handler = std::function<std::string(const std::string& request)>;
-
-  TinyHttpServer(const std::string& ip, Handler handler, bool answer = true)
-      : handler_(std::move(handler)) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
-    socklen_t len = sizeof addr;
-    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
-        listen(fd_, 16) != 0 || getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      throw std::runtime_error("TinyHttpServer: cannot listen on " + ip);
-    }
-    address_ = ip + ":" + std::to_string(ntohs(addr.sin_port));
-    // Not answering leaves connections in the backlog: the client connects and then hears nothing.
-    if (answer) thread_ = std::thread([this] { serve(); });
-  }
-  ~TinyHttpServer() {
-    shutdown(fd_, SHUT_RDWR);  // wakes accept()
-    if (thread_.joinable()) thread_.join();
-    close(fd_);
-  }
-
-  const std::string& address() const { return address_; }
-  std::vector<std::string> requests() const {
-    std::lock_guard lock(mu_);
-    return requests_;
-  }
-
- private:
-  void serve() {
-    for (;;) {
-      int client = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (client < 0) return;
-      std::string request;
-      char buffer[4096];
-      while (!contains(request, "\r\n\r\n")) {
-        ssize_t n = recv(client, buffer, sizeof buffer, 0);
-        if (n <= 0) break;
-        request.append(buffer, static_cast<size_t>(n));
-      }
-      {
-        std::lock_guard lock(mu_);
-        requests_.push_back(request);
-      }
-      std::string response = handler_(request);
-      (void)!send(client, response.data(), response.size(), MSG_NOSIGNAL);
-      close(client);
-    }
-  }
-
-  Handler handler_;
-  int fd_ = -1;
-  std::string address_;
-  std::thread thread_;
-  mutable std::mutex mu_;
-  std::vector<std::string> requests_;
-};
-
-std::string httpResponse(const std::string& status, const std::string& headers,
-                         const std::string& body) {
-  return "HTTP/1.1 " + status + "\r\n" + headers +
-         "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
 }
 
 // ---- manifests ----------------------------------------------------------------------------------
@@ -371,7 +301,7 @@ TEST(RegistryClientTest, StoppedRegistryIsUnavailableAndNamed) {
 }
 
 TEST(RegistryClientTest, SilentRegistryTimesOutAfterTheInactivityTimeout) {
-  TinyHttpServer silent("127.0.0.1", nullptr, /*answer=*/false);
+  LoopbackHttpServer silent(nullptr);  // connections wait in the backlog, never answered
   RegistryOptions options;
   options.inactivity_timeout = std::chrono::seconds(1);
   RegistryClient client(options);
@@ -515,22 +445,24 @@ TEST(RegistryClientTest, ConcurrentPullsShareOneClient) {
 // the registry only: it must not follow a redirect to another host, and must follow one that
 // stays on the registry.
 TEST(RegistryClientTest, RedirectsKeepAuthorizationOnlyOnTheSameOrigin) {
-  TinyHttpServer storage("127.0.0.2", [](const std::string&) {
-    return httpResponse("200 OK", "", "hello");  // ignores Range, as some servers do
-  });
-  TinyHttpServer registry("127.0.0.1", [&](const std::string& request) {
-    if (!contains(request, "\r\nAuthorization: Basic ")) {
-      return httpResponse("401 Unauthorized", "WWW-Authenticate: Basic realm=\"tiny\"\r\n", "");
+  LoopbackHttpServer storage(
+      [](const LoopbackRequest&, LoopbackConnection& connection) {
+        connection.write(httpResponse("200 OK", "", "hello"));  // ignores Range, as some do
+      },
+      "127.0.0.2");
+  LoopbackHttpServer registry([&](const LoopbackRequest& request, LoopbackConnection& connection) {
+    if (!request.header("Authorization").starts_with("Basic ")) {
+      connection.write(
+          httpResponse("401 Unauthorized", "WWW-Authenticate: Basic realm=\"tiny\"\r\n", ""));
+    } else if (request.target.starts_with("/v2/app/blobs/")) {
+      connection.write(httpResponse(
+          "307 Temporary Redirect",
+          "Location: http://" + storage.address() + "/bucket/blob?Signature=x\r\n", ""));
+    } else if (request.target.starts_with("/v2/same/blobs/")) {
+      connection.write(httpResponse("307 Temporary Redirect", "Location: /moved\r\n", ""));
+    } else {
+      connection.write(httpResponse("200 OK", "", "hello"));
     }
-    if (contains(request, "GET /v2/app/blobs/")) {
-      return httpResponse("307 Temporary Redirect",
-                          "Location: http://" + storage.address() + "/bucket/blob?Signature=x\r\n",
-                          "");
-    }
-    if (contains(request, "GET /v2/same/blobs/")) {
-      return httpResponse("307 Temporary Redirect", "Location: /moved\r\n", "");
-    }
-    return httpResponse("200 OK", "", "hello");
   });
   RegistryClient client(withCredentials(credentials(registry.address(), "user", "secret")));
   const runtime::Descriptor blob{"application/octet-stream", sha256Digest("hello"), 5, {}};
@@ -540,8 +472,8 @@ TEST(RegistryClientTest, RedirectsKeepAuthorizationOnlyOnTheSameOrigin) {
   EXPECT_EQ(*other_host, "ello");  // a 200 to a Range request: the first byte is skipped
   auto seen_by_storage = storage.requests();
   ASSERT_EQ(seen_by_storage.size(), 1u);
-  EXPECT_FALSE(contains(seen_by_storage[0], "Authorization")) << seen_by_storage[0];
-  EXPECT_TRUE(contains(seen_by_storage[0], "Range: bytes=1-")) << seen_by_storage[0];
+  EXPECT_FALSE(contains(seen_by_storage[0].head, "Authorization")) << seen_by_storage[0].head;
+  EXPECT_EQ(seen_by_storage[0].header("Range"), "bytes=1-") << seen_by_storage[0].head;
 
   auto same_host = fetchBlobToString(client, parseRef(registry.address() + "/same:1"), blob);
   ASSERT_TRUE(same_host) << same_host.error().message;  // /moved answers 401 without credentials

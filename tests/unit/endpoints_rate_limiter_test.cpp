@@ -2,7 +2,6 @@
 #include <gtest/gtest.h>
 
 #include "agent/endpoints/http_util.h"
-#include "agent/endpoints/metrics_registry.h"
 #include "agent/endpoints/rate_limiter.h"
 
 namespace {
@@ -77,36 +76,6 @@ TEST(HttpUtilTest, Rfc3339Nano) {
   auto t = sys_days{2026y / 1 / 2} + 3h + 4min + 5s;
   EXPECT_EQ(ecs::endpoints::formatTimeRfc3339Nano(t), "2026-01-02T03:04:05Z");
   EXPECT_EQ(ecs::endpoints::formatTimeRfc3339Nano(t + 120ms), "2026-01-02T03:04:05.12Z");
-}
-
-TEST(MetricsRegistryTest, RendersPrometheusText) {
-  ecs::endpoints::MetricsRegistry metrics;
-  auto& requests = metrics.counter("ecs_requests_total", "Requests.", {"path", "status"});
-  requests.labels({"/v2/credentials", "200"}).inc();
-  requests.labels({"/v2/credentials", "200"}).inc();
-  requests.labels({"/v4/\"q\"", "404"}).inc();
-  metrics.gauge("ecs_threads", "Threads.").get().set(7);
-  auto& h = metrics.histogram("ecs_pull_seconds", "Pulls.", {1, 5}).get();
-  h.observe(0.5);
-  h.observe(3);
-  h.observe(100);
-  int collected = 0;
-  metrics.addCollector([&] { ++collected; });
-  auto text = metrics.render();
-  EXPECT_EQ(collected, 1);
-  EXPECT_NE(text.find("# TYPE ecs_requests_total counter\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("ecs_requests_total{path=\"/v2/credentials\",status=\"200\"} 2\n"),
-            std::string::npos)
-      << text;
-  EXPECT_NE(text.find("ecs_requests_total{path=\"/v4/\\\"q\\\"\",status=\"404\"} 1\n"),
-            std::string::npos)
-      << text;
-  EXPECT_NE(text.find("ecs_threads 7\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("ecs_pull_seconds_bucket{le=\"1\"} 1\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("ecs_pull_seconds_bucket{le=\"5\"} 2\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("ecs_pull_seconds_bucket{le=\"+Inf\"} 3\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("ecs_pull_seconds_sum 103.5\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("ecs_pull_seconds_count 3\n"), std::string::npos) << text;
 }
 
 }  // namespace

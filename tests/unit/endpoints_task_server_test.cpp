@@ -42,7 +42,7 @@ ecs::engine::TaskSnapshotPtr makeTask(const std::string& id, bool removed = fals
 struct TaskServerTest : ::testing::Test {
   TaskDirectory directory;
   CredentialsStore store;
-  MetricsRegistry metrics;
+  ecs::metrics::MetricsRegistry metrics;
   ecs::metadata::MetadataContext context{.cluster = "default", .region = "us-west-2"};
 
   HttpResponse get(TaskServer& server, std::string target, std::string remote = "127.0.0.1") {

@@ -1,5 +1,7 @@
 // MetricsRegistry: the agent's own metrics — counters, gauges and histograms with labels — that
-// any module can feed and /metrics renders in the Prometheus text exposition format (0.0.4).
+// any module can feed and the endpoints' /metrics renders in the Prometheus text exposition format
+// (0.0.4). It depends on nothing of the agent but common, so the lowest modules (images,
+// runtime, the engine) can count without reaching up to the HTTP servers.
 // Updates are lock-free atomics on a series the caller keeps a reference to; finding a series by
 // its label values takes a shared lock, so hot paths look a series up once and keep it.
 #pragma once
@@ -13,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace ecs::endpoints {
+namespace ecs::metrics {
 
 class Counter {
  public:
@@ -134,4 +136,4 @@ class MetricsRegistry {
 // Escapes a label value for the text format (backslash, double quote, newline).
 std::string escapeLabelValue(std::string_view value);
 
-}  // namespace ecs::endpoints
+}  // namespace ecs::metrics

@@ -1,11 +1,11 @@
-#include "agent/endpoints/metrics_registry.h"
+#include "agent/metrics/metrics_registry.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 
-namespace ecs::endpoints {
+namespace ecs::metrics {
 
 Histogram::Histogram(const std::vector<double>& bounds)
     : bounds_(bounds), counts_(bounds.size() + 1, 0) {
@@ -166,4 +166,4 @@ std::string MetricsRegistry::render() const {
   return out;
 }
 
-}  // namespace ecs::endpoints
+}  // namespace ecs::metrics

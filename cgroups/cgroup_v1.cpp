@@ -215,6 +215,53 @@ class CgroupV1 final : public CgroupManager {
     return std::vector<std::string>(tasks.begin(), tasks.end());
   }
 
+  Result<CgroupLimits> limits(const std::string& cgroups_path) const override {
+    if (auto ok = checkCgroupsPath(cgroups_path); !ok) return fail(ok.error());
+    CgroupLimits limits;
+    bool found = false;
+
+    if (const auto dir = existing("cpu", cgroups_path)) {
+      found = true;
+      auto quota = cgroupfs::readLimit(*dir + "/cpu.cfs_quota_us");
+      auto period = cgroupfs::readCounter(*dir + "/cpu.cfs_period_us");
+      auto shares = cgroupfs::readCounter(*dir + "/cpu.shares");
+      if (!quota) return fail(quota.error());
+      for (const auto* r : {&period, &shares}) {
+        if (!*r) return fail(r->error());
+      }
+      limits.cpu_quota_us = *quota;
+      limits.cpu_period_us = *period;
+      limits.cpu_shares = *shares;
+    }
+
+    if (const auto dir = existing("memory", cgroups_path)) {
+      found = true;
+      auto memory = cgroupfs::readLimit(*dir + "/memory.limit_in_bytes");
+      if (!memory) return fail(memory.error());
+      limits.memory_limit_bytes = *memory >= kV1Unlimited ? CgroupLimits::kUnlimited : *memory;
+    }
+
+    if (const auto dir = existing("pids", cgroups_path)) {
+      found = true;
+      auto pids = cgroupfs::readLimit(*dir + "/pids.max");
+      if (!pids) return fail(pids.error());
+      limits.pids_limit = *pids;
+    }
+
+    if (!found) {
+      return fail(ErrorCode::kNotFound, "cgroup {} not found in {}/{{cpu,memory,pids}}",
+                  cgroups_path, options_.root);
+    }
+    return limits;
+  }
+
+  Result<std::vector<CgroupDirectory>> directories(const std::string& cgroups_path) const override {
+    if (auto ok = checkCgroupsPath(cgroups_path); !ok) return fail(ok.error());
+    std::vector<CgroupDirectory> out;
+    for (const auto& h : hierarchies_) out.push_back({h.path + cgroups_path, h.controllers});
+    return out;
+  }
+
  private:
   static constexpr auto kRemoveWait = std::chrono::seconds(1);
 

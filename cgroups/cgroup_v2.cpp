@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -133,6 +134,45 @@ class CgroupV2 final : public CgroupManager {
 
   Result<std::vector<std::string>> listTasks() const override {
     return cgroupfs::subdirectories(parentDir());
+  }
+
+  Result<CgroupLimits> limits(const std::string& cgroups_path) const override {
+    if (auto ok = checkCgroupsPath(cgroups_path); !ok) return fail(ok.error());
+    const auto dir = options_.root + cgroups_path;
+    if (!cgroupfs::isDirectory(dir)) {
+      return fail(ErrorCode::kNotFound, "cgroup {} not found in {}", cgroups_path, options_.root);
+    }
+
+    CgroupLimits limits;
+    // cpu.max: "<quota|max> <period>".
+    auto cpu_max = cgroupfs::readOptionalFile(dir + "/cpu.max");
+    if (!cpu_max) return fail(cpu_max.error());
+    if (const auto fields = words(*cpu_max); !fields.empty()) {
+      const auto quota = fields[0] == "max" ? std::optional(CgroupLimits::kUnlimited)
+                                            : cgroupfs::parseUint(fields[0]);
+      const auto period =
+          fields.size() == 2 ? cgroupfs::parseUint(fields[1]) : std::optional<uint64_t>();
+      if (!quota || !period) {
+        return fail(ErrorCode::kInternal, "parse {}/cpu.max: {:?}", dir, *cpu_max);
+      }
+      limits.cpu_quota_us = *quota;
+      limits.cpu_period_us = *period;
+    }
+    auto weight = cgroupfs::readCounter(dir + "/cpu.weight");
+    auto memory = cgroupfs::readLimit(dir + "/memory.max");
+    auto pids = cgroupfs::readLimit(dir + "/pids.max");
+    for (const auto* r : {&weight, &memory, &pids}) {
+      if (!*r) return fail(r->error());
+    }
+    limits.cpu_weight = *weight;
+    limits.memory_limit_bytes = *memory;
+    limits.pids_limit = *pids;
+    return limits;
+  }
+
+  Result<std::vector<CgroupDirectory>> directories(const std::string& cgroups_path) const override {
+    if (auto ok = checkCgroupsPath(cgroups_path); !ok) return fail(ok.error());
+    return std::vector<CgroupDirectory>{{options_.root + cgroups_path, available_}};
   }
 
  private:

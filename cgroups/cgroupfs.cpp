@@ -245,6 +245,21 @@ Result<uint64_t> readCounter(const std::string& path) {
   return *value;
 }
 
+Result<uint64_t> readLimit(const std::string& path) {
+  auto content = readFileIfExists(path);
+  if (!content) return fail(content.error());
+  if (!*content) return UINT64_MAX;
+  if (auto value = parseUint(**content)) return *value;
+  const auto& text = **content;
+  const auto begin = text.find_first_not_of(" \t\n");
+  const auto end = text.find_last_not_of(" \t\n");
+  const auto word = begin == std::string::npos
+                        ? std::string_view()
+                        : std::string_view(text).substr(begin, end - begin + 1);
+  if (word == "max" || word == "-1") return UINT64_MAX;
+  return fail(ErrorCode::kInternal, "parse {}: not a limit: {:?}", path, text);
+}
+
 std::optional<uint64_t> parseUint(std::string_view text) {
   const auto begin = text.find_first_not_of(" \t\n");
   if (begin == std::string_view::npos) return std::nullopt;

@@ -56,6 +56,10 @@ Result<std::string> readOptionalFile(const std::string& path);
 // The number in a single-value file, or 0 when it is missing; kInternal if it is not a number.
 Result<uint64_t> readCounter(const std::string& path);
 
+// A limit file's value (memory.max, pids.max, cpu.cfs_quota_us ...): the number, or UINT64_MAX
+// for no limit ("max", "-1") and for a missing file; kInternal if it is neither.
+Result<uint64_t> readLimit(const std::string& path);
+
 // A decimal unsigned integer, surrounding whitespace allowed.
 std::optional<uint64_t> parseUint(std::string_view text);
 // The value of `key` in a flat-keyed file ("key value" per line), if present and numeric.

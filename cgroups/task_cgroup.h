@@ -47,6 +47,27 @@ struct CgroupStats {
   uint64_t oom_kills = 0;
 };
 
+// The limits a cgroup carries now, as the kernel reports them: for checks and diagnostics (the
+// agent sets limits through createTask). A limit that is off, or whose control file is missing
+// (its controller is not mounted or not enabled there), reads as kUnlimited.
+struct CgroupLimits {
+  static constexpr uint64_t kUnlimited = UINT64_MAX;
+  uint64_t cpu_quota_us = kUnlimited;        // v1 cpu.cfs_quota_us, v2 cpu.max (first field)
+  uint64_t cpu_period_us = 0;                // v1 cpu.cfs_period_us, v2 cpu.max (second field)
+  uint64_t cpu_shares = 0;                   // v1 cpu.shares; 0 on v2
+  uint64_t cpu_weight = 0;                   // v2 cpu.weight; 0 on v1
+  uint64_t memory_limit_bytes = kUnlimited;  // v1 memory.limit_in_bytes, v2 memory.max
+  uint64_t pids_limit = kUnlimited;          // pids.max
+};
+
+// One directory that holds a cgroup on this host, and the controllers whose files it has.
+struct CgroupDirectory {
+  std::string path;                      // e.g. /sys/fs/cgroup/memory/ecs/<taskId>/<container>
+  std::vector<std::string> controllers;  // v1: its hierarchy's ("cpu", "cpuacct", "name=systemd",
+                                         // none for a hybrid cgroup2 mount); v2: cpu, memory and
+                                         // pids, those the root offers
+};
+
 // Holds no mutable state after create(): calls for different tasks may run concurrently. The
 // methods do blocking file I/O (removeTask may wait ~1 s), so run them off the engine's strand.
 class CgroupManager {
@@ -79,6 +100,15 @@ class CgroupManager {
   virtual Result<CgroupStats> stats(const std::string& cgroups_path) const = 0;
   // Task IDs with a cgroup under the parent (for the leak sweeper); v1: in any hierarchy.
   virtual Result<std::vector<std::string>> listTasks() const = 0;
+  // The limits of a cgroup given by a path as for stats(). kNotFound if the cgroup does not
+  // exist; kInternal naming the file if a value does not parse.
+  virtual Result<CgroupLimits> limits(const std::string& cgroups_path) const = 0;
+  // Where a cgroups path (as for stats()) lives on this host, whether or not it exists yet: v1 one
+  // directory in every hierarchy under the root, as runc creates a container's cgroup in all of
+  // them; v2 the one directory. For placing a process the way runc does (each directory's
+  // cgroup.procs) and for tools that inspect a task; kInvalidArgument for a malformed path.
+  virtual Result<std::vector<CgroupDirectory>> directories(
+      const std::string& cgroups_path) const = 0;
 };
 
 }  // namespace ecs::cgroups

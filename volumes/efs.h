@@ -1,6 +1,6 @@
 // EFS mount arguments: what the agent passes to the mount command to put one task's EFS volume
-// on the host, for both ways the real ECS agent mounts EFS (engine.md §7). Pure functions, so
-// the exact argv is unit-tested.
+// on the host, for both ways the real ECS agent mounts EFS (docs/compatibility.md). Pure
+// functions, so the exact argv is unit-tested.
 //
 // With amazon-efs-utils (a `mount.efs` helper on the host), as ecs-init's volume plugin does:
 //   <cmd> -t efs [-o tls,tlsport=<port>,iam,awscredsuri=<uri>,accesspoint=<fsap>]

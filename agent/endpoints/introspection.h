@@ -1,6 +1,6 @@
 // Introspection: the handler of the agent's introspection server (127.0.0.1:51678) —
 // /v1/metadata and /v1/tasks[?taskarn=|?dockerid=] as the real agent answers them
-// (/work/shared/protocol/endpoints.md §7) — and of the Prometheus /metrics server.
+// (docs/compatibility.md) — and of the Prometheus /metrics server.
 #pragma once
 
 #include <string>

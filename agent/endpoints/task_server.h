@@ -1,7 +1,7 @@
 // TaskServer: the request handler of the task endpoint server (127.0.0.1:51679, reached from
 // containers as 169.254.170.2:80) — credentials v1/v2 and task metadata v2/v3/v4 — with the
-// real agent's paths, status codes and error bodies (/work/shared/protocol/endpoints.md §2, §3,
-// §5), a per-client rate limit, and request counters. Handlers read the TaskDirectory, the
+// real agent's paths, status codes and error bodies (docs/compatibility.md), a per-client rate
+// limit, and request counters. Handlers read the TaskDirectory, the
 // CredentialsStore and the StatsSampler only; none of them blocks or logs per request.
 #pragma once
 

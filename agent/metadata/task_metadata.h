@@ -2,8 +2,7 @@
 // (ECS_ENABLE_CONTAINER_METADATA), built from engine snapshots (agent/engine/task_snapshot.h).
 // Pure functions of a snapshot and a context: the endpoints module serves them, the engine's
 // metadata-file writer writes them. Key names, omitted-when-empty rules, time format (RFC3339,
-// UTC) and status strings follow /work/shared/protocol/endpoints.md (§5, §6, §8), which follows
-// what the real ECS agent serves.
+// UTC) and status strings are what the real ECS agent serves (docs/compatibility.md).
 #pragma once
 
 #include <boost/json.hpp>

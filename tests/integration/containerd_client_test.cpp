@@ -21,12 +21,14 @@
 
 #include "agent/runtime/oci_spec.h"
 #include "tests/support/harness_env.h"
+#include "tests/support/wait_for.h"
 
 namespace ecs::runtime {
 namespace {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
+using ecs::testing::waitFor;
 
 constexpr const char* kLayerMediaType = "application/vnd.oci.image.layer.v1.tar";
 
@@ -100,16 +102,6 @@ std::string digestOf(const std::string& data) {
   auto d = sha256Of(tmpl);
   fs::remove(tmpl);
   return d;
-}
-
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 5s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
 }
 
 class ContainerdClientTest : public ::testing::Test {
@@ -548,21 +540,25 @@ TEST_F(ContainerdClientTest, RunsAContainerAndReportsItsExitAndOutput) {
   EXPECT_EQ(exit->pid, *pid);
   EXPECT_GT(exit->exited_at.time_since_epoch().count(), 0);
 
-  EXPECT_TRUE(eventually([&] { return fileText("logs/out.log") == "hello\n"; }))
+  EXPECT_TRUE(waitFor([&] { return fileText("logs/out.log") == "hello\n"; }, 5s,
+                      "the shim to write out.log"))
       << fileText("logs/out.log");
-  EXPECT_TRUE(eventually([&] { return fileText("logs/err.log") == "err\n"; }))
+  EXPECT_TRUE(
+      waitFor([&] { return fileText("logs/err.log") == "err\n"; }, 5s, "the shim to write err.log"))
       << fileText("logs/err.log");
-  EXPECT_TRUE(eventually([&] {
-    std::lock_guard lock(seen_mutex);
-    return seen.size() == 1 && seen[0].exit_status == 3;
-  })) <<
+  EXPECT_TRUE(waitFor(
       [&] {
         std::lock_guard lock(seen_mutex);
-        std::string s;
-        for (const auto& e : seen)
-          s += fmt::format("{} pid {} status {}; ", e.container_id, e.pid, e.exit_status);
-        return s;
-      }();
+        return seen.size() == 1 && seen[0].exit_status == 3;
+      },
+      5s, "the exit callback"))
+      << [&] {
+           std::lock_guard lock(seen_mutex);
+           std::string s;
+           for (const auto& e : seen)
+             s += fmt::format("{} pid {} status {}; ", e.container_id, e.pid, e.exit_status);
+           return s;
+         }();
 
   auto task = client_->getTask("web-1");
   ASSERT_TRUE(task && task->has_value());
@@ -594,12 +590,12 @@ TEST_F(ContainerdClientTest, StdoutAndStderrToOneFileOrNowhere) {
   ASSERT_TRUE(exit) << exit.error().message;
   EXPECT_EQ(exit->exit_status, 0u);
   // The shim copies the two pipes on their own; under load the second can lag the exit event.
-  EXPECT_TRUE(eventually(
+  EXPECT_TRUE(waitFor(
       [&] {
         auto text = fileText("both.log");
         return text.find("one\n") != std::string::npos && text.find("two\n") != std::string::npos;
       },
-      20s))
+      20s, "both lines in the log"))
       << fileText("both.log");
   removeContainer("both");
 
@@ -608,7 +604,8 @@ TEST_F(ContainerdClientTest, StdoutAndStderrToOneFileOrNowhere) {
   ASSERT_TRUE(client_->startTask("quiet", "", err));
   exit = client_->events().waitExit("quiet", 20s);
   ASSERT_TRUE(exit) << exit.error().message;
-  EXPECT_TRUE(eventually([&] { return fileText("quiet.err") == "kept\n"; }))
+  EXPECT_TRUE(
+      waitFor([&] { return fileText("quiet.err") == "kept\n"; }, 5s, "the shim to write stderr"))
       << fileText("quiet.err");
   removeContainer("quiet");
 
@@ -647,10 +644,13 @@ TEST_F(ContainerdClientTest, RuncRunsTheSpecAsBuilt) {
   EXPECT_EQ(exit->exit_status, 0u) << fileText("spec.out");
   const std::string expected =
       "CapEff:\t00000000a80425fb\nspec-host\n0\n0\n/tmp\ndefinition\nproc-sys-read-only\n";
-  EXPECT_TRUE(eventually([&] {
-    auto text = fileText("spec.out");
-    return text.find(expected) != std::string::npos;
-  })) << fileText("spec.out");
+  EXPECT_TRUE(waitFor(
+      [&] {
+        auto text = fileText("spec.out");
+        return text.find(expected) != std::string::npos;
+      },
+      5s, "the container's output"))
+      << fileText("spec.out");
   removeContainer("spec");
 
   // A numeric user from the image config.
@@ -664,7 +664,8 @@ TEST_F(ContainerdClientTest, RuncRunsTheSpecAsBuilt) {
   ASSERT_TRUE(client_->startTask("user", (tmp_ / "user.out").string(), ""));
   exit = client_->events().waitExit("user", 20s);
   ASSERT_TRUE(exit) << exit.error().message;
-  EXPECT_TRUE(eventually([&] { return fileText("user.out") == "1000\n1001\n"; }))
+  EXPECT_TRUE(
+      waitFor([&] { return fileText("user.out") == "1000\n1001\n"; }, 5s, "the container's output"))
       << fileText("user.out");
   removeContainer("user");
   dropLease(lease);
@@ -675,11 +676,13 @@ TEST_F(ContainerdClientTest, KillDeliversSignals) {
   const std::string chain_id = importBusybox(lease);
   ASSERT_FALSE(chain_id.empty());
 
-  // A process that handles SIGTERM exits 128+15.
-  create("trapper", chain_id, {"sh", "-c", "trap 'exit 143' TERM; sleep 100 & wait"});
-  ASSERT_TRUE(client_->startTask("trapper", "", ""));
-  // Give sh time to install its trap.
-  std::this_thread::sleep_for(300ms);
+  // A process that handles SIGTERM exits 128+15. It says when its trap is set: a signal sent
+  // before would find sh without a handler.
+  create("trapper", chain_id, {"sh", "-c", "trap 'exit 143' TERM; echo trapped; sleep 100 & wait"});
+  ASSERT_TRUE(client_->startTask("trapper", (tmp_ / "trapper.out").string(), ""));
+  ASSERT_TRUE(
+      waitFor([&] { return fileText("trapper.out") == "trapped\n"; }, 20s, "the trap to be set"))
+      << fileText("trapper.out");
   ASSERT_TRUE(client_->killTask("trapper", SIGTERM));
   auto exit = client_->events().waitExit("trapper", 20s);
   ASSERT_TRUE(exit) << exit.error().message;
@@ -724,7 +727,8 @@ TEST_F(ContainerdClientTest, ExecRunsAProcessInARunningTask) {
   ASSERT_TRUE(exit) << exit.error().message;
   EXPECT_EQ(exit->exit_status, 5u);
   EXPECT_EQ(exit->exec_id, "check-1");
-  EXPECT_TRUE(eventually([&] { return fileText("exec.out") == "from-exec\n"; }))
+  EXPECT_TRUE(
+      waitFor([&] { return fileText("exec.out") == "from-exec\n"; }, 5s, "the exec's output"))
       << fileText("exec.out");
 
   // The exec's exit is not the task's.
@@ -786,10 +790,12 @@ TEST_F(ContainerdClientTest, OomEventsReachTheCallbacks) {
   auto exit = client_->events().waitExit("hog", 30s);
   ASSERT_TRUE(exit) << exit.error().message;
   EXPECT_EQ(exit->exit_status, 137u);  // the OOM killer's SIGKILL
-  EXPECT_TRUE(eventually([&] {
-    std::lock_guard lock(ooms_mutex);
-    return !ooms.empty() && ooms.front() == "hog";
-  }));
+  EXPECT_TRUE(waitFor(
+      [&] {
+        std::lock_guard lock(ooms_mutex);
+        return !ooms.empty() && ooms.front() == "hog";
+      },
+      5s, "the OOM event"));
   EXPECT_GE(client_->events().stats().ooms_received, 1u);
   removeContainer("hog");
   dropLease(lease);
@@ -801,11 +807,14 @@ TEST_F(ContainerdClientTest, ExitBeforeWaitIsStillReported) {
   ASSERT_FALSE(chain_id.empty());
   create("quick", chain_id, {"sh", "-c", "exit 7"});
   ASSERT_TRUE(client_->startTask("quick", "", ""));
-  ASSERT_TRUE(eventually([&] {
-    auto task = client_->getTask("quick");
-    return task && task->has_value() && (*task)->status == TaskStatus::kStopped;
-  }));
-  ASSERT_TRUE(eventually([&] { return client_->events().stats().buffered_exits == 1; }));
+  ASSERT_TRUE(waitFor(
+      [&] {
+        auto task = client_->getTask("quick");
+        return task && task->has_value() && (*task)->status == TaskStatus::kStopped;
+      },
+      5s, "the task to stop"));
+  ASSERT_TRUE(waitFor([&] { return client_->events().stats().buffered_exits == 1; }, 5s,
+                      "one buffered exit"));
   auto exit = client_->events().waitExit("quick", 1s);
   ASSERT_TRUE(exit) << exit.error().message;
   EXPECT_EQ(exit->exit_status, 7u);
@@ -834,19 +843,31 @@ TEST_F(ContainerdClientTest, WaitersSurviveABrokenEventStream) {
     seen.push_back(e);
   });
 
-  auto waiter =
-      std::async(std::launch::async, [&] { return client_->events().waitExit("victim", 30s); });
-  std::this_thread::sleep_for(300ms);  // the waiter is registered and saw the task running
+  // The waiter must be waiting when the stream breaks. A short wait that times out shows the
+  // monitor sees the task running; the long wait registers right after. The monitor does not
+  // count its waiters, so that it registered before the kill below is near-certain rather than
+  // observed; if it did not, it is answered from the stopped task and the checks still hold.
+  std::promise<void> waiting;
+  auto waiter = std::async(std::launch::async, [&] {
+    auto early = client_->events().waitExit("victim", 1ms);
+    EXPECT_FALSE(early);
+    waiting.set_value();
+    return client_->events().waitExit("victim", 30s);
+  });
+  ASSERT_EQ(waiting.get_future().wait_for(10s), std::future_status::ready);
   const auto before = client_->events().stats();
   client_->events().dropStreamForTesting(1500ms);
-  ASSERT_TRUE(eventually(
-      [&] { return client_->events().stats().stream_failures > before.stream_failures; }));
+  ASSERT_TRUE(
+      waitFor([&] { return client_->events().stats().stream_failures > before.stream_failures; },
+              5s, "the event stream to break"));
   // The exit happens while no stream is live: no event will ever tell us.
   ASSERT_TRUE(client_->killTask("victim", SIGKILL));
-  ASSERT_TRUE(eventually([&] {
-    auto task = client_->getTask("victim");
-    return task && task->has_value() && (*task)->status == TaskStatus::kStopped;
-  }));
+  ASSERT_TRUE(waitFor(
+      [&] {
+        auto task = client_->getTask("victim");
+        return task && task->has_value() && (*task)->status == TaskStatus::kStopped;
+      },
+      5s, "the task to stop"));
   ASSERT_EQ(waiter.wait_for(10s), std::future_status::ready);
   auto exit = waiter.get();
   ASSERT_TRUE(exit) << exit.error().message;
@@ -854,10 +875,12 @@ TEST_F(ContainerdClientTest, WaitersSurviveABrokenEventStream) {
   const auto after = client_->events().stats();
   EXPECT_GT(after.subscriptions, before.subscriptions);
   EXPECT_GE(after.exits_synthesized, 1u);
-  EXPECT_TRUE(eventually([&] {
-    std::lock_guard lock(seen_mutex);
-    return seen.size() == 1 && seen[0].exit_status == 137;
-  }));
+  EXPECT_TRUE(waitFor(
+      [&] {
+        std::lock_guard lock(seen_mutex);
+        return seen.size() == 1 && seen[0].exit_status == 137;
+      },
+      5s, "the exit callback"));
   removeContainer("victim");
 
   // And the new stream works.

@@ -1,10 +1,10 @@
-// StatsSampler against the real kernel (as root, cgroup v1): a busy child process in a real
-// container cgroup (/sys/fs/cgroup/<hierarchy>/ecs-test-<pid>/task/ctr) and a real network
-// namespace (`ip netns add`) with a veth to the host that the child sends UDP through. Checks that
-// cpu usage grows between samples, memory is non-zero, the pids count the child, net counters
-// are read from inside the namespace (and the reading thread comes back to its own namespace),
-// and times one tick over 150 real container cgroups. Every cgroup, namespace and link is removed
-// and checked gone. Needs no harness peer.
+// StatsSampler against the real kernel (as root, cgroup v1 or v2): a busy child process in a
+// real container cgroup (<parent>/task/ctr of a CgroupSandbox, made through the cgroups module)
+// and a real network namespace (`ip netns add`) with a veth to the host that the child sends UDP
+// through. Checks that cpu usage grows between samples, memory is non-zero, the pids count the
+// child, net counters are read from inside the namespace (and the reading thread comes back to
+// its own namespace), and times one tick over 150 real container cgroups. Every cgroup, namespace
+// and link is removed and checked gone. Needs no harness peer.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -19,10 +19,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <thread>
 
 #include "agent/metadata/stats_sampler.h"
+#include "tests/support/cgroup_sandbox.h"
+#include "tests/support/wait_for.h"
 
 namespace ecs::metadata {
 namespace {
@@ -30,20 +30,11 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 namespace json = boost::json;
-
-const fs::path kRoot = "/sys/fs/cgroup";
-const char* const kControllers[] = {"cpu", "cpuacct", "memory", "blkio", "pids"};
+using ecs::testing::CgroupSandbox;
+using ecs::testing::waitFor;
 
 int sh(const std::string& command) {
   return std::system((command + " >/dev/null 2>&1").c_str());
-}
-
-bool writeFile(const fs::path& path, const std::string& value) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
-  ::close(fd);
-  return ok;
 }
 
 std::string ownNetns() {
@@ -51,26 +42,31 @@ std::string ownNetns() {
   return fs::read_symlink("/proc/thread-self/ns/net", ec).string();
 }
 
-// The test's kernel objects: a cgroup parent in every controller used, a netns with a veth whose
+// The test's kernel objects: a cgroup sandbox with one task cgroup, and a netns with a veth whose
 // host end is 172.31.250.1/30. All removed on destruction (children killed first).
 class Fixture {
  public:
-  explicit Fixture(std::string name) : name_(std::move(name)) {}
+  Fixture() : name_(sandbox_.parent()) {}
   Fixture(const Fixture&) = delete;
   Fixture& operator=(const Fixture&) = delete;
   ~Fixture() { cleanup(); }
 
-  const std::string& name() const { return name_; }
+  CgroupSandbox& sandbox() { return sandbox_; }
   std::string netnsPath() const { return "/run/netns/" + name_; }
   std::string hostVeth() const { return "vm" + std::to_string(::getpid() % 100000) + "h"; }
 
-  bool makeCgroup(const std::string& rel) {
-    for (const char* c : kControllers) {
-      std::error_code ec;
-      fs::create_directories(kRoot / c / name_ / rel, ec);
-      if (ec) return false;
+  // The task cgroup "task" and a container cgroup `name` in it; returns the container's path.
+  std::string makeContainerCgroup(const std::string& name) {
+    auto* manager = sandbox_.manager();
+    if (manager == nullptr) {
+      ADD_FAILURE() << sandbox_.error();
+      return {};
     }
-    return true;
+    auto created = manager->createTask("task", {});
+    EXPECT_TRUE(created) << created.error().message;
+    const auto path = manager->containerCgroupsPath("task", name);
+    EXPECT_TRUE(sandbox_.makeCgroup(path));
+    return path;
   }
   bool makeNetns() {
     made_netns_ = sh("ip netns add " + name_) == 0;
@@ -82,56 +78,24 @@ class Fixture {
            sh(in + "ip addr add 172.31.250.2/30 dev eth0") == 0 &&
            sh(in + "ip link set eth0 up") == 0 && sh(in + "ip link set lo up") == 0;
   }
-  void adopt(pid_t pid) { children_.push_back(pid); }
 
-  void cleanup() {
-    for (pid_t pid : children_) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    children_.clear();
-    for (const char* c : kControllers) removeTree(kRoot / c / name_);
+  // Removes everything; returns what survived, for the leak check.
+  std::vector<std::string> cleanup() {
+    std::vector<std::string> left = sandbox_.sweep();
     // Deleting the veth explicitly: the kernel tears a deleted namespace's devices down
     // asynchronously, so the host end would outlive `ip netns del` for a moment.
     if (fs::exists("/sys/class/net/" + hostVeth())) sh("ip link del " + hostVeth());
     if (made_netns_) sh("ip netns del " + name_);
     made_netns_ = false;
-  }
-
-  // What survived cleanup(), for the leak check.
-  std::vector<std::string> leftovers() const {
-    std::vector<std::string> out;
-    for (const char* c : kControllers) {
-      if (fs::exists(kRoot / c / name_)) out.push_back((kRoot / c / name_).string());
-    }
-    if (fs::exists(netnsPath())) out.push_back(netnsPath());
-    if (fs::exists("/sys/class/net/" + hostVeth())) out.push_back("link " + hostVeth());
-    return out;
+    if (fs::exists(netnsPath())) left.push_back(netnsPath());
+    if (fs::exists("/sys/class/net/" + hostVeth())) left.push_back("link " + hostVeth());
+    return left;
   }
 
  private:
-  // rmdir deepest first; cgroupfs directories hold only control files, which go with them. An
-  // emptied cgroup can be busy for a moment after its last process is reaped: retry briefly.
-  static void removeTree(const fs::path& dir) {
-    if (!fs::exists(dir)) return;
-    std::vector<fs::path> dirs;
-    for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator();
-         ++it) {
-      if (it->is_directory()) dirs.push_back(it->path());
-    }
-    std::sort(dirs.begin(), dirs.end(),
-              [](const auto& a, const auto& b) { return a.string().size() > b.string().size(); });
-    dirs.push_back(dir);
-    for (const auto& d : dirs) {
-      for (int i = 0; i < 100 && ::rmdir(d.c_str()) != 0 && errno == EBUSY; ++i) {
-        std::this_thread::sleep_for(10ms);
-      }
-    }
-  }
-
+  CgroupSandbox sandbox_;
   std::string name_;
   bool made_netns_ = false;
-  std::vector<pid_t> children_;
 };
 
 engine::TaskSnapshotPtr snapshot(const std::vector<std::pair<std::string, std::string>>& ids,
@@ -155,19 +119,16 @@ class MetadataStatsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-    for (const char* c : kControllers) {
-      if (!fs::exists(kRoot / c / "cgroup.procs")) GTEST_SKIP() << "no cgroup v1 " << c;
-    }
   }
   boost::asio::io_context io_;
 };
 
 TEST_F(MetadataStatsTest, SamplesARealProcessAndNamespace) {
-  const std::string rel = "task/ctr";
   std::vector<std::string> leftovers;
   {
-    Fixture fx("ecs-test-" + std::to_string(::getpid()));
-    ASSERT_TRUE(fx.makeCgroup(rel));
+    Fixture fx;
+    const std::string cgroup = fx.makeContainerCgroup("ctr");
+    ASSERT_FALSE(cgroup.empty());
     ASSERT_TRUE(fx.makeNetns());
 
     // The child: joins the cgroup (the parent writes it in before releasing it), enters the
@@ -196,34 +157,45 @@ TEST_F(MetadataStatsTest, SamplesARealProcessAndNamespace) {
           spin = spin + static_cast<uint64_t>(memory[i % memory.size()]);
       }
     }
-    fx.adopt(pid);
+    fx.sandbox().adopt(pid);
     ::close(go[0]);
-    for (const char* c : kControllers) {
-      ASSERT_TRUE(writeFile(kRoot / c / fx.name() / rel / "cgroup.procs", std::to_string(pid)))
-          << c;
-    }
+    ASSERT_TRUE(fx.sandbox().moveInto(cgroup, pid, {"cpu", "cpuacct", "memory", "blkio", "pids"}));
     ASSERT_EQ(::write(go[1], "x", 1), 1);
     ::close(go[1]);
 
     StatsSamplerOptions options;
     options.interval = 100ms;
     StatsSampler sampler(io_, options);
-    const std::string cgroup = "/" + fx.name() + "/" + rel;
     sampler.update(snapshot({{"ctr", cgroup}}, fx.netnsPath()));
     sampler.start();
-    std::this_thread::sleep_for(400ms);
-    auto first = sampler.containerStats("ctr", true);
-    std::this_thread::sleep_for(600ms);
-    auto second = sampler.containerStats("ctr", true);
-    sampler.stop();
-    ASSERT_TRUE(first);
-    ASSERT_TRUE(second);
-
     auto total = [](const json::object& s) {
       return s.at("cpu_stats").at("cpu_usage").at("total_usage").as_uint64();
     };
-    // A spinning child: cpu grows between the reads. Only 10 ms of the 600 ms is asked for, so a
-    // loaded CI machine (other builds on two cores) does not make this flaky.
+    auto tx_packets = [](const json::object& s) -> uint64_t {
+      const auto* networks = s.if_contains("networks");
+      const auto* eth0 = networks ? networks->as_object().if_contains("eth0") : nullptr;
+      return eth0 ? eth0->at("tx_packets").as_uint64() : 0;
+    };
+    // A first sample in which the child has run and sent, then one in which its cpu time has grown
+    // by at least 10 ms and it has sent more: what the checks below compare.
+    std::optional<json::object> first, second;
+    EXPECT_TRUE(waitFor(
+        [&] {
+          first = sampler.containerStats("ctr", true);
+          return first && total(*first) > 0 && tx_packets(*first) > 0;
+        },
+        20s, "a sample with the child's cpu time and packets"));
+    ASSERT_TRUE(first);
+    EXPECT_TRUE(waitFor(
+        [&] {
+          second = sampler.containerStats("ctr", true);
+          return second && total(*second) > total(*first) + 10'000'000ULL &&
+                 tx_packets(*second) > tx_packets(*first);
+        },
+        20s, "the child's cpu time to grow by 10 ms"));
+    sampler.stop();
+    ASSERT_TRUE(second);
+
     EXPECT_GT(total(*first), 0u);
     EXPECT_GT(total(*second), total(*first) + 10'000'000ULL);
     EXPECT_GT(second->at("cpu_stats").at("system_cpu_usage").as_uint64(),
@@ -244,8 +216,7 @@ TEST_F(MetadataStatsTest, SamplesARealProcessAndNamespace) {
     sampler.sampleOnce();
     EXPECT_EQ(ownNetns(), before);
 
-    fx.cleanup();
-    leftovers = fx.leftovers();
+    leftovers = fx.cleanup();
   }
   EXPECT_TRUE(leftovers.empty()) << leftovers.front();
 }
@@ -255,13 +226,14 @@ TEST_F(MetadataStatsTest, SamplesARealProcessAndNamespace) {
 TEST_F(MetadataStatsTest, OneTickOver150RealCgroups) {
   std::vector<std::string> leftovers;
   {
-    Fixture fx("ecs-test-" + std::to_string(::getpid()) + "-many");
+    Fixture fx;
     ASSERT_TRUE(fx.makeNetns());
     std::vector<std::pair<std::string, std::string>> ids;
     for (int i = 0; i < 150; ++i) {
       auto id = "c" + std::to_string(i);
-      ASSERT_TRUE(fx.makeCgroup("task/" + id));
-      ids.emplace_back(id, "/" + fx.name() + "/task/" + id);
+      const auto cgroup = fx.makeContainerCgroup(id);
+      ASSERT_FALSE(cgroup.empty());
+      ids.emplace_back(id, cgroup);
     }
     StatsSampler sampler(io_, StatsSamplerOptions{});
     sampler.update(snapshot(ids, fx.netnsPath()));
@@ -274,8 +246,7 @@ TEST_F(MetadataStatsTest, OneTickOver150RealCgroups) {
                 static_cast<long long>(sampler.lastTickCpuTime().count()));
     // Cpu time, not wall time: the figure must not depend on what else the machine is doing.
     EXPECT_LT(sampler.lastTickCpuTime(), 100ms);
-    fx.cleanup();
-    leftovers = fx.leftovers();
+    leftovers = fx.cleanup();
   }
   EXPECT_TRUE(leftovers.empty()) << leftovers.front();
 }

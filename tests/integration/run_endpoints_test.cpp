@@ -69,15 +69,21 @@ class RunEndpointsTest : public RunEndpointsFixture,
 TEST_P(RunEndpointsTest, ContainerReadsItsOwnMetadataStatsAndCredentials) {
   const std::string mode = GetParam();
   // The task is RUNNING once the agent has seen the container start, a moment after the
-  // container itself has: wait that moment. Each document on a line of its own, after a marker, so
-  // that the test can tell them apart.
+  // container itself has, and its stats exist once the sampler has read them: the container
+  // polls for each (30 s at most) before it prints. Each document on a line of its own, after a
+  // marker, so that the test can tell them apart.
   const std::string script =
-      "set -e; sleep 1; "
-      "echo task=$(busybox timeout 5 wget -qO- $ECS_CONTAINER_METADATA_URI_V4/task); "
-      "echo container=$(busybox timeout 5 wget -qO- $ECS_CONTAINER_METADATA_URI_V4); "
-      "sleep 2; echo stats=$(busybox timeout 5 wget -qO- $ECS_CONTAINER_METADATA_URI_V4/stats); "
-      "echo creds=$(busybox timeout 5 wget -qO- "
-      "http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)";
+      "get() { busybox timeout 5 wget -qO- \"$1\"; }; "
+      "until_has() { for i in $(seq 300); do get \"$1\" | grep -q \"$2\" && return; sleep 0.1; "
+      "done; }; "
+      "uri=$ECS_CONTAINER_METADATA_URI_V4; "
+      // The task's own status comes before its containers' in the document.
+      "until_has $uri/task '\"KnownStatus\":\"RUNNING\",\"Containers\"'; "
+      "echo task=$(get $uri/task); "
+      "echo container=$(get $uri); "
+      "until_has $uri/stats cpu_stats; "
+      "echo stats=$(get $uri/stats); "
+      "echo creds=$(get http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)";
   json::object definition{
       {"family", "whoami"},
       {"networkMode", mode},

@@ -16,10 +16,10 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
-#include <thread>
 
 #include "tests/support/agent_process.h"
 #include "tests/support/harness_env.h"
+#include "tests/support/wait_for.h"
 
 namespace {
 
@@ -30,6 +30,7 @@ using ecs::testing::harnessEnv;
 using ecs::testing::isState;
 using ecs::testing::runCommand;
 using ecs::testing::RunResult;
+using ecs::testing::waitFor;
 using namespace std::chrono_literals;
 
 constexpr const char* kBridge = "ecs-test-br0";
@@ -280,24 +281,26 @@ TEST_F(RunNetworkTest, UdpPortMaps) {
                               "import socket,sys\n"
                               "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
                               "s.bind(('0.0.0.0',5353))\n"
+                              "print('bound',flush=True)\n"
                               "data,peer=s.recvfrom(100)\n"
                               "print(data.decode().strip(),flush=True)\n"},
                              {}, data_dir_.string());
+  // A datagram sent before the listener binds is lost: send once it says it is bound.
+  ASSERT_TRUE(waitFor([&] { return listener.out() == "bound\n" || listener.exitStatus(); }, 20s,
+                      "the listener to bind"));
+  ASSERT_EQ(listener.out(), "bound\n") << listener.err();
   int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   const std::string payload = "hello-over-udp\n";
-  // Datagrams sent before the listener binds are lost: keep sending until one arrives.
-  for (int i = 0; i < 100 && !listener.exitStatus(); ++i) {
-    ::sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&addr),
-             sizeof addr);
-    std::this_thread::sleep_for(100ms);
-  }
+  EXPECT_EQ(::sendto(fd, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&addr),
+                     sizeof addr),
+            static_cast<ssize_t>(payload.size()));
   ::close(fd);
   EXPECT_EQ(listener.wait(5s), 0) << listener.err();
-  EXPECT_EQ(listener.out(), "hello-over-udp\n");
+  EXPECT_EQ(listener.out(), "bound\nhello-over-udp\n");
   a.stop(SIGTERM);
 }
 
@@ -358,8 +361,9 @@ TEST_F(RunNetworkTest, ContainerReachesTheEndpointAt169_254_170_2) {
   BackgroundProcess server({"/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1",
                             std::to_string(port), "--directory", (data_dir_ / "www").string()},
                            {}, data_dir_.string());
-  for (int i = 0; i < 100 && httpGet(fmt::format("http://127.0.0.1:{}/", port)).empty(); ++i)
-    std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(waitFor([&] { return !httpGet(fmt::format("http://127.0.0.1:{}/", port)).empty(); },
+                      20s, "the stand-in server to answer"))
+      << server.err();
   for (const std::string mode : {"bridge", "awsvpc"}) {
     auto [status, lines] = runToEnd(
         fmt::format(R"({{"family": "endpoint", "networkMode": "{}", "containerDefinitions": [

@@ -50,16 +50,27 @@ std::vector<std::string> readLines(const fs::path& path) {
   return out;
 }
 
+// True if `point` lies in the workdir of a harness other than `ours` (a directory holding the
+// marker file `harness.sh up` writes first and `down` removes last).
+bool inAnotherHarness(const std::string& point, const std::string& ours) {
+  if (point.starts_with(ours)) return false;
+  std::error_code ec;
+  for (fs::path dir(point); dir.has_relative_path(); dir = dir.parent_path()) {
+    if (fs::exists(dir / ".ecs-test-harness", ec)) return true;
+  }
+  return false;
+}
+
 // The host's mount table, less what other work on this machine mounts meanwhile (other
-// harnesses under /work, network namespaces): those come and go without us.
+// harnesses' containers, network namespaces): those come and go without us.
 std::vector<std::string> hostMountTable(const std::string& ours) {
   std::vector<std::string> out;
   for (const auto& line : readLines("/proc/self/mountinfo")) {
     auto points = parseMountInfo(line);
     if (points.empty()) continue;
     const auto& point = points[0];
-    const bool under_work = point.starts_with("/work/") && !point.starts_with(ours);
-    if (under_work || point.starts_with("/run/netns") || point.starts_with("/var/run/netns")) {
+    if (inAnotherHarness(point, ours) || point.starts_with("/run/netns") ||
+        point.starts_with("/var/run/netns")) {
       continue;
     }
     out.push_back(line);

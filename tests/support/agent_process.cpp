@@ -9,7 +9,8 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <thread>
+
+#include "tests/support/wait_for.h"
 
 extern char** environ;
 
@@ -99,22 +100,25 @@ std::optional<int> BackgroundProcess::exitStatus() {
 std::optional<boost::json::object> BackgroundProcess::waitForJson(
     const std::function<bool(const boost::json::object&)>& match,
     std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    for (const auto& line : jsonLines()) {
-      if (match(line)) return line;
-    }
-    if (exitStatus() || std::chrono::steady_clock::now() > deadline) return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  std::optional<boost::json::object> found;
+  // Lines written just before an exit still count: the exit is seen before they are read.
+  const bool ended = pollUntil(
+      [&] {
+        const bool exited = exitStatus().has_value();
+        for (auto& line : jsonLines()) {
+          if (match(line)) {
+            found = std::move(line);
+            return true;
+          }
+        }
+        return exited;
+      },
+      timeout);
+  return ended ? found : std::nullopt;
 }
 
 int BackgroundProcess::wait(std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!exitStatus()) {
-    if (std::chrono::steady_clock::now() > deadline) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  if (!pollUntil([&] { return exitStatus().has_value(); }, timeout)) return -1;
   return *status_;
 }
 

@@ -12,10 +12,10 @@
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
-#include <thread>
 #include <vector>
 
 #include "tests/support/harness_env.h"
+#include "tests/support/wait_for.h"
 
 extern char** environ;
 
@@ -31,14 +31,13 @@ std::string readFile(const std::string& path) {
 }
 
 bool waitExit(pid_t pid, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    pid_t done = ::waitpid(pid, &status, WNOHANG);
-    if (done == pid || (done < 0 && errno == ECHILD)) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
+  return pollUntil(
+      [&] {
+        int status = 0;
+        pid_t done = ::waitpid(pid, &status, WNOHANG);
+        return done == pid || (done < 0 && errno == ECHILD);
+      },
+      timeout);
 }
 
 }  // namespace
@@ -80,19 +79,20 @@ FaultProxy::FaultProxy(const std::string& upstream, const std::string& mode) {
                              std::strerror(rc));
   }
 
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::string port = readFile(port_file);
-    if (!port.empty()) {
-      address_ = "127.0.0.1:" + port;
-      return;
-    }
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::string port;
+  const bool ended = pollUntil(
+      [&] {
+        port = readFile(port_file);
+        if (!port.empty()) return true;
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG) != pid_) return false;
+        pid_ = -1;
+        return true;
+      },
+      std::chrono::seconds(10));
+  if (ended && !port.empty()) {
+    address_ = "127.0.0.1:" + port;
+    return;
   }
   std::string log;
   {

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cerrno>
@@ -21,6 +22,8 @@
 #include <optional>
 #include <random>
 #include <stdexcept>
+
+#include "tests/support/wait_for.h"
 
 extern char** environ;
 
@@ -153,14 +156,19 @@ int reap(pid_t pid) {
 
 // Like reap(), but gives up at `deadline` (nullopt: still running).
 std::optional<int> reapBefore(pid_t pid, std::chrono::steady_clock::time_point deadline) {
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    pid_t done = ::waitpid(pid, &status, WNOHANG);
-    if (done == pid) return decodeWaitStatus(status);
-    if (done < 0 && errno != EINTR) return -1;
-    ::usleep(2000);
-  }
-  return std::nullopt;
+  std::optional<int> result;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  const bool ended = pollUntil(
+      [&] {
+        int status = 0;
+        pid_t done = ::waitpid(pid, &status, WNOHANG);
+        if (done == pid) result = decodeWaitStatus(status);
+        if (done < 0 && errno != EINTR) result = -1;
+        return result.has_value();
+      },
+      std::max(left, std::chrono::milliseconds(0)));
+  return ended ? result : std::nullopt;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Task cgroups against plain directory trees laid out like cgroupfs: v1 (co-mounted and separate
 // cpu/cpuacct) and v2 detection, parent and task creation with the exact values written, removal
-// of nested and runc-leftover cgroups, stats parsing, errors, and /proc/self/mountinfo parsing.
+// of nested and runc-leftover cgroups, stats and limits parsing, where a cgroup's directories are,
+// errors, and /proc/self/mountinfo parsing.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -423,6 +424,84 @@ TEST_F(CgroupTreeTest, StatsErrors) {
               HasSubstr((root_ / "memory/ecs/t1/memory.usage_in_bytes").string()));
 }
 
+TEST_F(CgroupTreeTest, V1LimitsReadBackTheControlFiles) {
+  makeV1Tree(true);
+  CgroupOptions options;
+  options.pids_limit = 100;
+  auto manager = make(options);
+  ASSERT_TRUE(manager);
+  ASSERT_TRUE(manager->createTask("t1", TaskLimits{512, 64 * kMiB, 0}));
+  auto limits = manager->limits("/ecs/t1");
+  ASSERT_TRUE(limits) << limits.error().message;
+  EXPECT_EQ(limits->cpu_quota_us, 50000u);
+  EXPECT_EQ(limits->cpu_period_us, 100000u);
+  EXPECT_EQ(limits->cpu_shares, 0u);  // a plain tree has only the files written
+  EXPECT_EQ(limits->cpu_weight, 0u);
+  EXPECT_EQ(limits->memory_limit_bytes, uint64_t{64 * kMiB});
+  EXPECT_EQ(limits->pids_limit, 100u);
+
+  // No limits, as the kernel shows them: -1, PAGE_COUNTER_MAX rounded to pages, "max".
+  const auto cpu = root_ / "cpu,cpuacct/ecs/t2";
+  writeFile(cpu / "cpu.cfs_quota_us", "-1\n");
+  writeFile(cpu / "cpu.cfs_period_us", "100000\n");
+  writeFile(cpu / "cpu.shares", "1024\n");
+  writeFile(root_ / "memory/ecs/t2/memory.limit_in_bytes", "9223372036854771712\n");
+  writeFile(root_ / "pids/ecs/t2/pids.max", "max\n");
+  limits = manager->limits("/ecs/t2");
+  ASSERT_TRUE(limits) << limits.error().message;
+  EXPECT_EQ(limits->cpu_quota_us, CgroupLimits::kUnlimited);
+  EXPECT_EQ(limits->cpu_period_us, 100000u);
+  EXPECT_EQ(limits->cpu_shares, 1024u);
+  EXPECT_EQ(limits->memory_limit_bytes, CgroupLimits::kUnlimited);
+  EXPECT_EQ(limits->pids_limit, CgroupLimits::kUnlimited);
+
+  // A cgroup in one hierarchy only, without control files: nothing limited.
+  fs::create_directories(root_ / "memory/ecs/t2/web");
+  limits = manager->limits(manager->containerCgroupsPath("t2", "web"));
+  ASSERT_TRUE(limits) << limits.error().message;
+  EXPECT_EQ(limits->cpu_quota_us, CgroupLimits::kUnlimited);
+  EXPECT_EQ(limits->cpu_period_us, 0u);
+  EXPECT_EQ(limits->memory_limit_bytes, CgroupLimits::kUnlimited);
+  EXPECT_EQ(limits->pids_limit, CgroupLimits::kUnlimited);
+}
+
+TEST_F(CgroupTreeTest, V1LimitsErrors) {
+  makeV1Tree(true);
+  auto manager = make();
+  ASSERT_TRUE(manager);
+  auto limits = manager->limits("/ecs/missing");
+  ASSERT_FALSE(limits);
+  EXPECT_EQ(limits.error().code, ErrorCode::kNotFound);
+  EXPECT_THAT(limits.error().message, HasSubstr("/ecs/missing"));
+  EXPECT_EQ(manager->limits("ecs/t1").error().code, ErrorCode::kInvalidArgument);
+
+  writeFile(root_ / "pids/ecs/t1/pids.max", "lots\n");
+  limits = manager->limits("/ecs/t1");
+  ASSERT_FALSE(limits);
+  EXPECT_EQ(limits.error().code, ErrorCode::kInternal);
+  EXPECT_THAT(limits.error().message, HasSubstr((root_ / "pids/ecs/t1/pids.max").string()));
+}
+
+TEST_F(CgroupTreeTest, V1DirectoriesAreOnePerHierarchy) {
+  makeV1Tree(true);
+  auto manager = make();
+  ASSERT_TRUE(manager);
+  auto directories = manager->directories("/ecs/t1/web");
+  ASSERT_TRUE(directories) << directories.error().message;
+  const auto root = fs::canonical(root_);
+  std::vector<std::string> paths;
+  for (const auto& d : *directories) paths.push_back(d.path);
+  const auto at = [&](const char* hierarchy) { return (root / hierarchy / "ecs/t1/web").string(); };
+  EXPECT_THAT(paths, ElementsAre(at("blkio"), at("cpu,cpuacct"), at("memory"), at("pids"),
+                                 at("systemd"), at("unified")));
+  EXPECT_THAT((*directories)[1].controllers, ElementsAre("cpu", "cpuacct"));
+  EXPECT_THAT((*directories)[4].controllers, ElementsAre("name=systemd"));
+  EXPECT_THAT((*directories)[5].controllers, IsEmpty());
+  EXPECT_FALSE(fs::exists(root / "memory/ecs"));  // only named, not made
+
+  EXPECT_EQ(manager->directories("/ecs/../t1").error().code, ErrorCode::kInvalidArgument);
+}
+
 // --- mountinfo -----------------------------------------------------------------------------------
 
 TEST(V1MountsTest, SeparateControllersAsOnThisKindOfHost) {
@@ -555,6 +634,60 @@ TEST(CpuSharesToWeightTest, LinearOverTheKernelRanges) {
   EXPECT_EQ(cpuSharesToWeight(131073), 5000u);
   EXPECT_EQ(cpuSharesToWeight(262144), 10000u);
   EXPECT_EQ(cpuSharesToWeight(-3), 0u);
+}
+
+TEST_F(CgroupTreeTest, V2LimitsReadBackTheControlFiles) {
+  makeV2Tree();
+  CgroupOptions options;
+  options.pids_limit = 64;
+  auto manager = make(options);
+  ASSERT_TRUE(manager);
+  ASSERT_TRUE(manager->createTask("t1", TaskLimits{512, 64 * kMiB, 0}));
+  auto limits = manager->limits("/ecs/t1");
+  ASSERT_TRUE(limits) << limits.error().message;
+  EXPECT_EQ(limits->cpu_quota_us, 50000u);
+  EXPECT_EQ(limits->cpu_period_us, 100000u);
+  EXPECT_EQ(limits->cpu_weight, 0u);
+  EXPECT_EQ(limits->cpu_shares, 0u);
+  EXPECT_EQ(limits->memory_limit_bytes, uint64_t{64 * kMiB});
+  EXPECT_EQ(limits->pids_limit, 64u);
+
+  ASSERT_TRUE(manager->createTask("t2", TaskLimits{std::nullopt, std::nullopt, 1024}));
+  limits = manager->limits("/ecs/t2");
+  ASSERT_TRUE(limits) << limits.error().message;
+  EXPECT_EQ(limits->cpu_weight, 39u);
+  EXPECT_EQ(limits->cpu_quota_us, CgroupLimits::kUnlimited);
+  EXPECT_EQ(limits->memory_limit_bytes, CgroupLimits::kUnlimited);  // no memory.max written
+
+  // No limits, as the kernel shows them.
+  writeFile(root_ / "ecs/t2/cpu.max", "max 100000\n");
+  writeFile(root_ / "ecs/t2/memory.max", "max\n");
+  writeFile(root_ / "ecs/t2/pids.max", "max\n");
+  limits = manager->limits("/ecs/t2");
+  ASSERT_TRUE(limits) << limits.error().message;
+  EXPECT_EQ(limits->cpu_quota_us, CgroupLimits::kUnlimited);
+  EXPECT_EQ(limits->cpu_period_us, 100000u);
+  EXPECT_EQ(limits->memory_limit_bytes, CgroupLimits::kUnlimited);
+  EXPECT_EQ(limits->pids_limit, CgroupLimits::kUnlimited);
+
+  writeFile(root_ / "ecs/t2/cpu.max", "50000\n");
+  limits = manager->limits("/ecs/t2");
+  ASSERT_FALSE(limits);
+  EXPECT_EQ(limits.error().code, ErrorCode::kInternal);
+  EXPECT_THAT(limits.error().message, HasSubstr((root_ / "ecs/t2/cpu.max").string()));
+  EXPECT_EQ(manager->limits("/ecs/t9").error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(CgroupTreeTest, V2DirectoriesAreTheOneTree) {
+  makeV2Tree("cpuset cpu io memory");
+  auto manager = make();
+  ASSERT_TRUE(manager);
+  auto directories = manager->directories("/ecs/t1/web");
+  ASSERT_TRUE(directories) << directories.error().message;
+  ASSERT_EQ(directories->size(), 1u);
+  EXPECT_EQ((*directories)[0].path, (root_ / "ecs/t1/web").string());
+  EXPECT_THAT((*directories)[0].controllers, ElementsAre("cpu", "memory"));
+  EXPECT_EQ(manager->directories("/").error().code, ErrorCode::kInvalidArgument);
 }
 
 TEST_F(CgroupTreeTest, V2RemoveAndList) {

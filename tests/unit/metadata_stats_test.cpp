@@ -10,10 +10,10 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <thread>
 
 #include "agent/metadata/stats_sampler.h"
 #include "agent/metadata/task_metadata.h"
+#include "tests/support/wait_for.h"
 
 namespace ecs::metadata {
 namespace {
@@ -206,18 +206,25 @@ TEST_F(StatsTest, DockerStatsShapeFromV1) {
 
 TEST_F(StatsTest, CpuAndPrecpuFromTwoSamplesAndNetworkRate) {
   makeV1Container("/ecs/t1/c1", 5'000'000);
+  using Clock = std::chrono::system_clock;
   StatsSampler sampler(io_, options());
   sampler.update(task({container("c1", "/run/netns/t1")}));
+  const auto before_first = Clock::now();
   sampler.sampleOnce();
+  const auto after_first = Clock::now();
   auto first = sampler.containerStats("c1", true);
   ASSERT_TRUE(first);
   EXPECT_EQ((*first)["network_rate_stats"].as_object(),
             (json::object{{"rx_bytes_per_sec", 0.0}, {"tx_bytes_per_sec", 0.0}}));
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // The rate is over the time between the two reads: make sure the clock has moved on.
+  ASSERT_TRUE(ecs::testing::waitFor([&] { return Clock::now() > after_first; },
+                                    std::chrono::seconds(1), "the clock to advance"));
   setV1Cpu("/ecs/t1/c1", 9'000'000);
   writeFile(dir_ / "proc/stat", "cpu  200 0 50 1000 10 0 5 7 0 0\ncpu0 1\ncpu1 1\n");
   net_.rx += 10'000;
+  const auto before_second = Clock::now();
   sampler.sampleOnce();
+  const auto after_second = Clock::now();
   auto second = sampler.containerStats("c1", true);
   ASSERT_TRUE(second);
   EXPECT_EQ((*second)["preread"], (*first)["read"]);
@@ -225,10 +232,13 @@ TEST_F(StatsTest, CpuAndPrecpuFromTwoSamplesAndNetworkRate) {
   EXPECT_EQ((*second)["cpu_stats"].as_object()["cpu_usage"].as_object()["total_usage"], 9'000'000);
   EXPECT_GT((*second)["cpu_stats"].as_object()["system_cpu_usage"].as_uint64(),
             (*first)["cpu_stats"].as_object()["system_cpu_usage"].as_uint64());
-  // 10000 bytes over at least 20 ms: a positive rate of at most 500 kB/s; tx did not move.
+  // 10000 bytes per second of time between the reads, which lies between what passed from the
+  // end of the first sample to the start of the second and from its start to the end; tx did not
+  // move.
+  const auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
   auto& rate = (*second)["network_rate_stats"].as_object();
-  EXPECT_GT(rate["rx_bytes_per_sec"].as_double(), 0.0);
-  EXPECT_LE(rate["rx_bytes_per_sec"].as_double(), 10'000 / 0.020);
+  EXPECT_GE(rate["rx_bytes_per_sec"].as_double(), 10'000 / seconds(after_second - before_first));
+  EXPECT_LE(rate["rx_bytes_per_sec"].as_double(), 10'000 / seconds(before_second - after_first));
   EXPECT_EQ(rate["tx_bytes_per_sec"].as_double(), 0.0);
 }
 
@@ -356,17 +366,14 @@ TEST_F(StatsTest, WorkerTicksOnItsOwnTimer) {
   StatsSampler sampler(io_, options());
   sampler.update(task({container("c1", "/run/netns/t1")}));
   sampler.start();
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   // Two samples: preread is a real time once the second tick has run.
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto s = sampler.containerStats("c1", false);
-    if (s && (*s)["preread"] != "0001-01-01T00:00:00Z") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  EXPECT_TRUE(ecs::testing::waitFor(
+      [&] {
+        auto s = sampler.containerStats("c1", false);
+        return s && (*s)["preread"] != "0001-01-01T00:00:00Z";
+      },
+      std::chrono::seconds(5), "a second tick"));
   sampler.stop();
-  auto s = sampler.containerStats("c1", false);
-  ASSERT_TRUE(s);
-  EXPECT_NE((*s)["preread"], "0001-01-01T00:00:00Z");
   EXPECT_GE(net_.reads["/run/netns/t1"], 2);
 }
 

@@ -1,5 +1,5 @@
 // Task metadata bodies (v2/v3/v4 and the container metadata file) from hand-built snapshots,
-// checked against the shapes in shared/protocol/endpoints.md §6 and §8: exact key sets, the keys
+// checked against the real agent's shapes (docs/compatibility.md): exact key sets, the keys
 // omitted when empty, awsvpc network fields, HostPort in awsvpc, the time format, Limits, and ARNs
 // that parse inside and outside a cluster.
 #include <gmock/gmock.h>

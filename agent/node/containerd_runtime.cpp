@@ -130,8 +130,10 @@ Result<images::ResolvedImage> PullerImageSource::resolveLocal(const images::Imag
 
 Result<images::ResolvedImage> PullerImageSource::pull(const images::ImageReference& image,
                                                       const engine::PullLimits& limits) {
-  (void)limits;
-  auto pulled = puller_.pull(image);
+  images::PullControl control;
+  control.deadline = std::chrono::steady_clock::now() + limits.timeout;
+  control.cancelled = limits.cancelled;
+  auto pulled = puller_.pull(image, control);
   if (!pulled) return fail(pulled.error());
   return std::move(pulled->image);
 }

@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
-#include <sstream>
 
 #include "agent/aws/credentials.h"
 #include "netns/iptables.h"
@@ -53,12 +52,13 @@ std::unique_ptr<TaskEndpoints> startTaskEndpoints(const config::Config& config,
   out->stats->start();
 
   endpoints::EndpointsOptions options;
-  options.task_server_port = static_cast<uint16_t>(config.task_endpoint_port);
-  options.introspection_port = static_cast<uint16_t>(config.introspection_port);
+  options.task_server_port = config.task_endpoint_port;
+  options.introspection_port = config.introspection_port;
   options.prometheus_metrics = config.enable_prometheus_metrics;
-  options.metrics_port = static_cast<uint16_t>(config.prometheus_metrics_port);
-  options.rate_limit = endpoints::RateLimit{static_cast<double>(config.task_metadata_rps_steady),
-                                            static_cast<double>(config.task_metadata_rps_burst)};
+  options.metrics_port = config.prometheus_metrics_port;
+  options.rate_limit =
+      endpoints::RateLimit{static_cast<double>(config.task_metadata_rps_limit.steady),
+                           static_cast<double>(config.task_metadata_rps_limit.burst)};
   options.context = out->context;
   out->servers = std::make_unique<endpoints::AgentEndpoints>(options, out->store, out->stats.get());
   if (auto started = out->servers->start(); !started) {
@@ -85,17 +85,16 @@ std::unique_ptr<TaskEndpoints> startTaskEndpoints(const config::Config& config,
 netns::TaskNetworkOptions networkOptions(const config::Config& config) {
   netns::TaskNetworkOptions options;
   options.bridge.bridge_name = config.bridge_name;
-  options.bridge.subnet = config.bridge_subnet;
+  options.bridge.subnet = config.bridge_subnet.toString();
   options.bridge.endpoint_port = config.task_endpoint_port;
   options.bridge.block_imds = config.awsvpc_block_imds;
   options.bridge.host_network_endpoint = config.task_iam_role && config.task_iam_role_network_host;
   options.bridge.state_dir = (fs::path(config.data_dir) / "netns").string();
-  if (!config.dynamic_host_port_range.empty()) {
-    if (auto range = netns::parseHostPortRange(config.dynamic_host_port_range); range)
-      options.dynamic_port_range = *range;
+  if (const auto& range = config.dynamic_host_port_range) {
+    options.dynamic_port_range = {range->first, range->last};
   }
-  options.reserved_tcp = config.reserved_ports;
-  options.reserved_udp = config.reserved_ports_udp;
+  options.reserved_tcp.assign(config.reserved_ports.begin(), config.reserved_ports.end());
+  options.reserved_udp.assign(config.reserved_ports_udp.begin(), config.reserved_ports_udp.end());
   if (config.enable_prometheus_metrics)
     options.reserved_tcp.push_back(config.prometheus_metrics_port);
   return options;
@@ -144,9 +143,7 @@ Result<TaskResources> makeTaskResources(const config::Config& config) {
 
   volumes::VolumesOptions volume_options;
   volume_options.root = (fs::path(config.data_dir) / "volumes").string();
-  std::istringstream command(config.efs_mount_command);
-  volume_options.efs_mount_command.clear();
-  for (std::string word; command >> word;) volume_options.efs_mount_command.push_back(word);
+  volume_options.efs_mount_command = config.efs_mount_command;
   volume_options.region = config.region.empty() ? "us-east-1" : config.region;
   auto volumes = volumes::TaskVolumesFactory::create(std::move(volume_options));
   if (!volumes) return fail(volumes.error().wrap("set up task volumes"));

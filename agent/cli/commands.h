@@ -12,7 +12,6 @@ using Args = std::vector<std::string>;
 
 int imagesCommand(const config::Config& config, const Args& args);
 int runCommand(const config::Config& config, const Args& args);
-int demoCommand(const config::Config& config, const Args& args);
 // `network sweep`: release what dead agents left; `network teardown`: that, then remove the
 // bridge and the agent's chains (uninstall, tests). No task of this host may be running.
 int networkCommand(const config::Config& config, const Args& args);

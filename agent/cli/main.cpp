@@ -21,7 +21,6 @@ constexpr const char* kUsage =
     "  images rm REF...     remove images\n"
     "  run TASKDEF.json     run one task from an ECS task definition (JSON), no cluster needed\n"
     "      [--output json]  one JSON object per line: state changes and container output\n"
-    "  demo IMAGE           pull IMAGE and run its default command once, streaming its output\n"
     "  network sweep        release the network leftovers of agents that are gone\n"
     "  network teardown     remove every task network, the bridge and the agent's iptables chains\n"
     "  version              print the agent's version\n"
@@ -74,7 +73,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Interactive commands show their own progress; the agent's log is for problems unless asked.
-  const bool interactive = args[0] == "run" || args[0] == "images" || args[0] == "demo";
+  const bool interactive = args[0] == "run" || args[0] == "images";
   using ecs::config::LogLevel;
   setUpLogging(config->log_level.value_or(interactive ? LogLevel::kWarn : LogLevel::kInfo));
   for (const auto& warning : config->warnings) spdlog::warn("configuration: {}", warning);
@@ -83,7 +82,6 @@ int main(int argc, char** argv) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (command == "images") return ecs::cli::imagesCommand(*config, rest);
   if (command == "run") return ecs::cli::runCommand(*config, rest);
-  if (command == "demo") return ecs::cli::demoCommand(*config, rest);
   if (command == "network") return ecs::cli::networkCommand(*config, rest);
   fmt::print(stderr, "unknown command \"{}\"\n\n{}", command, kUsage);
   return 2;

@@ -1,9 +1,10 @@
-// `ecs-node-agent network sweep|teardown`: host network housekeeping outside a task.
+// `ecs-node-agent network sweep|teardown`: host network housekeeping outside a task. Neither
+// sets anything up: on a host without the bridge or the stores, both succeed and create nothing.
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "agent/cli/commands.h"
 #include "agent/cli/task_resources.h"
+#include "netns/host_network.h"
 
 namespace ecs::cli {
 
@@ -12,16 +13,10 @@ int networkCommand(const config::Config& config, const Args& args) {
     fmt::print(stderr, "usage: ecs-node-agent network sweep|teardown\n");
     return 2;
   }
-  // makeTaskResources sets the bridge up and sweeps what dead agents left.
-  auto resources = makeTaskResources(config);
-  if (!resources) {
-    fmt::print(stderr, "error: {}\n", resources.error().message);
-    return 1;
-  }
+  sweepDeadAgents(config, nullptr);
   if (args[0] == "sweep") return 0;
-  // Teardown: every task's leftovers, then the bridge itself.
-  resources->network->sweep({});
-  if (auto removed = resources->network->bridge().remove(); !removed) {
+  // Teardown: every task's leftovers, then the bridge and the chains.
+  if (auto removed = netns::teardownHostNetwork(hostNetworkOptions(config)); !removed) {
     fmt::print(stderr, "error: {}\n", removed.error().message);
     return 1;
   }

@@ -5,9 +5,6 @@
 #include <filesystem>
 
 #include "agent/aws/credentials.h"
-#include "netns/iptables.h"
-#include "netns/network_names.h"
-#include "netns/network_namespace.h"
 
 namespace ecs::cli {
 namespace fs = std::filesystem;
@@ -82,6 +79,11 @@ std::unique_ptr<TaskEndpoints> startTaskEndpoints(const config::Config& config,
   return out;
 }
 
+netns::HostNetworkOptions hostNetworkOptions(const config::Config& config) {
+  return {.bridge_name = config.bridge_name,
+          .state_dir = (fs::path(config.data_dir) / "netns").string()};
+}
+
 netns::TaskNetworkOptions networkOptions(const config::Config& config) {
   netns::TaskNetworkOptions options;
   options.bridge.bridge_name = config.bridge_name;
@@ -89,7 +91,7 @@ netns::TaskNetworkOptions networkOptions(const config::Config& config) {
   options.bridge.endpoint_port = config.task_endpoint_port;
   options.bridge.block_imds = config.awsvpc_block_imds;
   options.bridge.host_network_endpoint = config.task_iam_role && config.task_iam_role_network_host;
-  options.bridge.state_dir = (fs::path(config.data_dir) / "netns").string();
+  options.bridge.state_dir = hostNetworkOptions(config).state_dir;
   if (const auto& range = config.dynamic_host_port_range) {
     options.dynamic_port_range = {range->first, range->last};
   }
@@ -100,40 +102,45 @@ netns::TaskNetworkOptions networkOptions(const config::Config& config) {
   return options;
 }
 
-namespace {
+volumes::VolumesOptions volumesOptions(const config::Config& config) {
+  volumes::VolumesOptions options;
+  options.root = (fs::path(config.data_dir) / "volumes").string();
+  options.efs_mount_command = config.efs_mount_command;
+  options.region = config.region.empty() ? "us-east-1" : config.region;
+  return options;
+}
 
-// What agents that are gone left behind: their allocations name them (by pid and start time);
-// their namespaces, veths and rules go with them. Everything else on the host — another `run`
-// still starting, whose namespace exists before its address does — is live.
-void sweepDeadAgents(netns::TaskNetworkFactory& network, volumes::TaskVolumesFactory& volumes) {
-  std::set<std::string> dead;
-  for (auto& id : network.bridge().ipam().sweepDead()) dead.insert(id);
-  for (auto& id : network.hostPorts().sweepDead()) dead.insert(id);
+void sweepDeadAgents(const config::Config& config, volumes::TaskVolumesFactory* volumes) {
+  const auto dead = netns::sweepDeadAgents(hostNetworkOptions(config));
   if (dead.empty()) return;
-  std::set<std::string> live;
-  for (const auto& name : netns::listNamespaces("ecs-")) {
-    if (auto task = netns::taskOfNamespace(name)) live.insert(*task);
+  std::unique_ptr<volumes::TaskVolumesFactory> opened;
+  if (volumes == nullptr) {
+    // Nothing to sweep where no volume was ever made; opening the store would create its root.
+    const auto options = volumesOptions(config);
+    std::error_code ec;
+    if (!fs::exists(options.root, ec)) return;
+    auto factory = volumes::TaskVolumesFactory::create(options);
+    if (!factory) {
+      spdlog::warn("sweep the volumes of dead agents: {}", factory.error().message);
+      return;
+    }
+    opened = std::move(*factory);
+    volumes = opened.get();
   }
-  for (const auto& id : network.bridge().ipam().owners()) live.insert(id);
-  for (const auto& id : network.hostPorts().owners()) live.insert(id);
-  for (const auto& id : dead) live.erase(id);
-  network.sweep(live);
   // Volumes of the dead tasks, and nothing of anyone else's: every task with a directory or a
   // mount under the volumes root is live unless it is one of the dead.
-  std::set<std::string> volume_live;
-  for (const auto& mount : volumes.trackedMounts()) {
-    for (const auto& task : mount.tasks) volume_live.insert(task);
+  std::set<std::string> live;
+  for (const auto& mount : volumes->trackedMounts()) {
+    for (const auto& task : mount.tasks) live.insert(task);
   }
   for (const char* kind : {"task", "efs"}) {
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(fs::path(volumes.options().root) / kind, ec))
-      volume_live.insert(entry.path().filename().string());
+    for (const auto& entry : fs::directory_iterator(fs::path(volumes->options().root) / kind, ec))
+      live.insert(entry.path().filename().string());
   }
-  for (const auto& id : dead) volume_live.erase(id);
-  volumes.sweep(volume_live);
+  for (const auto& id : dead) live.erase(id);
+  volumes->sweep(live);
 }
-
-}  // namespace
 
 Result<TaskResources> makeTaskResources(const config::Config& config) {
   TaskResources resources;
@@ -141,15 +148,11 @@ Result<TaskResources> makeTaskResources(const config::Config& config) {
   if (!network) return fail(network.error().wrap("set up task networking"));
   resources.network = std::move(*network);
 
-  volumes::VolumesOptions volume_options;
-  volume_options.root = (fs::path(config.data_dir) / "volumes").string();
-  volume_options.efs_mount_command = config.efs_mount_command;
-  volume_options.region = config.region.empty() ? "us-east-1" : config.region;
-  auto volumes = volumes::TaskVolumesFactory::create(std::move(volume_options));
+  auto volumes = volumes::TaskVolumesFactory::create(volumesOptions(config));
   if (!volumes) return fail(volumes.error().wrap("set up task volumes"));
   resources.volumes = std::move(*volumes);
 
-  sweepDeadAgents(*resources.network, *resources.volumes);
+  sweepDeadAgents(config, resources.volumes.get());
   return resources;
 }
 

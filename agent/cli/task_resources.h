@@ -16,6 +16,7 @@
 #include "agent/engine/task_resource.h"
 #include "agent/engine/task_snapshot.h"
 #include "agent/metadata/stats_sampler.h"
+#include "netns/host_network.h"
 #include "netns/task_network.h"
 #include "volumes/task_volumes.h"
 
@@ -52,11 +53,17 @@ struct TaskResources {
   std::vector<engine::TaskResourceFactory*> factories() const;
 };
 
+netns::HostNetworkOptions hostNetworkOptions(const config::Config& config);
 netns::TaskNetworkOptions networkOptions(const config::Config& config);
+volumes::VolumesOptions volumesOptions(const config::Config& config);
 
-// Sets up the bridge and the stores, and releases what agents that are gone left behind
-// (their host ports, addresses, namespaces, rules and mounts). Several `run` processes may share
-// the host: only what belongs to a dead process is swept, never another live task's.
+// Releases what agents that are gone left behind: their host ports, addresses, namespaces,
+// rules, and the volumes of their tasks (through `volumes`, or a store opened for it if null
+// and there is one). Creates nothing. Several `run` processes may share the host: only what
+// belongs to a dead process is swept, never another live task's.
+void sweepDeadAgents(const config::Config& config, volumes::TaskVolumesFactory* volumes);
+
+// Sets up the bridge and the stores, then sweepDeadAgents.
 Result<TaskResources> makeTaskResources(const config::Config& config);
 
 }  // namespace ecs::cli

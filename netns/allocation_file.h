@@ -8,13 +8,16 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "agent/common/result.h"
+#include "netns/owner_store.h"
 
 namespace boost::json {
 class object;
@@ -165,5 +168,27 @@ class OwnedStateFile {
   Parse parse_;
   Serialize serialize_;
 };
+
+// An OwnedStateFile as an OwnerStore, for housekeeping on a store that already exists: null
+// when there is no file at `path`, so that looking creates nothing.
+template <typename State>
+std::unique_ptr<OwnerStore> openExistingOwners(
+    std::string path, std::string what, typename OwnedStateFile<State>::Parse parse,
+    typename OwnedStateFile<State>::Serialize serialize) {
+  class Store final : public OwnerStore {
+   public:
+    explicit Store(OwnedStateFile<State> file) : file_(std::move(file)) {}
+    void release(const std::string& owner) override { file_.release(owner); }
+    std::vector<std::string> owners() const override { return file_.owners(); }
+    std::vector<std::string> sweepDead() override { return file_.sweepDead(); }
+
+   private:
+    OwnedStateFile<State> file_;
+  };
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return nullptr;
+  return std::make_unique<Store>(
+      OwnedStateFile<State>(std::move(path), std::move(what), parse, serialize));
+}
 
 }  // namespace ecs::netns

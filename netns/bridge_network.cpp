@@ -1,12 +1,14 @@
 #include "netns/bridge_network.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 
+#include "netns/host_network.h"
 #include "netns/netlink.h"
 #include "netns/network_names.h"
 
@@ -140,7 +142,11 @@ Result<TaskInterface> BridgeNetwork::attach(const std::string& task_id, int slot
     return configureInside(netns_path, *address);
   };
   if (auto configured = configure(); !configured) {
-    netlink->deleteLink(veth);  // takes the peer in the namespace with it
+    // Deleting the host side takes the peer in the namespace with it. One left behind goes with
+    // the task's cleanup (detach deletes it by name) or the next sweep.
+    if (auto deleted = netlink->deleteLink(veth); !deleted) {
+      spdlog::warn("attach {}: {}", netns_path, deleted.error().message);
+    }
     return context(configured.error());
   }
   return TaskInterface{.ip_address = *address,
@@ -201,11 +207,7 @@ Result<void> BridgeNetwork::removePortForwards(const std::string& task_id) {
 }
 
 Result<void> BridgeNetwork::remove() {
-  if (auto rules = Iptables::deleteTagged(bridgeTag(options_.bridge_name)); !rules) return rules;
-  if (auto chains = Iptables::removeChainsIfUnused(kBaseTag); !chains) return chains;
-  auto netlink = Netlink::open();
-  if (!netlink) return fail(netlink.error());
-  return netlink->deleteLink(options_.bridge_name);
+  return removeBridge(options_.bridge_name);
 }
 
 }  // namespace ecs::netns

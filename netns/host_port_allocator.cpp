@@ -457,4 +457,8 @@ Result<HostPortRange> defaultDynamicPortRange(const std::string& path) {
   return size(above) >= size(below) ? above : below;
 }
 
+std::unique_ptr<OwnerStore> openHostPortOwners(const std::string& state_path) {
+  return openExistingOwners<PortState>(state_path, "host ports", parseState, serializeState);
+}
+
 }  // namespace ecs::netns

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "agent/common/result.h"
+#include "netns/owner_store.h"
 
 namespace ecs::netns {
 
@@ -40,10 +41,8 @@ struct HostPortAllocatorOptions {
   std::function<bool(Protocol, int port)> port_in_use;
 };
 
-class HostPortAllocator {
+class HostPortAllocator : public OwnerStore {
  public:
-  virtual ~HostPortAllocator() = default;
-
   static Result<std::unique_ptr<HostPortAllocator>> open(HostPortAllocatorOptions options);
 
   // All of `requests` for `owner` (a task ID), or nothing. Returns the first host port of each.
@@ -56,12 +55,12 @@ class HostPortAllocator {
   // restarted agent adopts a task's ports with allocate(owner, {}).
   virtual Result<std::vector<int>> allocate(const std::string& owner,
                                             const std::vector<PortRequest>& requests) = 0;
-  virtual void release(const std::string& owner) = 0;  // idempotent
-  virtual std::vector<std::string> owners() const = 0;
-  // Frees what owners whose agent process is gone (pid + process start time, recorded with
-  // every allocation) held; returns those owners.
-  virtual std::vector<std::string> sweepDead() = 0;
+  // release(owner) frees every host port of the owner; owners() and sweepDead() as OwnerStore.
 };
+
+// The host-port store at `state_path` for housekeeping that needs no port range (sweeping,
+// teardown); null when there is no store there, and none is created.
+std::unique_ptr<OwnerStore> openHostPortOwners(const std::string& state_path);
 
 // The dynamic range to use when ECS_DYNAMIC_HOST_PORT_RANGE is unset: ports in 1024..65535 that
 // do not overlap the kernel's ip_local_port_range (read from `path`), so that no outgoing

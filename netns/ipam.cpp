@@ -224,4 +224,8 @@ Result<std::unique_ptr<Ipam>> Ipam::open(IpamOptions options) {
   return ipam;
 }
 
+std::unique_ptr<OwnerStore> openIpamOwners(const std::string& state_path) {
+  return openExistingOwners<IpState>(state_path, "addresses", parseState, serializeState);
+}
+
 }  // namespace ecs::netns

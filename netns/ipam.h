@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "agent/common/result.h"
+#include "netns/owner_store.h"
 
 namespace ecs::netns {
 
@@ -17,10 +18,8 @@ struct IpamOptions {
   std::string subnet;      // "172.31.224.0/20"; the first host address is the gateway
 };
 
-class Ipam {
+class Ipam : public OwnerStore {
  public:
-  virtual ~Ipam() = default;
-
   static Result<std::unique_ptr<Ipam>> open(IpamOptions options);
 
   virtual const std::string& subnet() const = 0;   // "172.31.224.0/20"
@@ -29,9 +28,11 @@ class Ipam {
   // An unused address for `owner` (a task ID) under `key` (e.g. a container name); the same
   // (owner, key) again returns the same address. Full: kFailedPrecondition naming the subnet.
   virtual Result<std::string> allocate(const std::string& owner, const std::string& key) = 0;
-  virtual void release(const std::string& owner) = 0;  // every address of the owner; idempotent
-  virtual std::vector<std::string> owners() const = 0;
-  virtual std::vector<std::string> sweepDead() = 0;  // as HostPortAllocator::sweepDead
+  // release(owner) frees every address of the owner; owners() and sweepDead() as OwnerStore.
 };
+
+// The address store at `state_path` for housekeeping that needs no subnet (sweeping, teardown);
+// null when there is no store there, and none is created.
+std::unique_ptr<OwnerStore> openIpamOwners(const std::string& state_path);
 
 }  // namespace ecs::netns

@@ -2,9 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
-
-#include "netns/netlink.h"
+#include "netns/host_network.h"
 #include "netns/network_names.h"
 #include "netns/network_namespace.h"
 
@@ -253,15 +251,16 @@ class TaskNetwork : public engine::TaskResource {
                         const std::string& key) {
     auto created = createNamespace(netns);
     if (!created && created.error().code == ErrorCode::kAlreadyExists) {
-      attacher.detach(task_id_, slot);
-      removeNamespace(netns);
+      removeSlot(attacher, slot, netns);  // what it cannot remove, it logs; creating again fails
       created = createNamespace(netns);
     }
     if (!created) return fail(created.error());
     Slot made{.netns = netns};
     auto attached = attacher.attach(task_id_, slot, key, namespacePath(netns));
     if (!attached) {
-      removeNamespace(netns);
+      if (auto removed = removeNamespace(netns); !removed) {
+        spdlog::warn("task {}: {}", task_id_, removed.error().message);
+      }
       return fail(attached.error());
     }
     made.interface = *attached;
@@ -344,18 +343,6 @@ class TaskNetwork : public engine::TaskResource {
   Slot task_slot_;           // awsvpc
 };
 
-bool isLive(const std::set<std::string>& live, const std::string& netns) {
-  for (const auto& id : live) {
-    if (netns == taskNamespaceName(id)) return true;
-    const std::string prefix = taskNamespaceName(id) + "-";
-    if (netns.starts_with(prefix)) {
-      const std::string rest = netns.substr(prefix.size());
-      if (!rest.empty() && std::all_of(rest.begin(), rest.end(), ::isdigit)) return true;
-    }
-  }
-  return false;
-}
-
 }  // namespace
 
 TaskNetworkFactory::TaskNetworkFactory(std::shared_ptr<BridgeNetwork> bridge,
@@ -404,53 +391,7 @@ Result<std::unique_ptr<engine::TaskResource>> TaskNetworkFactory::resourceFor(
 }
 
 std::vector<std::string> TaskNetworkFactory::sweep(const std::set<std::string>& live) {
-  std::set<std::string> swept;
-  for (const auto& netns : listNamespaces(std::string(kNamespacePrefix))) {
-    if (isLive(live, netns)) continue;
-    if (auto removed = removeNamespace(netns); !removed) {
-      spdlog::warn("sweep: {}", removed.error().message);
-    }
-    if (auto task = taskOfNamespace(netns)) swept.insert(*task);
-  }
-  if (auto netlink = Netlink::open(); netlink) {
-    std::set<std::string> live_prefixes;
-    for (const auto& id : live) live_prefixes.insert(vethName(id, 0).substr(0, 12));
-    auto links = netlink->listLinks();
-    for (const auto& link : links ? *links : std::vector<LinkInfo>{}) {
-      if (!link.name.starts_with(kVethPrefix) || link.kind != "veth") continue;
-      const auto owner = taskOfVethAlias(link.alias);
-      if (owner ? live.contains(*owner) : live_prefixes.contains(link.name.substr(0, 12))) continue;
-      if (auto deleted = netlink->deleteLink(link.name); !deleted) {
-        spdlog::warn("sweep: {}", deleted.error().message);
-      }
-      if (owner) swept.insert(*owner);
-    }
-  } else {
-    spdlog::warn("sweep: {}", netlink.error().message);
-  }
-  if (auto rules = Iptables::snapshot(); rules) {
-    for (const auto& id : rules->tagsWithPrefix(kTaskTagPrefix)) {
-      if (live.contains(id)) continue;
-      if (auto deleted = Iptables::deleteTagged(taskTag(id)); !deleted) {
-        spdlog::warn("sweep: {}", deleted.error().message);
-      }
-      swept.insert(id);
-    }
-  } else {
-    spdlog::warn("sweep: {}", rules.error().message);
-  }
-  for (const auto& owner : bridge_->ipam().owners()) {
-    if (live.contains(owner)) continue;
-    bridge_->release(owner);
-    swept.insert(owner);
-  }
-  for (const auto& owner : host_ports_->owners()) {
-    if (live.contains(owner)) continue;
-    host_ports_->release(owner);
-    swept.insert(owner);
-  }
-  for (const auto& id : swept) spdlog::info("sweep: removed the network leftovers of task {}", id);
-  return {swept.begin(), swept.end()};
+  return sweepTaskNetworks(live, {&bridge_->ipam(), host_ports_.get()});
 }
 
 }  // namespace ecs::netns

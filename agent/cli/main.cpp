@@ -28,22 +28,30 @@ constexpr const char* kUsage =
     "configuration: /etc/ecs/ecs.config and ECS_* environment variables (see "
     "docs/configuration.md)\n";
 
-void setUpLogging(const std::string& level) {
+spdlog::level::level_enum spdlogLevel(ecs::config::LogLevel level) {
+  using ecs::config::LogLevel;
+  switch (level) {
+    case LogLevel::kDebug:
+      return spdlog::level::debug;
+    case LogLevel::kInfo:
+      return spdlog::level::info;
+    case LogLevel::kWarn:
+      return spdlog::level::warn;
+    case LogLevel::kError:
+      return spdlog::level::err;
+    case LogLevel::kCrit:
+      return spdlog::level::critical;
+    case LogLevel::kNone:
+      return spdlog::level::off;
+  }
+  return spdlog::level::info;
+}
+
+void setUpLogging(ecs::config::LogLevel level) {
   auto logger = spdlog::stderr_color_mt("ecs-node-agent");
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
-  if (level == "debug")
-    spdlog::set_level(spdlog::level::debug);
-  else if (level == "warn")
-    spdlog::set_level(spdlog::level::warn);
-  else if (level == "error")
-    spdlog::set_level(spdlog::level::err);
-  else if (level == "crit")
-    spdlog::set_level(spdlog::level::critical);
-  else if (level == "none")
-    spdlog::set_level(spdlog::level::off);
-  else
-    spdlog::set_level(spdlog::level::info);
+  spdlog::set_level(spdlogLevel(level));
 }
 
 }  // namespace
@@ -66,7 +74,8 @@ int main(int argc, char** argv) {
   }
   // Interactive commands show their own progress; the agent's log is for problems unless asked.
   const bool interactive = args[0] == "run" || args[0] == "images";
-  setUpLogging(config->log_level_set || !interactive ? config->log_level : "warn");
+  using ecs::config::LogLevel;
+  setUpLogging(config->log_level.value_or(interactive ? LogLevel::kWarn : LogLevel::kInfo));
   for (const auto& warning : config->warnings) spdlog::warn("configuration: {}", warning);
 
   const std::string command = args[0];

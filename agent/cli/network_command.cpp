@@ -1,10 +1,11 @@
-// `ecs-node-agent network sweep|teardown`: host network housekeeping outside a task.
+// `ecs-node-agent network sweep|teardown`: host network housekeeping outside a task. Neither
+// sets anything up: on a host without the bridge or the stores, both succeed and create nothing.
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "agent/cli/commands.h"
 #include "agent/node/node.h"
 #include "agent/node/reconciler.h"
+#include "netns/host_network.h"
 
 namespace ecs::cli {
 
@@ -13,21 +14,10 @@ int networkCommand(const config::Config& config, const Args& args) {
     fmt::print(stderr, "usage: ecs-node-agent network sweep|teardown\n");
     return 2;
   }
-  auto network = netns::TaskNetworkFactory::create(node::networkOptions(config));
-  if (!network) {
-    fmt::print(stderr, "error: {}\n", network.error().message);
-    return 1;
-  }
-  auto volumes = volumes::TaskVolumesFactory::create(node::volumesOptions(config));
-  if (!volumes) {
-    fmt::print(stderr, "error: {}\n", volumes.error().message);
-    return 1;
-  }
-  node::sweepDeadAgents(**network, **volumes);
+  node::sweepDeadAgents(node::hostNetworkOptions(config), node::volumesOptions(config), nullptr);
   if (args[0] == "sweep") return 0;
-  // Teardown: every task's leftovers, then the bridge itself.
-  (*network)->sweep({});
-  if (auto removed = (*network)->bridge().remove(); !removed) {
+  // Teardown: every task's leftovers, then the bridge and the chains.
+  if (auto removed = netns::teardownHostNetwork(node::hostNetworkOptions(config)); !removed) {
     fmt::print(stderr, "error: {}\n", removed.error().message);
     return 1;
   }

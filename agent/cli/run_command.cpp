@@ -234,11 +234,10 @@ int runCommand(const config::Config& config, const Args& args) {
     return 125;
   }
   auto& engine = (*node)->engine();
-  engine::TaskSpec spec;
-  spec.arn = metadata::taskArn((*node)->context(), randomTaskId());
+  const std::string task_arn = metadata::taskArn((*node)->context(), randomTaskId());
   for (const auto& c : definition->container_definitions) {
-    outbox.follow(c.name, engine.logPath(spec.arn, c.name, false),
-                  engine.logPath(spec.arn, c.name, true));
+    outbox.follow(c.name, engine.logPath(task_arn, c.name, false),
+                  engine.logPath(task_arn, c.name, true));
   }
 
   boost::asio::steady_timer log_timer(io);
@@ -255,7 +254,7 @@ int runCommand(const config::Config& config, const Args& args) {
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](boost::system::error_code ec, int signal) {
       if (ec) return;
-      engine.stopTask(spec.arn,
+      engine.stopTask(task_arn,
                       fmt::format("Task stopped by {}", signal == SIGINT ? "SIGINT" : "SIGTERM"));
       wait_signal();
     });
@@ -267,6 +266,8 @@ int runCommand(const config::Config& config, const Args& args) {
     signals.cancel();
     io.stop();
   });
+  engine::TaskSpec spec;
+  spec.arn = task_arn;
   spec.definition = std::move(*definition);
   engine.upsert(std::move(spec));
   io.run();

@@ -2,12 +2,16 @@
 // (ECS_* names, as the real agent and ecs-init read them), validated, then immutable.
 //
 // Precedence: environment > /etc/ecs/ecs.config > /var/lib/ecs/ecs.config > built-in default.
-// Problems with individual values become warnings and the default is kept, as the real agent
-// does; only values that make the agent unusable are errors.
+// Every value is parsed here, into the type its consumers use. Problems with individual values
+// become warnings naming the variable, and the default is kept, as the real agent does; only
+// values the agent cannot work with are errors (a bad containerd namespace, ECS_EXTERNAL without
+// a region, malformed ECS_INSTANCE_ATTRIBUTES or ECS_CONTAINER_INSTANCE_TAGS).
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +21,31 @@ namespace ecs::config {
 
 enum class ImagePullBehavior { kDefault, kAlways, kOnce, kPreferCached };
 
+// ECS_LOGLEVEL's values, as the real agent accepts them.
+enum class LogLevel { kDebug, kInfo, kWarn, kError, kCrit, kNone };
+
+// Host ports first..last, both included; 1 <= first < last <= 65535.
+struct PortRange {
+  uint16_t first = 0;
+  uint16_t last = 0;
+  bool operator==(const PortRange&) const = default;
+};
+
+// An IPv4 network: the address (host byte order) has no bits set past the prefix.
+struct Ipv4Cidr {
+  uint32_t network = 0;
+  int prefix_length = 0;
+  std::string toString() const;  // "172.31.224.0/20"
+  bool operator==(const Ipv4Cidr&) const = default;
+};
+
+// Requests per second a client may make: `steady` on average, `burst` at once.
+struct RpsLimit {
+  int steady = 40;
+  int burst = 60;
+  bool operator==(const RpsLimit&) const = default;
+};
+
 struct Config {
   // containerd
   std::string containerd_address = "/run/containerd/containerd.sock";  // ECS_CONTAINERD_ADDRESS
@@ -24,52 +53,67 @@ struct Config {
 
   // images
   ImagePullBehavior image_pull_behavior = ImagePullBehavior::kDefault;  // ECS_IMAGE_PULL_BEHAVIOR
-  std::string engine_auth_type;                                         // ECS_ENGINE_AUTH_TYPE
-  std::string engine_auth_data;                                         // ECS_ENGINE_AUTH_DATA
-  std::vector<std::string> insecure_registries;                         // ECS_INSECURE_REGISTRIES
-  std::chrono::seconds image_pull_timeout{2 * 3600};                    // ECS_IMAGE_PULL_TIMEOUT
+  // Handed to the images module as given: the credentials' format and its own warnings are its.
+  std::string engine_auth_type;                            // ECS_ENGINE_AUTH_TYPE
+  std::string engine_auth_data;                            // ECS_ENGINE_AUTH_DATA
+  std::vector<std::string> insecure_registries;            // ECS_INSECURE_REGISTRIES
+  std::chrono::seconds image_pull_timeout{2 * 3600};       // ECS_IMAGE_PULL_TIMEOUT
   std::chrono::seconds image_pull_inactivity_timeout{60};  // ECS_IMAGE_PULL_INACTIVITY_TIMEOUT
   std::chrono::seconds manifest_pull_timeout{60};          // ECS_MANIFEST_PULL_TIMEOUT
+  bool image_cleanup_disabled = false;                     // ECS_DISABLE_IMAGE_CLEANUP
+  std::chrono::milliseconds image_cleanup_interval{
+      std::chrono::minutes(30)};  // ECS_IMAGE_CLEANUP_INTERVAL (at least 10m)
+  std::chrono::milliseconds image_minimum_cleanup_age{
+      std::chrono::hours(1)};           // ECS_IMAGE_MINIMUM_CLEANUP_AGE (above 0)
+  int num_images_delete_per_cycle = 5;  // ECS_NUM_IMAGES_DELETE_PER_CYCLE (at least 1)
 
   // tasks
   std::chrono::milliseconds container_stop_timeout{
-      std::chrono::seconds(30)};                        // ECS_CONTAINER_STOP_TIMEOUT
-  bool task_cpu_mem_limit = true;                       // ECS_ENABLE_TASK_CPU_MEM_LIMIT
+      std::chrono::seconds(30)};  // ECS_CONTAINER_STOP_TIMEOUT
+  std::chrono::milliseconds task_cleanup_wait{
+      std::chrono::hours(3)};      // ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION (at least 1s)
+  bool task_cpu_mem_limit = true;  // ECS_ENABLE_TASK_CPU_MEM_LIMIT
   std::string cgroup_path = "/sys/fs/cgroup";           // ECS_CGROUP_PATH
   std::chrono::microseconds cgroup_cpu_period{100000};  // ECS_CGROUP_CPU_PERIOD (8ms..100ms)
   int64_t task_pids_limit = 0;                          // ECS_TASK_PIDS_LIMIT (0: none)
 
   // network (netns/)
-  std::string bridge_name = "ecs-br0";            // ECS_BRIDGE_NAME (ours)
-  std::string bridge_subnet = "172.31.224.0/20";  // ECS_BRIDGE_SUBNET (ours)
-  std::string dynamic_host_port_range;  // ECS_DYNAMIC_HOST_PORT_RANGE; "": from the kernel
-  std::vector<int> reserved_ports = {22, 2375, 2376, 51678, 51679};  // ECS_RESERVED_PORTS
-  std::vector<int> reserved_ports_udp;                               // ECS_RESERVED_PORTS_UDP
-  bool awsvpc_block_imds = false;                                    // ECS_AWSVPC_BLOCK_IMDS
+  std::string bridge_name = "ecs-br0";               // ECS_BRIDGE_NAME (ours)
+  Ipv4Cidr bridge_subnet{0xac1fe000, 20};            // ECS_BRIDGE_SUBNET (ours): 172.31.224.0/20
+  std::optional<PortRange> dynamic_host_port_range;  // ECS_DYNAMIC_HOST_PORT_RANGE; unset: kernel's
+  std::vector<uint16_t> reserved_ports = {22, 2375, 2376, 51678, 51679};  // ECS_RESERVED_PORTS
+  std::vector<uint16_t> reserved_ports_udp;                               // ECS_RESERVED_PORTS_UDP
+  bool awsvpc_block_imds = false;                                         // ECS_AWSVPC_BLOCK_IMDS
   bool task_iam_role = true;               // ECS_ENABLE_TASK_IAM_ROLE (ecs-init default)
   bool task_iam_role_network_host = true;  // ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST
 
   // volumes (volumes/)
-  std::string efs_mount_command = "mount";  // ECS_EFS_MOUNT_COMMAND
+  std::vector<std::string> efs_mount_command = {"mount"};  // ECS_EFS_MOUNT_COMMAND, split on spaces
 
   // endpoints
-  int task_endpoint_port = 51679;  // ECS_TASK_ENDPOINT_PORT (ours): credentials + metadata
-  int introspection_port = 51678;  // ECS_INTROSPECTION_PORT (ours)
-  int prometheus_metrics_port = 51680;
+  uint16_t task_endpoint_port = 51679;  // ECS_TASK_ENDPOINT_PORT (ours): credentials + metadata
+  uint16_t introspection_port = 51678;  // ECS_INTROSPECTION_PORT (ours)
+  uint16_t prometheus_metrics_port = 51680;
   bool enable_prometheus_metrics = false;  // ECS_ENABLE_PROMETHEUS_METRICS
-  int task_metadata_rps_steady = 40;       // ECS_TASK_METADATA_RPS_LIMIT "steady,burst"
-  int task_metadata_rps_burst = 60;
+  RpsLimit task_metadata_rps_limit;        // ECS_TASK_METADATA_RPS_LIMIT "steady,burst"
   bool disable_task_metadata_az = false;   // ECS_DISABLE_TASK_METADATA_AZ
   bool enable_container_metadata = false;  // ECS_ENABLE_CONTAINER_METADATA
   bool run_host_credentials = true;  // ECS_RUN_HOST_CREDENTIALS (ours): `run` serves the host's
   std::string availability_zone;     // ECS_AVAILABILITY_ZONE (ours); "": from IMDS on EC2
 
+  // registration with the cluster
+  std::string backend_host;            // ECS_BACKEND_HOST: the ECS endpoint URL; "": the region's
+  bool external = false;               // ECS_EXTERNAL: ECS Anywhere (no instance metadata)
+  bool ec2_metadata_disabled = false;  // AWS_EC2_METADATA_DISABLED
+  uint16_t reserved_memory_mib = 0;    // ECS_RESERVED_MEMORY: MiB not registered as MEMORY
+  std::map<std::string, std::string> instance_attributes;      // ECS_INSTANCE_ATTRIBUTES
+  std::map<std::string, std::string> container_instance_tags;  // ECS_CONTAINER_INSTANCE_TAGS
+
   // host
   std::string data_dir = "/var/lib/ecs/data";  // ECS_DATADIR
   std::string cluster = "default";             // ECS_CLUSTER
   std::string region;                          // AWS_DEFAULT_REGION / AWS_REGION
-  std::string log_level = "info";              // ECS_LOGLEVEL
-  bool log_level_set = false;  // ECS_LOGLEVEL was given (commands pick their own default)
+  std::optional<LogLevel> log_level;           // ECS_LOGLEVEL; unset: each command's own default
 
   std::vector<std::string> warnings;  // values that were ignored, for the log
 };
@@ -93,5 +137,6 @@ Result<std::chrono::milliseconds> parseDuration(std::string_view text);
 Result<bool> parseBool(std::string_view text);
 
 std::string_view toString(ImagePullBehavior behavior);
+std::string_view toString(LogLevel level);
 
 }  // namespace ecs::config

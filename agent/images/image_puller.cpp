@@ -502,7 +502,13 @@ Result<void> ImagePuller::storeContent(PullContext& ctx, const std::string& ref,
                                             sent = true;
                                             return body;
                                           });
-  if (!written) containerd_.abortIngest(unique_ref);
+  if (!written) {
+    // The pull fails with `written`'s error either way; a stuck ingest only blocks a retry of
+    // the same ref, which the random suffix already avoids.
+    if (auto aborted = containerd_.abortIngest(unique_ref); !aborted) {
+      spdlog::warn("abort ingest {}: {}", unique_ref, aborted.error().message);
+    }
+  }
   return written;
 }
 
@@ -620,6 +626,13 @@ Result<std::string> ImagePuller::unpack(PullContext& ctx, const std::vector<Desc
   auto chains = chainIds(diff_ids);
   const std::string snapshot_type = "snapshots/" + options_.snapshotter;
   Labels labels{{runtime::kLabelManagedBy, runtime::kManagedByValue}};
+  // The pull fails with its own error either way; the active snapshot is also held by the pull's
+  // lease, so one that cannot be removed now goes when the lease does.
+  auto removeActiveSnapshot = [&](const std::string& key) {
+    if (auto removed = containerd_.removeSnapshot(key, options_.snapshotter); !removed) {
+      spdlog::warn("remove snapshot {}: {}", key, removed.error().message);
+    }
+  };
   for (size_t i = 0; i < layers.size(); ++i) {
     if (auto go = ctx.control.check(); !go) return fail(go.error());
     auto existing = containerd_.statSnapshot(chains[i], options_.snapshotter);
@@ -638,7 +651,7 @@ Result<std::string> ImagePuller::unpack(PullContext& ctx, const std::vector<Desc
     if (!mounts) return fail(mounts.error().wrap("unpack layer " + layers[i].digest));
     auto applied = containerd_.applyLayer(layers[i], *mounts);
     if (!applied || applied->digest != diff_ids[i]) {
-      containerd_.removeSnapshot(key, options_.snapshotter);
+      removeActiveSnapshot(key);
       if (!applied) return fail(applied.error().wrap("unpack layer " + layers[i].digest));
       return fail(ErrorCode::kDataLoss,
                   "unpack layer {}: uncompressed digest {} does not match "
@@ -648,7 +661,7 @@ Result<std::string> ImagePuller::unpack(PullContext& ctx, const std::vector<Desc
     auto committed =
         containerd_.commitSnapshot(ctx.lease, chains[i], key, labels, options_.snapshotter);
     if (!committed) {
-      containerd_.removeSnapshot(key, options_.snapshotter);
+      removeActiveSnapshot(key);
       // Another pull of an image sharing this layer committed it first: use theirs.
       if (committed.error().code != ErrorCode::kAlreadyExists) {
         return fail(committed.error().wrap("unpack layer " + layers[i].digest));

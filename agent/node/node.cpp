@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
-#include <sstream>
 
 #include "agent/aws/credentials.h"
 #include "agent/node/reconciler.h"
@@ -45,20 +44,24 @@ metadata::MetadataContext metadataContext(const config::Config& config) {
   return context;
 }
 
+netns::HostNetworkOptions hostNetworkOptions(const config::Config& config) {
+  return {.bridge_name = config.bridge_name,
+          .state_dir = (fs::path(config.data_dir) / "netns").string()};
+}
+
 netns::TaskNetworkOptions networkOptions(const config::Config& config) {
   netns::TaskNetworkOptions options;
   options.bridge.bridge_name = config.bridge_name;
-  options.bridge.subnet = config.bridge_subnet;
+  options.bridge.subnet = config.bridge_subnet.toString();
   options.bridge.endpoint_port = config.task_endpoint_port;
   options.bridge.block_imds = config.awsvpc_block_imds;
   options.bridge.host_network_endpoint = config.task_iam_role && config.task_iam_role_network_host;
-  options.bridge.state_dir = (fs::path(config.data_dir) / "netns").string();
-  if (!config.dynamic_host_port_range.empty()) {
-    if (auto range = netns::parseHostPortRange(config.dynamic_host_port_range); range)
-      options.dynamic_port_range = *range;
+  options.bridge.state_dir = hostNetworkOptions(config).state_dir;
+  if (const auto& range = config.dynamic_host_port_range) {
+    options.dynamic_port_range = {range->first, range->last};
   }
-  options.reserved_tcp = config.reserved_ports;
-  options.reserved_udp = config.reserved_ports_udp;
+  options.reserved_tcp.assign(config.reserved_ports.begin(), config.reserved_ports.end());
+  options.reserved_udp.assign(config.reserved_ports_udp.begin(), config.reserved_ports_udp.end());
   if (config.enable_prometheus_metrics)
     options.reserved_tcp.push_back(config.prometheus_metrics_port);
   return options;
@@ -67,9 +70,7 @@ netns::TaskNetworkOptions networkOptions(const config::Config& config) {
 volumes::VolumesOptions volumesOptions(const config::Config& config) {
   volumes::VolumesOptions options;
   options.root = (fs::path(config.data_dir) / "volumes").string();
-  std::istringstream command(config.efs_mount_command);
-  options.efs_mount_command.clear();
-  for (std::string word; command >> word;) options.efs_mount_command.push_back(word);
+  options.efs_mount_command = config.efs_mount_command;
   options.region = config.region.empty() ? "us-east-1" : config.region;
   return options;
 }
@@ -134,7 +135,7 @@ Result<std::unique_ptr<Node>> Node::create(const config::Config& config,
   auto volumes = volumes::TaskVolumesFactory::create(volumesOptions(config));
   if (!volumes) return fail(volumes.error().wrap("set up task volumes"));
   node->volumes_ = std::move(*volumes);
-  sweepDeadAgents(*node->network_, *node->volumes_);
+  sweepDeadAgents(hostNetworkOptions(config), volumesOptions(config), node->volumes_.get());
 
   if (options.host_credentials && config.task_iam_role) {
     node->host_credentials_ =
@@ -146,13 +147,13 @@ Result<std::unique_ptr<Node>> Node::create(const config::Config& config,
   node->stats_->start();
 
   endpoints::EndpointsOptions endpoint_options;
-  endpoint_options.task_server_port = static_cast<uint16_t>(config.task_endpoint_port);
-  endpoint_options.introspection_port = static_cast<uint16_t>(config.introspection_port);
+  endpoint_options.task_server_port = config.task_endpoint_port;
+  endpoint_options.introspection_port = config.introspection_port;
   endpoint_options.prometheus_metrics = config.enable_prometheus_metrics;
-  endpoint_options.metrics_port = static_cast<uint16_t>(config.prometheus_metrics_port);
+  endpoint_options.metrics_port = config.prometheus_metrics_port;
   endpoint_options.rate_limit =
-      endpoints::RateLimit{static_cast<double>(config.task_metadata_rps_steady),
-                           static_cast<double>(config.task_metadata_rps_burst)};
+      endpoints::RateLimit{static_cast<double>(config.task_metadata_rps_limit.steady),
+                           static_cast<double>(config.task_metadata_rps_limit.burst)};
   endpoint_options.context = node->context_;
   node->servers_ = std::make_unique<endpoints::AgentEndpoints>(endpoint_options, node->credentials_,
                                                                node->stats_.get());

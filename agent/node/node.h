@@ -24,6 +24,7 @@
 #include "agent/node/containerd_runtime.h"
 #include "agent/runtime/containerd_client.h"
 #include "cgroups/task_cgroup_resource.h"
+#include "netns/host_network.h"
 #include "netns/task_network.h"
 #include "volumes/task_volumes.h"
 
@@ -44,6 +45,7 @@ struct ImageServices {
 Result<ImageServices> connectImageServices(const config::Config& config);
 
 metadata::MetadataContext metadataContext(const config::Config& config);
+netns::HostNetworkOptions hostNetworkOptions(const config::Config& config);
 netns::TaskNetworkOptions networkOptions(const config::Config& config);
 volumes::VolumesOptions volumesOptions(const config::Config& config);
 

@@ -1,5 +1,5 @@
-// The ecs-node-agent binary as an operator uses it: `images pull|ls|rm` and `demo`, with the
-// proof that an image it pulled is really unpacked: `ctr run` starts it.
+// The ecs-node-agent binary as an operator uses it: `images pull|ls|rm`, with the proof that an
+// image it pulled is really unpacked: `ctr run` starts it.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -126,18 +126,6 @@ TEST_F(CliImagesTest, PrivateRegistryThroughEngineAuth) {
   ASSERT_TRUE(pulled.ok()) << pulled.describe();
   EXPECT_EQ(pulled.err.find(env.registryPassword()), std::string::npos) << "password in the log";
   ASSERT_TRUE(agent({"images", "rm", image}).ok());
-}
-
-TEST_F(CliImagesTest, DemoRunsTheImageAndPassesItsExitStatus) {
-  const std::string busybox = harnessEnv().registry() + "/test/busybox:oci";
-  auto demo =
-      agent({"demo", busybox, "--", "sh", "-c", "echo out-line; echo err-line >&2; exit 7"});
-  EXPECT_EQ(demo.exit_code, 7) << demo.describe();
-  EXPECT_EQ(demo.out, "out-line\n");
-  EXPECT_NE(demo.err.find("err-line"), std::string::npos) << demo.err;
-  auto containers = ctr({"containers", "ls", "-q"});
-  EXPECT_EQ(containers.out, "") << "the demo container was not removed";
-  ASSERT_TRUE(agent({"images", "rm", busybox}).ok());
 }
 
 }  // namespace

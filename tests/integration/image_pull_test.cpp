@@ -64,7 +64,9 @@ class ImagePullTest : public ::testing::Test {
     ecs::testing::expectNoLeaks(ns_);
     // Whatever a failed test left is removed so the run's final leak check stays meaningful.
     if (auto images = containerd_->listImages()) {
-      for (const auto& image : *images) containerd_->deleteImage(image.name, true);
+      for (const auto& image : *images) {
+        EXPECT_TRUE(containerd_->deleteImage(image.name, true)) << image.name;
+      }
     }
   }
 

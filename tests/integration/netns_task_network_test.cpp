@@ -289,7 +289,7 @@ class NetnsTaskNetworkTest : public ::testing::Test {
         fs::remove_all((*factory)->bridge().options().state_dir);
       }
     }
-    writeSysctl("net/ipv4/ip_forward", *ip_forward_);
+    EXPECT_TRUE(writeSysctl("net/ipv4/ip_forward", *ip_forward_));
     // Nothing the suite made is left: not a namespace, link, chain or rule.
     EXPECT_EQ(hostState(), *before_);
     delete endpoint_;

@@ -141,7 +141,9 @@ exec mount --bind {0}/$fsid "$target"
     factory_.reset();
     if (containerd_) {
       if (auto images = containerd_->listImages()) {
-        for (const auto& image : *images) containerd_->deleteImage(image.name, true);
+        for (const auto& image : *images) {
+          EXPECT_TRUE(containerd_->deleteImage(image.name, true)) << image.name;
+        }
       }
       ecs::testing::expectNoLeaks(ns_);
     }

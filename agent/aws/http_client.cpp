@@ -7,6 +7,8 @@
 #include <optional>
 #include <system_error>
 
+#include "agent/common/text.h"
+
 namespace ecs::aws {
 namespace {
 
@@ -21,24 +23,6 @@ constexpr std::chrono::milliseconds kDeadlineSlack{5};
 void initialiseCurl() {
   static const CURLcode initialised = curl_global_init(CURL_GLOBAL_DEFAULT);
   (void)initialised;
-}
-
-char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool sameName(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
-                                            [](char x, char y) { return lower(x) == lower(y); });
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
 }
 
 struct CurlFree {
@@ -76,7 +60,7 @@ Error stopCause(HttpFailure failure) {
 
 size_t onHeader(char* data, size_t size, size_t count, void* user) {
   auto* transfer = static_cast<Transfer*>(user);
-  std::string_view line = trim(std::string_view(data, size * count));
+  std::string_view line = text::trimLine(std::string_view(data, size * count));
   HttpResponse& response = transfer->response;
   if (line.starts_with("HTTP/")) {
     // A new response starts (after a 100 Continue): forget the last one.
@@ -86,8 +70,8 @@ size_t onHeader(char* data, size_t size, size_t count, void* user) {
                           ? 0
                           : std::atol(std::string(line.substr(space + 1)).c_str());
   } else if (size_t colon = line.find(':'); colon != std::string_view::npos) {
-    response.headers.add(std::string(trim(line.substr(0, colon))),
-                         std::string(trim(line.substr(colon + 1))));
+    response.headers.add(std::string(text::trimLine(line.substr(0, colon))),
+                         std::string(text::trimLine(line.substr(colon + 1))));
   }
   return size * count;
 }
@@ -181,17 +165,18 @@ void HttpHeaders::set(std::string name, std::string value) {
 }
 
 void HttpHeaders::remove(std::string_view name) {
-  std::erase_if(fields_, [&](const Field& field) { return sameName(field.first, name); });
+  std::erase_if(fields_,
+                [&](const Field& field) { return text::equalsIgnoreCase(field.first, name); });
 }
 
 bool HttpHeaders::contains(std::string_view name) const {
-  return std::ranges::any_of(fields_,
-                             [&](const Field& field) { return sameName(field.first, name); });
+  return std::ranges::any_of(
+      fields_, [&](const Field& field) { return text::equalsIgnoreCase(field.first, name); });
 }
 
 std::string HttpHeaders::get(std::string_view name) const {
   for (const auto& [key, value] : fields_) {
-    if (sameName(key, name)) return value;
+    if (text::equalsIgnoreCase(key, name)) return value;
   }
   return {};
 }
@@ -199,7 +184,7 @@ std::string HttpHeaders::get(std::string_view name) const {
 std::vector<std::string> HttpHeaders::getAll(std::string_view name) const {
   std::vector<std::string> out;
   for (const auto& [key, value] : fields_) {
-    if (sameName(key, name)) out.push_back(value);
+    if (text::equalsIgnoreCase(key, name)) out.push_back(value);
   }
   return out;
 }
@@ -351,7 +336,7 @@ std::string urlOrigin(const std::string& url) {
                                  std::pair{CURLUPART_PORT, ""}}) {
     char* value = nullptr;
     if (curl_url_get(parsed.get(), part, &value, CURLU_DEFAULT_PORT) != CURLUE_OK) return {};
-    for (const char* c = value; *c != 0; ++c) origin += lower(*c);
+    for (const char* c = value; *c != 0; ++c) origin += text::toLower(*c);
     origin += separator;
     curl_free(value);
   }

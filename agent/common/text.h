@@ -46,6 +46,16 @@ inline std::string_view trim(std::string_view s) {
   return s;
 }
 
+// Without leading spaces and tabs and trailing spaces, tabs, CR and LF: a header line as read.
+inline std::string_view trimLine(std::string_view s) {
+  s = trim(s);
+  while (!s.empty() &&
+         (s.back() == '\r' || s.back() == '\n' || s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
 // The longest value a message quotes: a hostile document must not make huge error messages.
 inline constexpr size_t kMaxQuoted = 200;
 

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "agent/aws/http_client.h"
+#include "agent/common/text.h"
 #include "agent/images/digest.h"
 
 namespace ecs::images {
@@ -37,15 +38,6 @@ std::string toLower(std::string_view s) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   return out;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
 }
 
 bool isAcceptedManifestType(std::string_view media_type) {
@@ -484,7 +476,8 @@ Result<FetchedManifest> RegistryClient::fetchManifest(const ImageReference& imag
 
   // Content-Type names the manifest's type; if it is generic, the body's mediaType does.
   std::string content_type = response->headers.get("Content-Type");
-  std::string media_type(trim(std::string_view(content_type).substr(0, content_type.find(';'))));
+  std::string media_type(
+      text::trimLine(std::string_view(content_type).substr(0, content_type.find(';'))));
   if (!isAcceptedManifestType(media_type)) {
     boost::system::error_code ec;
     boost::json::value root = boost::json::parse(response->body, ec);

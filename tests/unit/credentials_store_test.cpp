@@ -72,7 +72,9 @@ TEST(CredentialsStoreTest, ConcurrentReadersAndWriters) {
   CredentialsStore store;
   auto id = store.add("arn:task/a", "arn:role/r", RoleType::kTask, creds("AKIA"));
   std::atomic<bool> stop{false};
+  std::atomic<bool> reading{false};
   std::thread writer([&] {
+    while (!reading) std::this_thread::yield();  // overlap with the reader, however loaded
     for (int i = 0; i < 2000; ++i) {
       auto other = store.add("arn:task/w", "arn:role/r", RoleType::kTask, creds("W"));
       store.revoke(other);
@@ -80,10 +82,11 @@ TEST(CredentialsStoreTest, ConcurrentReadersAndWriters) {
     stop = true;
   });
   int reads = 0;
-  while (!stop) {
+  do {
     ASSERT_TRUE(store.get(id));
     ++reads;
-  }
+    reading = true;
+  } while (!stop);
   writer.join();
   EXPECT_GT(reads, 0);
   EXPECT_EQ(store.size(), 1u);

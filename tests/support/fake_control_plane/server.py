@@ -8,7 +8,8 @@ One asyncio process with two HTTP listeners on 127.0.0.1 (ports chosen by the ke
 
 When ready it prints one JSON line on stdout, {"api_port", "control_port", "endpoint",
 "control", "pid"} (and writes the same line to --ports-file if given). SIGTERM or SIGINT (or POST
-/shutdown) closes the websockets with 1001 and exits 0.
+/shutdown, or with --exit-on-stdin-eof the end of stdin) closes the websockets with 1001 and
+exits 0.
 
 Run with Debian's Python and its python3-aiohttp and python3-botocore.
 """
@@ -201,11 +202,25 @@ async def _listen(app, port):
     return runner, bound
 
 
+class _StopAtEof(asyncio.Protocol):
+    def __init__(self, stop):
+        self.stop = stop
+
+    def eof_received(self):
+        self.stop.set()
+
+    def connection_lost(self, exc):
+        self.stop.set()
+
+
 async def main(args):
     plane = ControlPlane(args)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, plane.stop.set)
+    if args.exit_on_stdin_eof:
+        # The test holds the other end: if it dies without stopping us, we stop too.
+        await loop.connect_read_pipe(lambda: _StopAtEof(plane.stop), sys.stdin)
     api_runner, plane.api_port = await _listen(plane.agent_app(), args.api_port)
     control_runner, plane.control_port = await _listen(Control(plane).app(), args.control_port)
 
@@ -246,6 +261,9 @@ def parse_args(argv):
         "--max-bytes", type=int, default=64 << 20, help="bytes of events kept in memory"
     )
     parser.add_argument("--max-skew-seconds", type=int, default=900, help="allowed X-Amz-Date skew")
+    parser.add_argument(
+        "--exit-on-stdin-eof", action="store_true", help="stop when stdin (a pipe) is closed"
+    )
     return parser.parse_args(argv)
 
 

@@ -209,6 +209,7 @@ TEST_F(FakeControlPlaneTest, AcsPushArrivesFramesAreWaitableAndDropCloses) {
   ASSERT_TRUE(connection) << acs->err() << plane_.log();
   EXPECT_EQ(connection->at("query").at("dockerVersion"), "DockerVersion: containerd");
 
+  ASSERT_TRUE(plane_.waitForAcsFrame("HeartbeatAckRequest", 20s));
   auto ack = plane_.waitForAcsFrame("HeartbeatAckRequest", {{"messageId", "hb-1"}});
   ASSERT_TRUE(ack);
   EXPECT_TRUE(ack->at("problems").as_array().empty());

@@ -127,6 +127,15 @@ class FakeControlPlane {
   std::optional<boost::json::object> waitForTcsFrame(
       const std::string& type, const boost::json::object& match = {},
       std::chrono::milliseconds timeout = std::chrono::seconds(10), std::int64_t after = 0);
+  std::optional<boost::json::object> waitForAcsFrame(const std::string& type,
+                                                     std::chrono::milliseconds timeout) {
+    return waitForAcsFrame(type, {}, timeout);
+  }
+  std::optional<boost::json::object> waitForTcsFrame(const std::string& type,
+                                                     std::chrono::milliseconds timeout) {
+    return waitForTcsFrame(type, {}, timeout);
+  }
+  // The frames recorded so far (of `type`, or all).
   std::vector<boost::json::object> acsFrames(const std::string& type = "");
   std::vector<boost::json::object> tcsFrames(const std::string& type = "");
   // An accepted handshake after sequence number `after` (the "connect" event, with query).

@@ -289,6 +289,10 @@ class Channel:
             if not colon or not name or name != name.strip():
                 return True, body, None, f"TCS frame header line {line!r} is not 'Name: value'"
             headers.append((name, value.strip()))
+        if all(name.lower() != "content-length" for name, _ in headers):
+            # The signed GET had the frame as its body, so a signer may have signed its length
+            # (aws-sdk-go v1 does) although the header block leaves it out.
+            headers.append(("Content-Length", str(len(body.encode("utf-8")))))
         path, _, raw_query = conn.raw_path.partition("?")
         verdict = self.plane.verifier().verify(
             "GET", path, raw_query, headers, body.encode("utf-8")

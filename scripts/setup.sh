@@ -19,6 +19,8 @@ PACKAGES=(
   tini
   containernetworking-plugins iptables iproute2 procps psmisc util-linux
   python3-boto3 awscli wrk curl jq
+  # the stand-in control plane (tests/support/fake_control_plane): HTTP and websockets
+  python3-aiohttp
   # test harness: the token server signs JWTs
   python3 python3-cryptography
 )

@@ -4,9 +4,11 @@
 // A signature covers the method, the path and query exactly as sent, the headers, and the body's
 // SHA-256, so a URL must not change after it is signed: build queries with encodeQuery(), which
 // produces the canonical form (keys sorted, RFC 3986 escapes, a space as %20) the signer uses, and
-// send that string. The canonicalisation follows botocore's SigV4Auth (the reference the tests
-// compare against): dot segments and repeated slashes are dropped from the path, which is then
-// percent-encoded once more; header values are trimmed, inner runs of spaces collapsed.
+// send that string. (A query in another form is signed the way the service will read it:
+// escapes decoded, '+' taken for a space, then re-encoded and sorted.) The canonicalisation follows
+// botocore's SigV4Auth (the reference the tests compare against): dot segments and repeated slashes
+// are dropped from the path, which is then percent-encoded once more; header values are trimmed,
+// inner runs of spaces collapsed.
 #pragma once
 
 #include <chrono>

@@ -50,14 +50,8 @@ class BotocoreReference {
     std::string authorization;  // botocore's Authorization header
     Pairs headers;              // every header after signing
     std::string header(std::string_view name) const {
-      for (const auto& [key, value] : headers) {
-        if (key.size() == name.size() &&
-            std::equal(key.begin(), key.end(), name.begin(),
-                       [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
-          return value;
-        }
-      }
-      return {};
+      std::vector<std::string> values = valuesOf(headers, name);
+      return values.empty() ? std::string() : values.front();
     }
   };
 
@@ -117,6 +111,67 @@ class BotocoreReference {
     return out;
   }
 
+  // Checks a signed request as a server would: recomputes its Authorization with botocore from
+  // the headers it names as signed, its X-Amz-Date, the credential scope it claims and
+  // `secret_key`. Empty when they agree; else what differs. `url` is "http://<Host><target>".
+  std::string verify(const std::string& method, const std::string& url, const Pairs& headers,
+                     const std::string& body, const std::string& secret_key) {
+    auto find = [&](std::string_view name) { return valuesOf(headers, name); };
+    std::vector<std::string> authorization = find("Authorization");
+    if (authorization.size() != 1) return "expected one Authorization header";
+    const std::string& auth = authorization[0];
+    auto between = [&](std::string_view start) -> std::string {
+      size_t from = auth.find(start);
+      if (from == std::string::npos) return {};
+      from += start.size();
+      return auth.substr(from, auth.find(',', from) - from);
+    };
+    std::vector<std::string> scope = split(between("Credential="), '/');
+    if (!auth.starts_with("AWS4-HMAC-SHA256 ") || scope.size() != 5) {
+      return "malformed Authorization: " + auth;
+    }
+    std::vector<std::string> dates = find("X-Amz-Date");
+    std::vector<std::string> tokens = find("X-Amz-Security-Token");
+    if (dates.size() != 1) return "expected one X-Amz-Date header";
+    SignRequest request{.method = method,
+                        .url = url,
+                        .body = body,
+                        .service = scope[3],
+                        .region = scope[2],
+                        .access_key = scope[0],
+                        .secret_key = secret_key,
+                        .token = tokens.empty() ? "" : tokens[0],
+                        .amz_date = dates[0]};
+    for (const std::string& name : split(between("SignedHeaders="), ';')) {
+      if (name == "x-amz-date" || name == "x-amz-security-token") continue;  // botocore adds them
+      for (const std::string& value : find(name)) request.headers.emplace_back(name, value);
+    }
+    Signed expected = sign(request);
+    if (!expected.error.empty()) return "botocore: " + expected.error;
+    if (expected.authorization != auth) {
+      return "botocore computes " + expected.authorization + " but the request has " + auth;
+    }
+    return {};
+  }
+
+  // The header fields of a raw request head (the request line skipped), in order.
+  static Pairs headerLines(std::string_view head) {
+    Pairs out;
+    size_t start = head.find("\r\n");
+    while (start != std::string_view::npos) {
+      start += 2;
+      size_t end = head.find("\r\n", start);
+      std::string_view line = head.substr(start, end == std::string_view::npos ? end : end - start);
+      if (size_t colon = line.find(':'); colon != std::string_view::npos) {
+        std::string_view value = line.substr(colon + 1);
+        while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+        out.emplace_back(std::string(line.substr(0, colon)), std::string(value));
+      }
+      start = end;
+    }
+    return out;
+  }
+
   // Empty when `body` is valid input for the ECS operation per botocore's model; else botocore's
   // report.
   std::string validateEcsInput(const std::string& operation, const boost::json::object& body) {
@@ -130,6 +185,30 @@ class BotocoreReference {
   static boost::json::array toJson(const Pairs& pairs) {
     boost::json::array out;
     for (const auto& [key, value] : pairs) out.emplace_back(boost::json::array{key, value});
+    return out;
+  }
+
+  static std::vector<std::string> valuesOf(const Pairs& pairs, std::string_view name) {
+    std::vector<std::string> out;
+    for (const auto& [key, value] : pairs) {
+      if (key.size() == name.size() &&
+          std::equal(key.begin(), key.end(), name.begin(),
+                     [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+        out.push_back(value);
+      }
+    }
+    return out;
+  }
+
+  static std::vector<std::string> split(const std::string& text, char separator) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start <= text.size() && !text.empty()) {
+      size_t end = text.find(separator, start);
+      if (end == std::string::npos) end = text.size();
+      out.push_back(text.substr(start, end - start));
+      start = end + 1;
+    }
     return out;
   }
 

@@ -1,0 +1,579 @@
+#include "agent/acs/acs_session.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/websocket/error.hpp>
+#include <boost/json.hpp>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <random>
+
+#include "agent/acs/websocket_client.h"
+#include "agent/aws/sigv4.h"
+
+namespace ecs::acs {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using Millis = std::chrono::milliseconds;
+
+namespace {
+
+constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
+
+std::string str(const json::object& object, std::string_view key) {
+  if (const auto* value = object.if_contains(key); value && value->is_string()) {
+    return std::string(value->get_string());
+  }
+  return {};
+}
+
+std::int64_t integer(const json::object& object, std::string_view key) {
+  if (const auto* value = object.if_contains(key)) {
+    if (value->is_int64()) return value->get_int64();
+    if (value->is_uint64()) return static_cast<std::int64_t>(value->get_uint64());
+    if (value->is_double()) return static_cast<std::int64_t>(value->get_double());
+  }
+  return 0;
+}
+
+std::vector<TaskIdentifier> taskIdentifiers(const json::object& object, std::string_view key) {
+  std::vector<TaskIdentifier> out;
+  const auto* list = object.if_contains(key);
+  if (list == nullptr || !list->is_array()) return out;
+  for (const auto& item : list->get_array()) {
+    if (!item.is_object()) continue;
+    const auto& task = item.get_object();
+    out.push_back({str(task, "taskArn"), str(task, "taskClusterArn"), str(task, "desiredStatus")});
+  }
+  return out;
+}
+
+json::array identifiersJson(const std::vector<TaskIdentifier>& tasks) {
+  json::array out;
+  for (const auto& task : tasks) {
+    out.push_back(json::object{{"taskArn", task.task_arn},
+                               {"taskClusterArn", task.task_cluster_arn},
+                               {"desiredStatus", task.desired_status}});
+  }
+  return out;
+}
+
+bool isCleanCloseCode(std::uint16_t code) {
+  return code == 1000 || code == 1001 || code == 1006 || code == 1011;
+}
+
+constexpr std::string_view kExceptionTypes[] = {
+    "ServerException",          "BadRequestException",   "InvalidClusterException",
+    "InvalidInstanceException", "AccessDeniedException", "InactiveInstanceException"};
+
+bool isException(std::string_view type) {
+  for (auto known : kExceptionTypes) {
+    if (type == known) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool AcsPayload::allTasksParsed() const {
+  for (const auto& task : tasks) {
+    if (!task.task) return false;
+  }
+  return true;
+}
+
+std::string acsQuery(const AcsSessionOptions& options, bool send_credentials) {
+  aws::QueryParameters query{{"agentHash", options.agent_hash},
+                             {"agentVersion", options.agent_version},
+                             {"clusterArn", options.cluster},
+                             {"containerInstanceArn", options.container_instance_arn},
+                             {"protocolVersion", "2"},
+                             {"sendCredentials", send_credentials ? "true" : "false"},
+                             {"seqNum", "1"}};
+  if (!options.docker_version.empty()) query.emplace_back("dockerVersion", options.docker_version);
+  return aws::encodeQuery(query);
+}
+
+// Everything the session's coroutines share; it lives as long as any of them runs. All members
+// but the atomics are touched only on the strand.
+class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
+ public:
+  AcsSessionState(asio::io_context& io, AcsSessionOptions options, AcsHandler& handler)
+      : strand_(asio::make_strand(io)),
+        options_(std::move(options)),
+        handler_(handler),
+        wait_timer_(strand_),
+        heartbeat_timer_(strand_),
+        age_timer_(strand_),
+        random_(std::random_device{}()) {}
+
+  void start() {
+    asio::co_spawn(strand_, run(shared_from_this()),
+                   [self = shared_from_this()](std::exception_ptr error) {
+                     if (error) {
+                       try {
+                         std::rethrow_exception(error);
+                       } catch (const std::exception& e) {
+                         spdlog::error("ACS session ended: {}", e.what());
+                       }
+                     }
+                     self->finished_.set_value();
+                   });
+    started_ = true;
+  }
+
+  void stop(bool wait) {
+    if (!started_) return;
+    asio::post(strand_, [self = shared_from_this()] { self->requestStop(); });
+    if (wait) {
+      auto budget = options_.close_timeout + 2s;
+      if (finished_future_.wait_for(budget) != std::future_status::ready) {
+        spdlog::warn("ACS session did not stop within {} ms", budget.count());
+      }
+    }
+  }
+
+  bool onStrand() const { return strand_.running_in_this_thread(); }
+
+  // Queues a frame for the current connection (from any thread).
+  void send(std::string frame) {
+    asio::post(strand_, [self = shared_from_this(), frame = std::move(frame)]() mutable {
+      if (!self->conn_) {
+        spdlog::debug("ACS: not connected, dropping a reply");
+        return;
+      }
+      self->queue_.push_back(std::move(frame));
+      if (!self->writing_) {
+        self->writing_ = true;
+        asio::co_spawn(self->strand_, self->writeLoop(self, self->conn_), asio::detached);
+      }
+    });
+  }
+
+  std::weak_ptr<AcsSessionState> weak() { return weak_from_this(); }
+
+  std::atomic<int> connections{0};
+  std::atomic<bool> connected{false};
+
+ private:
+  enum class Outcome { kClean, kFailed, kInactive, kStopped };
+
+  void requestStop() {
+    stopping_ = true;
+    wait_timer_.cancel();
+    heartbeat_timer_.cancel();
+    age_timer_.cancel();
+    if (conn_ && !closing_) {
+      closing_ = true;
+      asio::co_spawn(strand_, closeLoop(shared_from_this(), conn_, 1000, "agent stopping"),
+                     asio::detached);
+    }
+  }
+
+  static asio::awaitable<void> closeLoop(std::shared_ptr<AcsSessionState> self,
+                                         std::shared_ptr<WebSocketConnection> conn,
+                                         std::uint16_t code, std::string reason) {
+    auto ec = co_await conn->close(code, reason);
+    if (ec) conn->abort();
+    (void)self;
+  }
+
+  static asio::awaitable<void> writeLoop(std::shared_ptr<AcsSessionState> self,
+                                         std::shared_ptr<WebSocketConnection> conn) {
+    while (!self->queue_.empty() && self->conn_ == conn) {
+      std::string frame = std::move(self->queue_.front());
+      self->queue_.pop_front();
+      auto ec = co_await conn->write(std::move(frame));
+      if (ec) {
+        spdlog::warn("ACS: write failed: {}", ec.message());
+        conn->abort();
+        break;
+      }
+    }
+    self->writing_ = false;
+    if (self->conn_ != conn) self->queue_.clear();
+  }
+
+  Millis jitter(Millis base, Millis spread) {
+    if (spread.count() <= 0) return base;
+    std::uniform_int_distribution<std::int64_t> pick(0, spread.count() - 1);
+    return base + Millis(pick(random_));
+  }
+
+  Millis nextBackoff() {
+    Millis delay = backoff_;
+    double grown = static_cast<double>(backoff_.count()) * options_.backoff_multiplier;
+    backoff_ = std::min(options_.backoff_max, Millis(static_cast<std::int64_t>(grown)));
+    auto spread = Millis(
+        static_cast<std::int64_t>(static_cast<double>(delay.count()) * options_.backoff_jitter));
+    return jitter(delay, spread);
+  }
+
+  static asio::awaitable<void> run(std::shared_ptr<AcsSessionState> self) {
+    self->backoff_ = self->options_.backoff_initial;
+    while (!self->stopping_) {
+      Outcome outcome = co_await self->connectOnce();
+      if (self->stopping_ || outcome == Outcome::kStopped) break;
+      Millis delay{0};
+      if (outcome == Outcome::kClean) {
+        self->backoff_ = self->options_.backoff_initial;
+      } else if (outcome == Outcome::kInactive) {
+        delay = self->options_.inactive_instance_wait;
+        spdlog::warn("ACS: the container instance is inactive; trying again in {} ms",
+                     delay.count());
+      } else {
+        delay = self->nextBackoff();
+        spdlog::info("ACS: reconnecting in {} ms", delay.count());
+      }
+      if (delay.count() > 0) {
+        self->wait_timer_.expires_after(delay);
+        co_await self->wait_timer_.async_wait(kAwait);
+      }
+    }
+    spdlog::info("ACS session stopped");
+  }
+
+  asio::awaitable<Outcome> connectOnce() {
+    auto endpoint =
+        options_.endpoint
+            ? options_.endpoint()
+            : Result<std::string>(fail(ErrorCode::kFailedPrecondition, "no ACS endpoint source"));
+    if (!endpoint) {
+      spdlog::warn("ACS: discover endpoint: {}", endpoint.error().message);
+      co_return Outcome::kFailed;
+    }
+    auto credentials =
+        options_.credentials
+            ? options_.credentials()
+            : Result<aws::Credentials>(fail(ErrorCode::kFailedPrecondition, "no credentials"));
+    if (!credentials) {
+      spdlog::warn("ACS: credentials: {}", credentials.error().message);
+      co_return Outcome::kFailed;
+    }
+    std::string base = *endpoint;
+    if (base.empty() || base.back() != '/') base += '/';
+    std::string http_url = base + "ws?" + acsQuery(options_, send_credentials_);
+    // Signed as the https/http URL the service canonicalises; dialled as wss/ws.
+    if (http_url.starts_with("wss://")) {
+      http_url = "https://" + http_url.substr(6);
+    } else if (http_url.starts_with("ws://")) {
+      http_url = "http://" + http_url.substr(5);
+    }
+    auto url = parseWebSocketUrl(http_url);
+    if (!url) {
+      spdlog::error("ACS: endpoint {:?}: {}", *endpoint, url.error().message);
+      co_return Outcome::kFailed;
+    }
+    aws::SigV4Request request{
+        .method = "GET", .url = http_url, .headers = {}, .payload_sha256 = aws::sha256Hex("")};
+    auto signature = aws::signV4(request, {.service = "ecs", .region = options_.region},
+                                 *credentials, std::chrono::system_clock::now());
+    if (!signature) {
+      spdlog::error("ACS: sign the upgrade: {}", signature.error().message);
+      co_return Outcome::kFailed;
+    }
+    WebSocketHeaders headers;
+    for (const auto& [name, value] : signature->headers.fields()) headers.emplace_back(name, value);
+
+    auto conn =
+        co_await connectWebSocket(strand_, *url, aws::hostHeader(http_url), std::move(headers),
+                                  {.connect_timeout = options_.connect_timeout,
+                                   .close_timeout = options_.close_timeout,
+                                   .max_message_bytes = options_.max_message_bytes});
+    if (stopping_) {
+      if (conn) (*conn)->abort();
+      co_return Outcome::kStopped;
+    }
+    if (!conn) {
+      const auto& why = conn.error();
+      spdlog::warn("ACS: connect: {}{}{}", why.error.message, why.body.empty() ? "" : ": ",
+                   why.body.substr(0, 512));
+      if (why.body.find("InactiveInstanceException") != std::string::npos) {
+        handler_.onInactiveInstance();
+        co_return Outcome::kInactive;
+      }
+      co_return Outcome::kFailed;
+    }
+    co_return co_await serve(*conn);
+  }
+
+  void armHeartbeat(const std::shared_ptr<WebSocketConnection>& conn) {
+    heartbeat_timer_.expires_after(jitter(options_.heartbeat_timeout, options_.heartbeat_jitter));
+    heartbeat_timer_.async_wait([weak = weak_from_this(), conn](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->conn_ != conn) return;
+      spdlog::warn("ACS: no message within the heartbeat timeout; reconnecting");
+      conn->abort();
+    });
+  }
+
+  asio::awaitable<Outcome> serve(std::shared_ptr<WebSocketConnection> conn) {
+    conn_ = conn;
+    closing_ = false;
+    send_credentials_ = false;
+    connected = true;
+    ++connections;
+    auto since = Clock::now();
+    spdlog::info("ACS: connected");
+    handler_.onConnected();
+    armHeartbeat(conn);
+    age_timer_.expires_after(jitter(options_.max_connection_age, options_.connection_age_jitter));
+    age_timer_.async_wait([weak = weak_from_this(), conn](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->conn_ != conn || self->closing_) return;
+      spdlog::info("ACS: connection reached its maximum age; reconnecting");
+      self->closing_ = true;
+      asio::co_spawn(self->strand_,
+                     closeLoop(self, conn, 1000, "ConnectionExpired: Reconnect to continue"),
+                     asio::detached);
+    });
+
+    boost::beast::error_code ec;
+    for (;;) {
+      std::string text;
+      ec = co_await conn->read(text);
+      if (ec) break;
+      armHeartbeat(conn);
+      dispatch(text);
+    }
+    heartbeat_timer_.cancel();
+    age_timer_.cancel();
+    conn_.reset();
+    queue_.clear();
+    connected = false;
+
+    auto reset_after = options_.backoff_reset_after.value_or(options_.heartbeat_timeout);
+    if (Clock::now() - since >= reset_after) backoff_ = options_.backoff_initial;
+    if (stopping_) co_return Outcome::kStopped;
+    if (ec == boost::beast::websocket::error::closed) {
+      auto reason = conn->closeReason();
+      spdlog::info("ACS: connection closed ({} {})", reason.code,
+                   std::string(reason.reason.data(), reason.reason.size()));
+      if (isCleanCloseCode(reason.code)) co_return Outcome::kClean;
+      co_return Outcome::kFailed;
+    }
+    spdlog::warn("ACS: connection lost: {}", ec.message());
+    conn->abort();
+    co_return Outcome::kFailed;
+  }
+
+  void dispatch(const std::string& text) {
+    boost::system::error_code ec;
+    json::value frame = json::parse(text, ec);
+    if (ec || !frame.is_object()) {
+      spdlog::warn("ACS: dropping a frame that is not a JSON object ({} bytes)", text.size());
+      return;
+    }
+    const auto& envelope = frame.get_object();
+    std::string type = str(envelope, "type");
+    static const json::object kEmpty;
+    const json::object* message = &kEmpty;
+    if (const auto* m = envelope.if_contains("message"); m && m->is_object()) {
+      message = &m->get_object();
+    }
+    if (type.empty()) {
+      if (envelope.size() == 1 && envelope.begin()->value().is_string()) {
+        spdlog::warn("ACS: {}: {}", std::string(envelope.begin()->key()),
+                     std::string(envelope.begin()->value().get_string()));
+      } else {
+        spdlog::warn("ACS: dropping a frame without a type");
+      }
+      return;
+    }
+    if (type == "HeartbeatMessage") {
+      reply("HeartbeatAckRequest", json::object{{"messageId", str(*message, "messageId")}});
+    } else if (type == "PayloadMessage") {
+      onPayload(*message);
+    } else if (type == "IAMRoleCredentialsMessage") {
+      onCredentials(*message);
+    } else if (type == "TaskManifestMessage") {
+      AcsTaskManifest manifest{str(*message, "messageId"),
+                               str(*message, "clusterArn"),
+                               str(*message, "containerInstanceArn"),
+                               integer(*message, "timeline"),
+                               integer(*message, "generatedAt"),
+                               taskIdentifiers(*message, "tasks")};
+      if (manifest.message_id.empty()) {
+        spdlog::warn("ACS: dropping a TaskManifestMessage without messageId");
+        return;
+      }
+      handler_.onTaskManifest(std::move(manifest), AcsReply(weak_from_this()));
+    } else if (type == "TaskStopVerificationAck") {
+      handler_.onStopVerificationAck({str(*message, "messageId"), integer(*message, "generatedAt"),
+                                      taskIdentifiers(*message, "stopTasks")});
+    } else if (type == "StageUpdateMessage" || type == "PerformUpdateMessage") {
+      spdlog::info("ACS: refusing {}: the package manager updates this agent", type);
+      reply("NackRequest",
+            json::object{{"cluster", str(*message, "clusterArn")},
+                         {"containerInstance", str(*message, "containerInstanceArn")},
+                         {"messageId", str(*message, "messageId")},
+                         {"reason", "updates are managed by the package manager"}});
+    } else if (type == "CloseMessage" || type == "ErrorMessage" || isException(type)) {
+      spdlog::warn("ACS: {}: {}", type, str(*message, "message"));
+    } else {
+      spdlog::info("ACS: dropping a {} (not handled by this agent)", type);
+    }
+  }
+
+  void onPayload(const json::object& message) {
+    AcsPayload payload;
+    payload.message_id = str(message, "messageId");
+    payload.cluster_arn = str(message, "clusterArn");
+    payload.container_instance_arn = str(message, "containerInstanceArn");
+    payload.seq_num = integer(message, "seqNum");
+    payload.generated_at = integer(message, "generatedAt");
+    if (payload.message_id.empty() || payload.cluster_arn.empty() ||
+        payload.container_instance_arn.empty()) {
+      spdlog::warn(
+          "ACS: dropping a PayloadMessage without messageId, clusterArn or "
+          "containerInstanceArn");
+      return;
+    }
+    if (const auto* tasks = message.if_contains("tasks"); tasks && tasks->is_array()) {
+      for (const auto& task : tasks->get_array()) {
+        payload.tasks.push_back({acsTaskArn(task), parseAcsTask(task)});
+      }
+    }
+    for (std::size_t i = 0; i < payload.tasks.size(); ++i) {
+      if (!payload.tasks[i].task) {
+        spdlog::warn("ACS: payload {} task {} ({}): {}", payload.message_id, i,
+                     payload.tasks[i].arn.value_or("no arn"),
+                     payload.tasks[i].task.error().message);
+      }
+    }
+    handler_.onPayload(std::move(payload), AcsReply(weak_from_this()));
+  }
+
+  void onCredentials(const json::object& message) {
+    AcsCredentialsMessage out;
+    out.message_id = str(message, "messageId");
+    out.task_arn = str(message, "taskArn");
+    out.task_cluster_arn = str(message, "taskClusterArn");
+    std::string role_type = str(message, "roleType");
+    const auto* creds = message.if_contains("roleCredentials");
+    if (out.message_id.empty() || out.task_arn.empty() || role_type.empty() || creds == nullptr ||
+        !creds->is_object() || str(creds->get_object(), "credentialsId").empty()) {
+      spdlog::warn("ACS: dropping an incomplete IAMRoleCredentialsMessage");
+      return;
+    }
+    const auto& c = creds->get_object();
+    out.credentials = RoleCredentials{.credentials_id = str(c, "credentialsId"),
+                                      .role_arn = str(c, "roleArn"),
+                                      .access_key_id = str(c, "accessKeyId"),
+                                      .secret_access_key = str(c, "secretAccessKey"),
+                                      .session_token = str(c, "sessionToken"),
+                                      .expiration = str(c, "expiration"),
+                                      .role_type = role_type};
+    handler_.onCredentials(std::move(out), AcsReply(weak_from_this()));
+  }
+
+  void reply(std::string_view type, json::object message) {
+    send(json::serialize(json::object{{"type", type}, {"message", std::move(message)}}));
+  }
+
+  asio::strand<asio::io_context::executor_type> strand_;
+  AcsSessionOptions options_;
+  AcsHandler& handler_;
+  asio::steady_timer wait_timer_, heartbeat_timer_, age_timer_;
+  std::mt19937_64 random_;
+  Millis backoff_{0};
+  bool stopping_ = false;
+  bool closing_ = false;
+  bool send_credentials_ = true;
+  bool writing_ = false;
+  std::shared_ptr<WebSocketConnection> conn_;
+  std::deque<std::string> queue_;
+  bool started_ = false;
+  std::promise<void> finished_;
+  std::shared_future<void> finished_future_ = finished_.get_future().share();
+};
+
+namespace {
+
+void sendFrame(const std::weak_ptr<AcsSessionState>& weak, std::string_view type,
+               json::object message) {
+  if (auto session = weak.lock()) {
+    session->send(json::serialize(json::object{{"type", type}, {"message", std::move(message)}}));
+  }
+}
+
+void sendCredentialsAck(const std::weak_ptr<AcsSessionState>& weak, const std::string& message_id,
+                        const RoleCredentials& credentials) {
+  sendFrame(weak, "IAMRoleCredentialsAckRequest",
+            json::object{{"messageId", message_id},
+                         {"expiration", credentials.expiration},
+                         {"credentialsId", credentials.credentials_id}});
+}
+
+}  // namespace
+
+bool AcsReply::ackPayload(const AcsPayload& payload) const {
+  if (!payload.allTasksParsed()) return false;
+  sendFrame(session_, "AckRequest",
+            json::object{{"cluster", payload.cluster_arn},
+                         {"containerInstance", payload.container_instance_arn},
+                         {"messageId", payload.message_id}});
+  for (const auto& task : payload.tasks) {
+    if (task.task->role_credentials) {
+      sendCredentialsAck(session_, payload.message_id, *task.task->role_credentials);
+    }
+    if (task.task->execution_role_credentials) {
+      sendCredentialsAck(session_, payload.message_id, *task.task->execution_role_credentials);
+    }
+  }
+  return true;
+}
+
+void AcsReply::ackCredentials(const AcsCredentialsMessage& message) const {
+  sendCredentialsAck(session_, message.message_id, message.credentials);
+}
+
+void AcsReply::ackManifest(const AcsTaskManifest& manifest,
+                           const std::vector<TaskIdentifier>& stop_candidates) const {
+  sendFrame(session_, "AckRequest",
+            json::object{{"cluster", manifest.cluster_arn},
+                         {"containerInstance", manifest.container_instance_arn},
+                         {"messageId", manifest.message_id}});
+  if (!stop_candidates.empty()) {
+    sendFrame(session_, "TaskStopVerificationMessage",
+              json::object{{"messageId", manifest.message_id},
+                           {"stopCandidates", identifiersJson(stop_candidates)}});
+  }
+}
+
+AcsSession::AcsSession(asio::io_context& io, AcsSessionOptions options, AcsHandler& handler)
+    : state_(std::make_shared<AcsSessionState>(io, std::move(options), handler)) {}
+
+AcsSession::~AcsSession() {
+  stop();
+}
+
+void AcsSession::start() {
+  state_->start();
+}
+
+void AcsSession::stop() {
+  state_->stop(!state_->onStrand());
+}
+
+int AcsSession::connections() const {
+  return state_->connections.load();
+}
+
+bool AcsSession::connected() const {
+  return state_->connected.load();
+}
+
+}  // namespace ecs::acs

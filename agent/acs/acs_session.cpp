@@ -322,6 +322,7 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
   asio::awaitable<Outcome> serve(std::shared_ptr<WebSocketConnection> conn) {
     conn_ = conn;
     closing_ = false;
+    expired_ = false;
     send_credentials_ = false;
     connected = true;
     ++connections;
@@ -335,6 +336,7 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
       if (ec || !self || self->conn_ != conn || self->closing_) return;
       spdlog::info("ACS: connection reached its maximum age; reconnecting");
       self->closing_ = true;
+      self->expired_ = true;
       asio::co_spawn(self->strand_,
                      closeLoop(self, conn, 1000, "ConnectionExpired: Reconnect to continue"),
                      asio::detached);
@@ -357,8 +359,10 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
     auto reset_after = options_.backoff_reset_after.value_or(options_.heartbeat_timeout);
     if (Clock::now() - since >= reset_after) backoff_ = options_.backoff_initial;
     if (stopping_) co_return Outcome::kStopped;
-    if (ec == boost::beast::websocket::error::closed) {
-      auto reason = conn->closeReason();
+    if (expired_) co_return Outcome::kClean;
+    // The server's close frame decides, even when the TCP teardown after it failed.
+    if (auto reason = conn->closeReason();
+        reason.code != boost::beast::websocket::close_code::none) {
       spdlog::info("ACS: connection closed ({} {})", reason.code,
                    std::string(reason.reason.data(), reason.reason.size()));
       if (isCleanCloseCode(reason.code)) co_return Outcome::kClean;
@@ -491,6 +495,7 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
   Millis backoff_{0};
   bool stopping_ = false;
   bool closing_ = false;
+  bool expired_ = false;  // we closed the connection at its maximum age
   bool send_credentials_ = true;
   bool writing_ = false;
   std::shared_ptr<WebSocketConnection> conn_;

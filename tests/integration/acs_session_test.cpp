@@ -69,6 +69,19 @@ class RecordingHandler : public AcsHandler {
     credentials_.push_back(std::move(message));
     changed_.notify_all();
   }
+  void onTaskManifest(AcsTaskManifest manifest, AcsReply reply) override {
+    // Every local task the manifest does not list is a stop candidate; here there is one.
+    reply.ackManifest(manifest, {{"arn:aws:ecs:us-west-2:123456789012:task/acs-session-test/gone",
+                                  manifest.cluster_arn, "STOPPED"}});
+    std::lock_guard lock(mutex_);
+    manifests_.push_back(std::move(manifest));
+    changed_.notify_all();
+  }
+  void onStopVerificationAck(AcsStopVerificationAck ack) override {
+    std::lock_guard lock(mutex_);
+    stop_acks_.push_back(std::move(ack));
+    changed_.notify_all();
+  }
   void onInactiveInstance() override {
     std::lock_guard lock(mutex_);
     ++inactive_;
@@ -81,6 +94,15 @@ class RecordingHandler : public AcsHandler {
       return std::nullopt;
     }
     return payloads_[index];
+  }
+  std::optional<AcsStopVerificationAck> waitForStopAck() {
+    std::unique_lock lock(mutex_);
+    if (!changed_.wait_for(lock, 10s, [&] { return !stop_acks_.empty(); })) return std::nullopt;
+    return stop_acks_.front();
+  }
+  std::vector<AcsTaskManifest> manifests() {
+    std::lock_guard lock(mutex_);
+    return manifests_;
   }
   int inactive() {
     std::lock_guard lock(mutex_);
@@ -96,6 +118,8 @@ class RecordingHandler : public AcsHandler {
   std::condition_variable changed_;
   std::vector<std::pair<AcsPayload, AcsReply>> payloads_;
   std::vector<AcsCredentialsMessage> credentials_;
+  std::vector<AcsTaskManifest> manifests_;
+  std::vector<AcsStopVerificationAck> stop_acks_;
   int inactive_ = 0;
 };
 
@@ -296,6 +320,33 @@ TEST_F(AcsSessionTest, AcksCredentialsRefreshAndRefusesUpdates) {
   ASSERT_TRUE(nack) << plane_.log();
 }
 
+TEST_F(AcsSessionTest, ManifestIsAckedWithStopCandidatesAndTheVerificationReachesTheHandler) {
+  plane_.settings({{"acs_auto_stop_verification_ack", true}});
+  start(options());
+  connect();
+  auto manifest = plane_.pushAcs(
+      {{"type", "TaskManifestMessage"},
+       {"message", json::object{{"tasks", json::array{json::object{
+                                              {"taskArn", task("one").at("arn")},
+                                              {"taskClusterArn", task("one").at("taskClusterArn")},
+                                              {"desiredStatus", "RUNNING"}}}}}}});
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", manifest.at("messageId")}}, 10s))
+      << plane_.log();
+  auto verification = plane_.waitForAcsFrame("TaskStopVerificationMessage",
+                                             {{"messageId", manifest.at("messageId")}}, 10s);
+  ASSERT_TRUE(verification) << plane_.log();
+  auto ack = handler_.waitForStopAck();
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->message_id, manifest.at("messageId").as_string());
+  ASSERT_EQ(ack->stop_tasks.size(), 1u);
+  EXPECT_EQ(ack->stop_tasks[0].task_arn,
+            "arn:aws:ecs:us-west-2:123456789012:task/acs-session-test/gone");
+  auto manifests = handler_.manifests();
+  ASSERT_EQ(manifests.size(), 1u);
+  ASSERT_EQ(manifests[0].tasks.size(), 1u);
+  EXPECT_EQ(manifests[0].tasks[0].desired_status, "RUNNING");
+}
+
 TEST_F(AcsSessionTest, CleanCloseReconnectsAtOnceWithoutAskingForCredentials) {
   auto o = options();
   o.backoff_initial = 60s;  // a reconnect within the wait below cannot be a backoff
@@ -379,6 +430,18 @@ TEST_F(AcsSessionTest, StopClosesCleanlyAndPromptly) {
   // No reconnect follows.
   session_.reset();
   EXPECT_FALSE(plane_.waitForAcsConnection(300ms, seq));
+}
+
+TEST_F(AcsSessionTest, StopIsPromptWhileWaitingToReconnect) {
+  plane_.refuseAcs(-1, 503, {{"ServerException", "unavailable"}});
+  auto o = options();
+  o.backoff_initial = 60s;
+  start(o);
+  ASSERT_TRUE(plane_.waitForEvent({{"kind", "connect"}, {"accepted", false}}, 10s));
+  auto asked = std::chrono::steady_clock::now();
+  session_->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 1s);
+  EXPECT_EQ(session_->connections(), 0);
 }
 
 }  // namespace

@@ -175,6 +175,7 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
     wait_timer_.cancel();
     heartbeat_timer_.cancel();
     age_timer_.cancel();
+    if (dial_abort_) dial_abort_->abort();
     if (conn_ && !closing_) {
       closing_ = true;
       asio::co_spawn(strand_, closeLoop(shared_from_this(), conn_, 1000, "agent stopping"),
@@ -287,11 +288,14 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
     WebSocketHeaders headers;
     for (const auto& [name, value] : signature->headers.fields()) headers.emplace_back(name, value);
 
+    dial_abort_ = std::make_shared<WebSocketDialAbort>();
     auto conn =
         co_await connectWebSocket(strand_, *url, aws::hostHeader(http_url), std::move(headers),
                                   {.connect_timeout = options_.connect_timeout,
                                    .close_timeout = options_.close_timeout,
-                                   .max_message_bytes = options_.max_message_bytes});
+                                   .max_message_bytes = options_.max_message_bytes},
+                                  dial_abort_);
+    dial_abort_.reset();
     if (stopping_) {
       if (conn) (*conn)->abort();
       co_return Outcome::kStopped;
@@ -348,7 +352,12 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
       ec = co_await conn->read(text);
       if (ec) break;
       armHeartbeat(conn);
-      dispatch(text);
+      // A handler's exception must not end the session: the next message may be fine.
+      try {
+        dispatch(text);
+      } catch (const std::exception& e) {
+        spdlog::error("ACS: handling a message failed: {}", e.what());
+      }
     }
     heartbeat_timer_.cancel();
     age_timer_.cancel();
@@ -499,6 +508,7 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
   bool send_credentials_ = true;
   bool writing_ = false;
   std::shared_ptr<WebSocketConnection> conn_;
+  std::shared_ptr<WebSocketDialAbort> dial_abort_;  // the connection attempt in flight
   std::deque<std::string> queue_;
   bool started_ = false;
   std::promise<void> finished_;

@@ -125,13 +125,22 @@ Result<WebSocketUrl> parseWebSocketUrl(std::string_view url) {
 
 asio::awaitable<std::expected<std::shared_ptr<WebSocketConnection>, WebSocketConnectError>>
 connectWebSocket(asio::any_io_executor executor, WebSocketUrl url, std::string host_header,
-                 WebSocketHeaders headers, WebSocketOptions options) {
+                 WebSocketHeaders headers, WebSocketOptions options,
+                 std::shared_ptr<WebSocketDialAbort> abort) {
   using Failure = std::unexpected<WebSocketConnectError>;
+  const auto aborted = [] {
+    return Failure({0, {}, Error{ErrorCode::kUnavailable, "connection attempt abandoned"}});
+  };
+  if (!abort) abort = std::make_shared<WebSocketDialAbort>();
+  if (abort->aborted()) co_return aborted();
   tcp::resolver resolver(executor);
+  abort->setHook([&resolver] { resolver.cancel(); });
   auto [rec, endpoints] = co_await resolver.async_resolve(url.host, url.port, kAwait);
+  abort->setHook(nullptr);
+  if (abort->aborted()) co_return aborted();
   if (rec) co_return Failure({0, {}, netError(fmt::format("resolve {}", url.host), rec)});
 
-  auto upgrade = [&](auto& conn) -> asio::awaitable<std::optional<WebSocketConnectError>> {
+  auto dial = [&](auto& conn) -> asio::awaitable<std::optional<WebSocketConnectError>> {
     auto& ws = conn->ws();
     auto& lowest = beast::get_lowest_layer(ws);
     lowest.expires_after(options.connect_timeout);
@@ -170,6 +179,20 @@ connectWebSocket(asio::any_io_executor executor, WebSocketUrl url, std::string h
     timeouts.handshake_timeout = options.close_timeout;
     ws.set_option(timeouts);
     co_return std::nullopt;
+  };
+
+  auto upgrade = [&](auto& conn) -> asio::awaitable<std::optional<WebSocketConnectError>> {
+    abort->setHook([weak = std::weak_ptr(conn)] {
+      if (auto c = weak.lock()) c->abort();
+    });
+    auto result = co_await dial(conn);
+    abort->setHook(nullptr);
+    if (abort->aborted()) {
+      conn->abort();
+      co_return WebSocketConnectError{
+          0, {}, Error{ErrorCode::kUnavailable, "connection attempt abandoned"}};
+    }
+    co_return result;
   };
 
   if (url.tls) {

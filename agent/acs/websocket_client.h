@@ -12,6 +12,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -65,10 +66,27 @@ class WebSocketConnection {
 
 using WebSocketHeaders = std::vector<std::pair<std::string, std::string>>;
 
+// Lets the caller give up on a connection attempt in flight: abort() (on the connection's
+// executor) makes connectWebSocket fail at once.
+class WebSocketDialAbort {
+ public:
+  void abort() {
+    aborted_ = true;
+    if (hook_) hook_();
+  }
+  bool aborted() const { return aborted_; }
+  void setHook(std::function<void()> hook) { hook_ = std::move(hook); }
+
+ private:
+  bool aborted_ = false;
+  std::function<void()> hook_;
+};
+
 // Dials, upgrades with GET `url.target` and `headers` (Host is `host_header`), and returns the
 // open connection.
 boost::asio::awaitable<std::expected<std::shared_ptr<WebSocketConnection>, WebSocketConnectError>>
 connectWebSocket(boost::asio::any_io_executor executor, WebSocketUrl url, std::string host_header,
-                 WebSocketHeaders headers, WebSocketOptions options);
+                 WebSocketHeaders headers, WebSocketOptions options,
+                 std::shared_ptr<WebSocketDialAbort> abort = nullptr);
 
 }  // namespace ecs::acs

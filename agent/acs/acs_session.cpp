@@ -162,8 +162,6 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
     });
   }
 
-  std::weak_ptr<AcsSessionState> weak() { return weak_from_this(); }
-
   std::atomic<int> connections{0};
   std::atomic<bool> connected{false};
 
@@ -204,7 +202,11 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
       }
     }
     self->writing_ = false;
-    if (self->conn_ != conn) self->queue_.clear();
+    // Frames queued meanwhile for a newer connection go out on it.
+    if (self->conn_ && self->conn_ != conn && !self->queue_.empty()) {
+      self->writing_ = true;
+      asio::co_spawn(self->strand_, writeLoop(self, self->conn_), asio::detached);
+    }
   }
 
   Millis jitter(Millis base, Millis spread) {

@@ -163,9 +163,11 @@ class AcsSession {
 
   // Starts connecting; the io_context must be running (or run later).
   void start();
-  // Closes the connection cleanly (close code 1000, waiting at most close_timeout for the
-  // server's answer) and stops reconnecting. Called from another thread than the io_context's, it
-  // waits for that to finish; from the io_context's thread it only starts it.
+  // Stops reconnecting, gives up a connection attempt in flight and closes an open connection
+  // with close code 1000 (the close handshake finishes on the io_context, bounded by
+  // close_timeout). Called from another thread than the io_context's, it waits (at most
+  // close_timeout + 2 s) until the session's loop has ended; from that thread it only starts it.
+  // The io_context must be running.
   void stop();
 
   // Connections made so far; whether one is open now.

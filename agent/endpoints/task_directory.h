@@ -1,6 +1,6 @@
 // TaskDirectory: the endpoints' read-only view of the tasks the engine runs, fed with the
-// engine's snapshots (TaskEngine::addSnapshotListener) and indexed the ways requests find a task: by
-// v3/v4 endpoint id (the per-container UUID in ECS_CONTAINER_METADATA_URI), by task ARN, by the
+// engine's snapshots (TaskEngine::addSnapshotListener) and indexed the ways requests find a task:
+// by v3/v4 endpoint id (the per-container UUID in ECS_CONTAINER_METADATA_URI), by task ARN, by the
 // caller's IP address (v2 metadata) and by container (Docker) id. Thread-safe and read-mostly:
 // lookups hand out the immutable snapshot and never touch engine state.
 //

@@ -11,7 +11,7 @@ import re
 import time
 import uuid
 
-from models import parse_json
+from models import parse_json, type_name
 
 TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -33,20 +33,9 @@ class ClientError(Exception):
 # --- shape checks ---------------------------------------------------------------------------------
 
 
-def _type_name(value):
-    return {
-        dict: "object",
-        list: "array",
-        str: "string",
-        bool: "boolean",
-        int: "number",
-        float: "number",
-    }.get(type(value), "null" if value is None else type(value).__name__)
-
-
 def _members(obj, path, allowed, required=()):
     if not isinstance(obj, dict):
-        raise ClientError(f"{path}: expected an object, got {_type_name(obj)}")
+        raise ClientError(f"{path}: expected an object, got {type_name(obj)}")
     unknown = sorted(set(obj) - set(allowed))
     if unknown:
         raise ClientError(f"{path}: unknown member(s) {unknown}", "SerializationException")
@@ -63,7 +52,7 @@ def _string(obj, key, path, required=False, max_len=None, empty=True, choices=No
         return None
     if not isinstance(value, str):
         raise ClientError(
-            f"{path}.{key}: expected a string, got {_type_name(value)}", "SerializationException"
+            f"{path}.{key}: expected a string, got {type_name(value)}", "SerializationException"
         )
     if not empty and value == "":
         raise ClientError(f"{path}.{key} must not be empty")
@@ -84,7 +73,7 @@ def _integer(obj, key, path, required=False, low=None, high=None):
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ClientError(
-            f"{path}.{key}: expected an integer, got {_type_name(value)}", "SerializationException"
+            f"{path}.{key}: expected an integer, got {type_name(value)}", "SerializationException"
         )
     if (low is not None and value < low) or (high is not None and value > high):
         raise ClientError(f"{path}.{key}: {value} is outside [{low}, {high}]")
@@ -95,7 +84,7 @@ def _number(obj, key, path):
     value = obj.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise ClientError(
-            f"{path}.{key}: expected a number (epoch seconds), got {_type_name(value)}",
+            f"{path}.{key}: expected a number (epoch seconds), got {type_name(value)}",
             "SerializationException",
         )
     return value
@@ -109,7 +98,7 @@ def _list(obj, key, path, required=False, max_len=None):
         return []
     if not isinstance(value, list):
         raise ClientError(
-            f"{path}.{key}: expected an array, got {_type_name(value)}", "SerializationException"
+            f"{path}.{key}: expected an array, got {type_name(value)}", "SerializationException"
         )
     if max_len is not None and len(value) > max_len:
         raise ClientError(f"{path}.{key} has {len(value)} items; at most {max_len} are allowed")
@@ -614,7 +603,7 @@ class EcsApi:
                 raise ClientError(parse_error, "SerializationException")
             if not isinstance(body, dict):
                 raise ClientError(
-                    f"body is {_type_name(body)}, not an object", "SerializationException"
+                    f"body is {type_name(body)}, not an object", "SerializationException"
                 )
             status, answer = 200, self.operations[op](body)
         except ClientError as e:

@@ -54,7 +54,7 @@ class Model:
         kind = shape["type"]
         if kind == "structure":
             if not isinstance(value, dict):
-                problems.append(f"{path}: expected object, got {_name(value)}")
+                problems.append(f"{path}: expected object, got {type_name(value)}")
                 return
             members = shape.get("members", {})
             for key, item in value.items():
@@ -67,7 +67,7 @@ class Model:
                     problems.append(f"{path}.{key}: required")
         elif kind == "list":
             if not isinstance(value, list):
-                problems.append(f"{path}: expected array, got {_name(value)}")
+                problems.append(f"{path}: expected array, got {type_name(value)}")
                 return
             _bounds(shape, len(value), path, problems, "items")
             member = self.shapes[shape["member"]["shape"]]
@@ -75,27 +75,27 @@ class Model:
                 self._check(member, item, f"{path}[{i}]", problems)
         elif kind == "map":
             if not isinstance(value, dict):
-                problems.append(f"{path}: expected object, got {_name(value)}")
+                problems.append(f"{path}: expected object, got {type_name(value)}")
                 return
             member = self.shapes[shape["value"]["shape"]]
             for key, item in value.items():
                 self._check(member, item, f"{path}.{key}", problems)
         elif kind == "string":
             if not isinstance(value, str):
-                problems.append(f"{path}: expected string, got {_name(value)}")
+                problems.append(f"{path}: expected string, got {type_name(value)}")
             elif "enum" in shape and value not in shape["enum"]:
                 problems.append(f"{path}: {value!r} is not one of {shape['enum']}")
         elif kind == "boolean":
             if not isinstance(value, bool):
-                problems.append(f"{path}: expected boolean, got {_name(value)}")
+                problems.append(f"{path}: expected boolean, got {type_name(value)}")
         elif kind in ("integer", "long"):
             if isinstance(value, bool) or not isinstance(value, int):
-                problems.append(f"{path}: expected integer, got {_name(value)}")
+                problems.append(f"{path}: expected integer, got {type_name(value)}")
             else:
                 _bounds(shape, value, path, problems, "")
         elif kind in ("double", "float", "timestamp"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                problems.append(f"{path}: expected number, got {_name(value)}")
+                problems.append(f"{path}: expected number, got {type_name(value)}")
             else:
                 _bounds(shape, value, path, problems, "")
 
@@ -108,7 +108,8 @@ def _bounds(shape, n, path, problems, unit):
         problems.append(f"{path}: {what} is above the maximum {shape['max']}")
 
 
-def _name(value):
+def type_name(value):
+    """The JSON kind of a decoded value, for messages."""
     return {
         dict: "object",
         list: "array",
@@ -116,7 +117,7 @@ def _name(value):
         bool: "boolean",
         int: "number",
         float: "number",
-    }.get(type(value), type(value).__name__)
+    }.get(type(value), "null" if value is None else type(value).__name__)
 
 
 def check_envelope(model, allowed, text):
@@ -127,7 +128,7 @@ def check_envelope(model, allowed, text):
     except ValueError as e:
         return None, None, [f"not JSON: {e}"]
     if not isinstance(envelope, dict):
-        return None, None, [f"envelope is {_name(envelope)}, not an object"]
+        return None, None, [f"envelope is {type_name(envelope)}, not an object"]
     problems = []
     extra = sorted(set(envelope) - {"type", "message"})
     if extra:
@@ -138,7 +139,7 @@ def check_envelope(model, allowed, text):
         problems.append("envelope type missing or not a string")
         return None, message, problems
     if not isinstance(message, dict):
-        problems.append(f"envelope message is {_name(message)}, not an object")
+        problems.append(f"envelope message is {type_name(message)}, not an object")
     if not model.has(kind):
         problems.append(f"type {kind!r} is not a shape of the model")
     elif allowed is not None and kind not in allowed:

@@ -7,17 +7,19 @@
 #include <functional>
 #include <string>
 
+#include "tests/support/json_pointers.h"
+
 namespace ecs::acs {
 namespace {
 
 using engine::ContainerDefinition;
 using engine::ContainerDependency;
 using engine::ContainerStatus;
-using testing::Contains;
-using testing::ElementsAre;
-using testing::HasSubstr;
-using testing::IsEmpty;
-using testing::Not;
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
 
 // A bridge-mode shop task as ACS sends it: the web container's Docker settings travel in
 // dockerConfig (set by withDockerConfig below, as the JSON strings the wire carries).
@@ -767,21 +769,7 @@ TEST(AcsTaskTest, FromText) {
 // a path, never a crash.
 TEST(AcsTaskFuzzTest, EveryValueReplacedByEveryKind) {
   boost::json::value task = bridgeTask();
-  std::vector<std::string> slots;
-  std::function<void(const boost::json::value&, const std::string&)> collect =
-      [&](const boost::json::value& v, const std::string& pointer) {
-        slots.push_back(pointer);
-        if (v.is_object()) {
-          for (const auto& member : v.as_object()) {
-            collect(member.value(), pointer + "/" + std::string(member.key()));
-          }
-        } else if (v.is_array()) {
-          for (size_t i = 0; i < v.as_array().size(); ++i) {
-            collect(v.as_array()[i], pointer + "/" + std::to_string(i));
-          }
-        }
-      };
-  collect(task, "");
+  const std::vector<std::string> slots = ecs::testing::jsonPointers(task);
   const std::vector<boost::json::value> replacements = {nullptr,
                                                         true,
                                                         -1,

@@ -8,14 +8,16 @@
 #include <random>
 #include <string>
 
+#include "tests/support/json_pointers.h"
+
 namespace ecs::engine {
 namespace {
 
-using testing::Contains;
-using testing::ElementsAre;
-using testing::HasSubstr;
-using testing::IsEmpty;
-using testing::Not;
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
 
 // A web server and a sidecar with every field the parser reads set at least once.
 constexpr std::string_view kSample = R"({
@@ -509,7 +511,7 @@ struct SizeCase {
   std::optional<int> value;
 };
 
-class TaskCpuTest : public testing::TestWithParam<SizeCase> {};
+class TaskCpuTest : public ::testing::TestWithParam<SizeCase> {};
 TEST_P(TaskCpuTest, Parses) {
   auto parsed = parseTaskCpu(GetParam().text);
   if (GetParam().value) {
@@ -522,17 +524,17 @@ TEST_P(TaskCpuTest, Parses) {
 }
 INSTANTIATE_TEST_SUITE_P(
     Forms, TaskCpuTest,
-    testing::Values(SizeCase{"256", 256}, SizeCase{"1024", 1024}, SizeCase{"1 vCPU", 1024},
-                    SizeCase{"0.5 vcpu", 512}, SizeCase{".25 vCPU", 256},
-                    SizeCase{"0.125 VCPU", 128}, SizeCase{"2vCPU", 2048},
-                    SizeCase{" 4 vCPU ", 4096}, SizeCase{"16 vCPU", 16384},
-                    SizeCase{"lots", std::nullopt}, SizeCase{"", std::nullopt},
-                    SizeCase{"-256", std::nullopt}, SizeCase{"256.5", std::nullopt},
-                    SizeCase{"0.1 vCPU", std::nullopt}, SizeCase{"1 cpu", std::nullopt},
-                    SizeCase{"1..2 vCPU", std::nullopt}, SizeCase{"vCPU", std::nullopt},
-                    SizeCase{"99999999999", std::nullopt}, SizeCase{"1 GB", std::nullopt}));
+    ::testing::Values(SizeCase{"256", 256}, SizeCase{"1024", 1024}, SizeCase{"1 vCPU", 1024},
+                      SizeCase{"0.5 vcpu", 512}, SizeCase{".25 vCPU", 256},
+                      SizeCase{"0.125 VCPU", 128}, SizeCase{"2vCPU", 2048},
+                      SizeCase{" 4 vCPU ", 4096}, SizeCase{"16 vCPU", 16384},
+                      SizeCase{"lots", std::nullopt}, SizeCase{"", std::nullopt},
+                      SizeCase{"-256", std::nullopt}, SizeCase{"256.5", std::nullopt},
+                      SizeCase{"0.1 vCPU", std::nullopt}, SizeCase{"1 cpu", std::nullopt},
+                      SizeCase{"1..2 vCPU", std::nullopt}, SizeCase{"vCPU", std::nullopt},
+                      SizeCase{"99999999999", std::nullopt}, SizeCase{"1 GB", std::nullopt}));
 
-class TaskMemoryTest : public testing::TestWithParam<SizeCase> {};
+class TaskMemoryTest : public ::testing::TestWithParam<SizeCase> {};
 TEST_P(TaskMemoryTest, Parses) {
   auto parsed = parseTaskMemory(GetParam().text);
   if (GetParam().value) {
@@ -545,12 +547,12 @@ TEST_P(TaskMemoryTest, Parses) {
 }
 INSTANTIATE_TEST_SUITE_P(
     Forms, TaskMemoryTest,
-    testing::Values(SizeCase{"512", 512}, SizeCase{"1 GB", 1024}, SizeCase{"2GB", 2048},
-                    SizeCase{"0.5 gb", 512}, SizeCase{"1.5 GiB", 1536}, SizeCase{"512 MiB", 512},
-                    SizeCase{"300 MB", 300}, SizeCase{"garbage", std::nullopt},
-                    SizeCase{"1 TB", std::nullopt}, SizeCase{"512.5", std::nullopt},
-                    SizeCase{"0.0001 GB", std::nullopt}, SizeCase{"-1", std::nullopt},
-                    SizeCase{"1 GB extra", std::nullopt}));
+    ::testing::Values(SizeCase{"512", 512}, SizeCase{"1 GB", 1024}, SizeCase{"2GB", 2048},
+                      SizeCase{"0.5 gb", 512}, SizeCase{"1.5 GiB", 1536}, SizeCase{"512 MiB", 512},
+                      SizeCase{"300 MB", 300}, SizeCase{"garbage", std::nullopt},
+                      SizeCase{"1 TB", std::nullopt}, SizeCase{"512.5", std::nullopt},
+                      SizeCase{"0.0001 GB", std::nullopt}, SizeCase{"-1", std::nullopt},
+                      SizeCase{"1 GB extra", std::nullopt}));
 
 TEST(TaskDefinitionParseTest, TaskSizeErrorsNameTheField) {
   EXPECT_THAT(parseError(R"({"cpu": "a lot"})"),
@@ -1336,22 +1338,7 @@ TEST(TaskDefinitionFuzzTest, ByteMutationsNeverCrash) {
 // Parsing must report a path or succeed; validation of whatever parses must not crash.
 TEST(TaskDefinitionFuzzTest, EveryValueReplacedByEveryKind) {
   boost::json::value document = boost::json::parse(kSample);
-  // JSON Pointers, not value pointers: replacing a container frees the values inside it.
-  std::vector<std::string> slots;
-  std::function<void(const boost::json::value&, const std::string&)> collect =
-      [&](const boost::json::value& v, const std::string& pointer) {
-        slots.push_back(pointer);
-        if (v.is_object()) {
-          for (const auto& member : v.as_object()) {
-            collect(member.value(), pointer + "/" + std::string(member.key()));
-          }
-        } else if (v.is_array()) {
-          for (size_t i = 0; i < v.as_array().size(); ++i) {
-            collect(v.as_array()[i], pointer + "/" + std::to_string(i));
-          }
-        }
-      };
-  collect(document, "");
+  const std::vector<std::string> slots = ecs::testing::jsonPointers(document);
   const std::vector<boost::json::value> replacements = {nullptr,
                                                         true,
                                                         -1,

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 #include <csignal>
 #include <filesystem>
@@ -159,6 +160,12 @@ struct TaskEngine::Task {
       if (c->def->name == name) return c.get();
     }
     return nullptr;
+  }
+  // The task's resources for a worker to call, in creation order.
+  std::vector<TaskResource*> resourcePointers() const {
+    std::vector<TaskResource*> out;
+    for (const auto& r : resources) out.push_back(r.get());
+    return out;
   }
   TaskInfo info() const {
     return TaskInfo{arn, id, dir, &definition, role_credentials_id, execution_role_credentials_id};
@@ -788,8 +795,7 @@ void TaskEngine::create(Task& task, Container& c) {
   spec.image = c.image.name;
   spec.snapshot_parent = c.image.chain_id;
   spec.labels = containerLabels(task, c);
-  std::vector<TaskResource*> resources;
-  for (auto& r : task.resources) resources.push_back(r.get());
+  auto resources = task.resourcePointers();
   offload(
       task.arn,
       [this, inputs, spec, resources, info = containerInfo(task, c)]() mutable
@@ -935,8 +941,7 @@ void TaskEngine::handleExit(const std::string& runtime_id, uint32_t exit_status)
   c->busy = true;
   // The runtime's task is deleted before the exit is recorded, so a restart can start a new one
   // and the OOM event (which containerd sends just before the exit) has been seen.
-  std::vector<TaskResource*> resources;
-  for (auto& r : task->resources) resources.push_back(r.get());
+  auto resources = task->resourcePointers();
   offload(
       task->arn,
       [this, id = c->runtime_id, resources, info = containerInfo(*task, *c)]() -> bool {
@@ -1073,9 +1078,8 @@ void TaskEngine::cleanup(Task& task) {
     c->cancelTimers();
     if (c->created) ids.push_back(c->runtime_id);
   }
-  std::vector<TaskResource*> resources;
-  for (auto it = task.resources.rbegin(); it != task.resources.rend(); ++it)
-    resources.push_back(it->get());
+  auto resources = task.resourcePointers();
+  std::reverse(resources.begin(), resources.end());  // cleaned up in reverse
   offload(
       task.arn,
       [this, ids, resources]() -> bool {

@@ -135,6 +135,16 @@ for log in "$LOGS"/ctest-*.log; do
   failed=$((failed + f))
 done
 if ((FAILED)); then
+  # Name what failed last, where a truncated console still shows it.
+  for log in "$LOGS"/ctest-*.log; do
+    [[ -f $log ]] || continue
+    if grep -q 'The following tests FAILED:' "$log"; then
+      echo "failed in $(basename "$log"):"
+      sed -n '/The following tests FAILED:/,$p' "$log" | grep -E '^\s+[0-9]+ - ' | head -20
+      # The first assertion messages of the failures, trimmed.
+      grep -E '(Failure|error:|Expected|Which is|Value of|Actual)' "$log" | cut -c1-300 | head -24
+    fi
+  done
   echo "RESULT: FAILED"
   echo "tests: $passed passed, $failed failed"
   exit 1

@@ -94,8 +94,10 @@ Result<Clock::time_point> parseExpiration(std::string_view text) {
   } else if (pos < text.size() && (text[pos] == '+' || text[pos] == '-')) {
     const int sign = text[pos] == '-' ? -1 : 1;
     ++pos;
+    // "+01:00" (RFC 3339) or "+0100" (what ACS sends in IAMRoleCredentials.expiration).
     auto oh = digits(text, pos, 2);
-    if (!oh || !expect(text, pos, ':')) return bad();
+    if (!oh) return bad();
+    (void)expect(text, pos, ':');
     auto om = digits(text, pos, 2);
     if (!om) return bad();
     offset = std::chrono::minutes(sign * (*oh * 60 + *om));

@@ -16,6 +16,9 @@ constexpr const char* kUsage =
     "usage: ecs-node-agent COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
+    "  daemon               run the node agent: register with the cluster (ECS_CLUSTER,\n"
+    "                       ECS_BACKEND_HOST) and run the tasks it sends, until SIGTERM\n"
+    "  status [--json]      what the running agent reports: cluster, instance, tasks\n"
     "  images pull REF...   pull images into containerd (operators pre-pull before registering)\n"
     "  images ls [-q]       list the images in the agent's containerd namespace\n"
     "  images rm REF...     remove images\n"
@@ -70,10 +73,11 @@ int main(int argc, char** argv) {
   auto config = ecs::config::load(ecs::config::ConfigSources::fromProcess());
   if (!config) {
     fmt::print(stderr, "error: configuration: {}\n", config.error().message);
-    return 2;
+    // The daemon's service must not restart on configuration it can never work with.
+    return args[0] == "daemon" ? 5 : 2;
   }
   // Interactive commands show their own progress; the agent's log is for problems unless asked.
-  const bool interactive = args[0] == "run" || args[0] == "images";
+  const bool interactive = args[0] == "run" || args[0] == "images" || args[0] == "status";
   using ecs::config::LogLevel;
   setUpLogging(config->log_level.value_or(interactive ? LogLevel::kWarn : LogLevel::kInfo));
   for (const auto& warning : config->warnings) spdlog::warn("configuration: {}", warning);
@@ -83,6 +87,8 @@ int main(int argc, char** argv) {
   if (command == "images") return ecs::cli::imagesCommand(*config, rest);
   if (command == "run") return ecs::cli::runCommand(*config, rest);
   if (command == "network") return ecs::cli::networkCommand(*config, rest);
+  if (command == "daemon") return ecs::cli::daemonCommand(*config, rest);
+  if (command == "status") return ecs::cli::statusCommand(*config, rest);
   fmt::print(stderr, "unknown command \"{}\"\n\n{}", command, kUsage);
   return 2;
 }

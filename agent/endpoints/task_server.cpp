@@ -117,7 +117,7 @@ void TaskServer::handle(const HttpRequest& request, HttpResponse& response) {
 std::string_view TaskServer::route(const HttpRequest& request, std::string_view path,
                                    std::string_view query, HttpResponse& response) {
   if (path == "/v1/credentials") {
-    credentials("V1", queryParam(query, "id"), response);
+    credentials("V1", queryParam(query, "id"), request.remote_address, response);
     return "/v1/credentials";
   }
   if (path.starts_with("/v2/credentials")) {
@@ -129,7 +129,7 @@ std::string_view TaskServer::route(const HttpRequest& request, std::string_view 
     // "/v2/credentials/<id>": the id is everything after the slash.
     std::optional<std::string> id;
     if (rest.size() > 1) id = std::string(rest.substr(1));
-    credentials("V2", std::move(id), response);
+    credentials("V2", std::move(id), request.remote_address, response);
     return "/v2/credentials";
   }
   if (path.starts_with("/v2/")) return metadataV2(request, path.substr(4), response);
@@ -140,13 +140,24 @@ std::string_view TaskServer::route(const HttpRequest& request, std::string_view 
 }
 
 void TaskServer::credentials(std::string_view version, std::optional<std::string> id,
-                             HttpResponse& response) {
+                             std::string_view caller, HttpResponse& response) {
   auto prefix = fmt::format("Credentials{}Request: ", version);
   if (!id || id->empty()) {
     return credentialsError(response, 400, "NoIdInRequest",
                             prefix + "No Credential ID in the request");
   }
   auto entry = deps_.credentials->get(*id);
+  // Execution-role credentials are the agent's own, held for pulls, secrets and logs on the
+  // task's behalf: no container is given them, whatever id it presents.
+  if (entry && entry->role_type == credentials::RoleType::kExecution) entry.reset();
+  // A caller at a task's own address (bridge, awsvpc) gets only that task's credentials, even if
+  // it learned another task's id. Callers the agent cannot place (host network) are served by id,
+  // as the real agent serves everyone.
+  if (entry) {
+    if (auto owner = deps_.directory->byIp(caller); owner && owner->arn != entry->task_arn) {
+      entry.reset();
+    }
+  }
   if (!entry) {
     if (!deps_.directory->stateLoaded()) {
       // Before the agent has restored its tasks, "not found" would be a lie a client acts on.

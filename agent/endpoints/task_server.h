@@ -39,7 +39,9 @@ class TaskServer {
   // Returns the route label for metrics ("/v4/<id>/task"), after filling `response`.
   std::string_view route(const HttpRequest& request, std::string_view path, std::string_view query,
                          HttpResponse& response);
-  void credentials(std::string_view version, std::optional<std::string> id, HttpResponse& response);
+  // `caller`: the peer's address, to tell which task asks.
+  void credentials(std::string_view version, std::optional<std::string> id, std::string_view caller,
+                   HttpResponse& response);
   std::string_view metadataV2(const HttpRequest& request, std::string_view rest,
                               HttpResponse& response);
   std::string_view metadataV3V4(int version, std::string_view rest, HttpResponse& response);

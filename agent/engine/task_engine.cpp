@@ -198,19 +198,29 @@ TaskEngine::TaskEngine(boost::asio::io_context& io, EngineDependencies deps, Eng
       listener_strand_(boost::asio::make_strand(listener_thread_.get_executor())),
       alive_(std::make_shared<bool>(true)) {
   std::weak_ptr<bool> alive = alive_;
-  deps_.runtime->onExit([this, alive](const std::string& id, uint32_t status) {
-    boost::asio::post(io_, [this, alive, id, status] {
+  event_gate_ = std::make_shared<EventGate>();
+  event_gate_->io = &io_;
+  deps_.runtime->onExit([this, alive, gate = event_gate_](const std::string& id, uint32_t status) {
+    std::lock_guard lock(gate->mutex);
+    if (!gate->io) return;
+    boost::asio::post(*gate->io, [this, alive, id, status] {
       if (alive.lock()) handleExit(id, status);
     });
   });
-  deps_.runtime->onOom([this, alive](const std::string& id) {
-    boost::asio::post(io_, [this, alive, id] {
+  deps_.runtime->onOom([this, alive, gate = event_gate_](const std::string& id) {
+    std::lock_guard lock(gate->mutex);
+    if (!gate->io) return;
+    boost::asio::post(*gate->io, [this, alive, id] {
       if (alive.lock()) handleOom(id);
     });
   });
 }
 
 TaskEngine::~TaskEngine() {
+  {
+    std::lock_guard lock(event_gate_->mutex);
+    event_gate_->io = nullptr;
+  }
   *alive_ = false;
   alive_.reset();
   drain();
@@ -347,6 +357,9 @@ void TaskEngine::emit(Task& task, Container* container, std::optional<HealthStat
     if (task.known == ContainerStatus::kStopped && !task.stopped_at) task.stopped_at = change.time;
     change.status = task.known;
     change.reason = task.known == ContainerStatus::kStopped ? task.stop_reason : std::string();
+    change.pull_started_at = task.pull_started_at;
+    change.pull_stopped_at = task.pull_stopped_at;
+    if (task.known == ContainerStatus::kStopped) change.execution_stopped_at = task.stopped_at;
   }
   if (deps_.outbox) deps_.outbox->submit(change);
   publish(task);

@@ -24,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -50,6 +51,10 @@ struct StateChange {
   std::optional<HealthStatus> health;  // set when the change is a health change
   std::string runtime_id;              // containerd container ID
   std::string image_digest;            // "sha256:..." of the image manifest; "" before the pull
+  // Task changes only: when its first pull started and its last ended, and (STOPPED) when its
+  // execution stopped — SubmitTaskStateChange's pullStartedAt, pullStoppedAt, executionStoppedAt.
+  std::optional<std::chrono::system_clock::time_point> pull_started_at, pull_stopped_at,
+      execution_stopped_at;
 };
 
 // Where state changes go: `run` prints them; the daemon persists them and submits them to the
@@ -172,6 +177,13 @@ class TaskEngine {
   std::deque<std::string> finished_order_;  // oldest first, to bound finished_
   std::vector<std::function<void(const TaskSnapshotPtr&)>> snapshot_listeners_;
   std::shared_ptr<bool> alive_;
+  // Runtime events arrive on containerd's threads and may come after the engine is gone (the
+  // runtime outlives it): they reach the loop only through this gate, which ~TaskEngine closes.
+  struct EventGate {
+    std::mutex mutex;
+    boost::asio::io_context* io = nullptr;  // under mutex; null once closed
+  };
+  std::shared_ptr<EventGate> event_gate_;
   // Set by drain(): pulls still running give up.
   std::shared_ptr<std::atomic<bool>> shutting_down_ = std::make_shared<std::atomic<bool>>(false);
 };

@@ -118,6 +118,10 @@ Result<std::unique_ptr<Node>> Node::create(const config::Config& config,
                                            engine::StateChangeOutbox& outbox, NodeOptions options) {
   std::unique_ptr<Node> node(new Node());
   node->context_ = metadataContext(config);
+  node->context_.container_instance_arn = options.container_instance_arn;
+  if (!options.availability_zone.empty() && !config.disable_task_metadata_az) {
+    node->context_.availability_zone = options.availability_zone;
+  }
 
   auto images = connectImageServices(config);
   if (!images) return fail(images.error());

@@ -34,6 +34,9 @@ struct NodeOptions {
   // Serve the host's own credentials for task roles (`run` only, with ECS_RUN_HOST_CREDENTIALS);
   // the daemon serves only what the cluster sent for each task.
   bool host_credentials = false;
+  // The daemon's registration: shown by introspection and the metadata endpoints.
+  std::string container_instance_arn;
+  std::string availability_zone;  // "" keeps the configured one
 };
 
 // The containerd connection and the image puller: what `images` needs, without tasks.
@@ -67,6 +70,7 @@ class Node {
   credentials::CredentialsStore& credentials() { return credentials_; }
   endpoints::AgentEndpoints& endpoints() { return *servers_; }
   images::ImagePuller& puller() { return *images_.puller; }
+  metadata::StatsSampler& stats() { return *stats_; }
 
   // Stops the endpoints and the stats sampler, then waits for the engine's pools.
   void stop();

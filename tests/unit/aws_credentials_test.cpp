@@ -77,6 +77,9 @@ TEST(AwsExpirationTest, ParsesTheFormsImdsAndFilesUse) {
   EXPECT_EQ(parseExpiration("2026-11-27T10:00:00.123Z"), want);
   EXPECT_EQ(parseExpiration("2026-11-27T12:30:00+02:30"), want);
   EXPECT_EQ(parseExpiration("2026-11-27T05:00:00-05:00"), want);
+  // ACS writes the offset without a colon.
+  EXPECT_EQ(parseExpiration("2026-11-27T10:00:00.318+0000"), want);
+  EXPECT_EQ(parseExpiration("2026-11-27T12:30:00+0230"), want);
   EXPECT_EQ(formatExpiration(*parseExpiration(formatExpiration(want))), "2026-11-27T10:00:00Z");
   for (const char* bad : {"", "2026-11-27", "2026-11-27T10:00:00", "2026-13-01T00:00:00Z",
                           "2026-02-30T00:00:00Z", "2026-11-27T10:00:00Zjunk", "tomorrow"}) {

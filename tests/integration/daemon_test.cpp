@@ -1,0 +1,521 @@
+// The real `ecs-node-agent daemon` against the stand-in control plane (ECS API, ACS, TCS on
+// loopback, every signature checked with botocore) and the harness's containerd and registry:
+// registration, tasks over ACS, state changes, per-task role credentials, redelivery,
+// reconnects, heartbeats, manifests and unreadable tasks.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <signal.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "agent/common/text.h"
+#include "tests/support/agent_process.h"
+#include "tests/support/fake_control_plane.h"
+#include "tests/support/harness_env.h"
+#include "tests/support/wait_for.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using ecs::testing::BackgroundProcess;
+using ecs::testing::FakeControlPlane;
+using ecs::testing::harnessEnv;
+using ecs::testing::runCommand;
+using ecs::testing::waitFor;
+using namespace std::chrono_literals;
+
+constexpr const char* kCluster = "daemon-test";
+constexpr const char* kBridge = "ecs-test-br3";
+constexpr const char* kSubnet = "172.31.253.0/24";
+
+std::string readFile(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+json::object container(const std::string& name, const std::string& script) {
+  return json::object{{"name", name},      {"image", harnessEnv().registry() + "/test/busybox:oci"},
+                      {"essential", true}, {"memory", 32},
+                      {"stopTimeout", 2},  {"command", json::array{"sh", "-c", script}}};
+}
+
+json::object credentials(const std::string& id, const std::string& role, const std::string& key,
+                         const std::string& type) {
+  return json::object{{"credentialsId", id},
+                      {"roleArn", "arn:aws:iam::123456789012:role/" + role},
+                      {"accessKeyId", key},
+                      {"secretAccessKey", key + "-secret"},
+                      {"sessionToken", key + "-token"},
+                      {"expiration", "2030-03-25T06:17:19.318+0000"},
+                      {"roleType", type}};
+}
+
+std::string hexId(int n) {
+  return fmt::format("{:032x}", 0xda3000 + n);
+}
+
+std::string taskArn(int n) {
+  return fmt::format("arn:aws:ecs:us-west-2:123456789012:task/{}/{}", kCluster, hexId(n));
+}
+
+json::object task(int n, json::array containers, const std::string& network_mode = "bridge",
+                  const std::string& desired = "RUNNING") {
+  return json::object{{"arn", taskArn(n)},
+                      {"family", "daemon-" + std::to_string(n)},
+                      {"version", "1"},
+                      {"desiredStatus", desired},
+                      {"networkMode", network_mode},
+                      {"containers", std::move(containers)}};
+}
+
+json::object payload(json::array tasks) {
+  return json::object{{"type", "PayloadMessage"}, {"message", {{"tasks", std::move(tasks)}}}};
+}
+
+int logicalCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  sched_getaffinity(0, sizeof(set), &set);
+  return CPU_COUNT(&set);
+}
+
+int64_t memTotalMib() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemTotal:") return kib / 1024;
+  }
+  return 0;
+}
+
+const json::object* findResource(const json::object& body, const std::string& name) {
+  for (const auto& r : body.at("totalResources").as_array()) {
+    if (r.at("name") == name.c_str()) return &r.as_object();
+  }
+  return nullptr;
+}
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* agent = std::getenv("ECS_TEST_AGENT_BINARY");
+    ASSERT_NE(agent, nullptr) << "ECS_TEST_AGENT_BINARY is not set (run through ctest)";
+    agent_ = agent;
+    ns_ = ecs::testing::uniqueNamespace("daemon");
+    data_dir_ = fs::path(harnessEnv().workdir()) / ("data-" + ns_);
+    fs::create_directories(data_dir_);
+  }
+
+  void TearDown() override {
+    if (daemon_) {
+      int status = daemon_->stop(SIGTERM, 120s);
+      EXPECT_EQ(status, 0) << daemon_->err();
+      daemon_.reset();
+    }
+    auto teardown = runCommand({agent_, "network", "teardown"}, agentEnv());
+    EXPECT_TRUE(teardown.ok()) << teardown.describe();
+    EXPECT_TRUE(plane_.signatureFailures().empty())
+        << json::serialize(json::value_from(plane_.signatureFailures()));
+    EXPECT_TRUE(plane_.violations().empty())
+        << json::serialize(json::value_from(plane_.violations()));
+    ecs::testing::removeAllImages(ns_);
+    ecs::testing::expectNoLeaks(ns_);
+    std::error_code ec;
+    fs::remove_all(data_dir_, ec);
+  }
+
+  std::vector<std::string> agentEnv() {
+    auto env = plane_.credentialsEnv();
+    std::vector<std::string> more = {
+        "ECS_CONTAINERD_ADDRESS=" + harnessEnv().containerdAddress(),
+        "ECS_CONTAINERD_NAMESPACE=" + ns_,
+        "ECS_LOGLEVEL=info",
+        "ECS_DATADIR=" + data_dir_.string(),
+        std::string("ECS_BRIDGE_NAME=") + kBridge,
+        std::string("ECS_BRIDGE_SUBNET=") + kSubnet,
+        "ECS_DYNAMIC_HOST_PORT_RANGE=62000-62999",
+        "ECS_TASK_ENDPOINT_PORT=" + std::to_string(endpoint_port_),
+        "ECS_INTROSPECTION_PORT=" + std::to_string(introspection_port_),
+        "ECS_BACKEND_HOST=" + plane_.endpointUrl(),
+        std::string("ECS_CLUSTER=") + kCluster,
+        "ECS_RESERVED_MEMORY=64",
+        R"(ECS_INSTANCE_ATTRIBUTES={"stack": "blue"})",
+        R"(ECS_CONTAINER_INSTANCE_TAGS={"team": "node"})"};
+    env.insert(env.end(), more.begin(), more.end());
+    return env;
+  }
+
+  BackgroundProcess& startDaemon() {
+    daemon_ = std::make_unique<BackgroundProcess>(std::vector<std::string>{agent_, "daemon"},
+                                                  agentEnv(), data_dir_.string());
+    return *daemon_;
+  }
+
+  // Starts the daemon and waits for its ACS session.
+  void startAndConnect() {
+    auto after = plane_.lastSeq();
+    startDaemon();
+    ASSERT_TRUE(plane_.waitForAcsConnection(60s, after)) << daemon_->err();
+  }
+
+  // The first SubmitTaskStateChange of `arn` with `status`.
+  std::optional<json::object> waitForState(const std::string& arn, const std::string& status,
+                                           std::chrono::milliseconds timeout = 60s) {
+    auto call =
+        plane_.waitForCall("SubmitTaskStateChange", {{"task", arn}, {"status", status}}, timeout);
+    if (!call) return std::nullopt;
+    return call->at("body").as_object();
+  }
+
+  size_t stateCalls(const std::string& arn, const std::string& status) {
+    size_t n = 0;
+    for (const auto& call : plane_.calls("SubmitTaskStateChange")) {
+      const auto& body = call.at("body").as_object();
+      if (body.at("task") == arn.c_str() && body.at("status") == status.c_str()) ++n;
+    }
+    return n;
+  }
+
+  // A round trip on the ACS session: everything the agent sent before it has arrived.
+  void acsBarrier() {
+    auto sent = plane_.pushAcs({{"type", "HeartbeatMessage"}, {"message", json::object{}}});
+    ASSERT_TRUE(
+        plane_.waitForAcsFrame("HeartbeatAckRequest", {{"messageId", sent.at("messageId")}}, 10s));
+  }
+
+  fs::path stdoutOf(int n, const std::string& name) {
+    return data_dir_ / "tasks" / hexId(n) / name / "stdout.log";
+  }
+
+  std::string agent_;
+  std::string ns_;
+  fs::path data_dir_;
+  int endpoint_port_ = ecs::testing::unusedPort();
+  int introspection_port_ = ecs::testing::unusedPort();
+  FakeControlPlane plane_;
+  std::unique_ptr<BackgroundProcess> daemon_;
+};
+
+TEST_F(DaemonTest, RegistersTheHostAndAgainWithTheSavedArn) {
+  startDaemon();
+  auto first = plane_.waitForCall("RegisterContainerInstance", {}, 60s);
+  ASSERT_TRUE(first) << daemon_->err();
+  const auto& body = first->at("body").as_object();
+  EXPECT_EQ(body.at("cluster"), kCluster);
+  EXPECT_FALSE(body.contains("containerInstanceArn"));
+  EXPECT_FALSE(body.at("clientToken").as_string().empty());
+  auto* cpu = findResource(body, "CPU");
+  ASSERT_NE(cpu, nullptr);
+  EXPECT_EQ(cpu->at("integerValue").to_number<int64_t>(), logicalCpus() * 1024);
+  auto* memory = findResource(body, "MEMORY");
+  ASSERT_NE(memory, nullptr);
+  EXPECT_EQ(memory->at("integerValue").to_number<int64_t>(), memTotalMib() - 64);
+  auto* ports = findResource(body, "PORTS");
+  ASSERT_NE(ports, nullptr);
+  std::set<std::string> reserved;
+  for (const auto& p : ports->at("stringSetValue").as_array())
+    reserved.insert(std::string(p.as_string()));
+  EXPECT_EQ(reserved, (std::set<std::string>{"22", "2375", "2376", "51678", "51679"}));
+  ASSERT_NE(findResource(body, "PORTS_UDP"), nullptr);
+
+  std::map<std::string, std::string> attributes;
+  for (const auto& a : body.at("attributes").as_array()) {
+    const auto& o = a.as_object();
+    attributes[std::string(o.at("name").as_string())] =
+        o.contains("value") ? std::string(o.at("value").as_string()) : "";
+  }
+  EXPECT_EQ(attributes["ecs.os-type"], "linux");
+  EXPECT_EQ(attributes["stack"], "blue");
+  EXPECT_TRUE(attributes.contains("com.amazonaws.ecs.capability.task-iam-role"));
+  EXPECT_TRUE(attributes.contains("ecs.capability.container-health-check"));
+  EXPECT_TRUE(attributes.contains("ecs.cpu-architecture"));
+  // Capabilities this agent does not have are not claimed.
+  EXPECT_FALSE(attributes.contains("ecs.capability.task-eni"));
+  EXPECT_FALSE(attributes.contains("ecs.capability.secrets.ssm.environment-variables"));
+  EXPECT_FALSE(attributes.contains("com.amazonaws.ecs.capability.ecr-auth"));
+  ASSERT_EQ(body.at("tags").as_array().size(), 1u);
+  EXPECT_EQ(body.at("tags").as_array()[0].at("key"), "team");
+  std::string arn(
+      first->at("response").at("containerInstance").at("containerInstanceArn").as_string());
+
+  // The introspection endpoint and `status` show the registration.
+  ASSERT_TRUE(plane_.waitForAcsConnection(60s));
+  auto status = runCommand({agent_, "status", "--json"}, agentEnv());
+  ASSERT_TRUE(status.ok()) << status.describe();
+  auto shown = json::parse(status.out).as_object();
+  EXPECT_EQ(shown.at("metadata").at("ContainerInstanceArn"), arn.c_str());
+  EXPECT_EQ(shown.at("metadata").at("Cluster"), kCluster);
+  auto text = runCommand({agent_, "status"}, agentEnv());
+  EXPECT_NE(text.out.find(arn), std::string::npos) << text.describe();
+
+  // A restart registers the same instance again.
+  ASSERT_EQ(daemon_->stop(SIGTERM, 60s), 0) << daemon_->err();
+  auto after = plane_.lastSeq();
+  startDaemon();
+  auto second = plane_.waitForCall("RegisterContainerInstance", {}, 60s, after);
+  ASSERT_TRUE(second) << daemon_->err();
+  EXPECT_EQ(second->at("body").at("containerInstanceArn"), arn.c_str());
+  EXPECT_NE(second->at("body").at("clientToken"), body.at("clientToken"));
+}
+
+TEST_F(DaemonTest, MissingRegionIsTerminal) {
+  auto env = agentEnv();
+  std::erase_if(env, [](const std::string& e) {
+    return e.starts_with("AWS_REGION=") || e.starts_with("AWS_DEFAULT_REGION=");
+  });
+  auto run = runCommand({agent_, "daemon"}, env, 30s);
+  EXPECT_EQ(run.exit_code, 5) << run.describe();
+  EXPECT_NE(run.err.find("AWS_REGION"), std::string::npos) << run.describe();
+}
+
+TEST_F(DaemonTest, RefusedRegistrationIsTerminal) {
+  plane_.failNext("RegisterContainerInstance", -1, 400, "ClientException", "Cluster not found.");
+  auto run = runCommand({agent_, "daemon"}, agentEnv(), 60s);
+  EXPECT_EQ(run.exit_code, 5) << run.describe();
+  EXPECT_NE(run.err.find("Cluster not found"), std::string::npos) << run.describe();
+  plane_.clearFaults();
+}
+
+TEST_F(DaemonTest, BridgeTaskReportsItsDynamicPortAndStopsWithItsExitCode) {
+  startAndConnect();
+  auto web = container("web",
+                       "mkdir -p /www && echo from-daemon > /www/index.html && "
+                       "exec httpd -f -p 80 -h /www");
+  web["portMappings"] = json::array{{{"containerPort", 80}, {"hostPort", 0}, {"protocol", "tcp"}}};
+  auto sent = plane_.pushAcs(payload({task(1, {web})}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", sent.at("messageId")}}, 30s));
+
+  auto running = waitForState(taskArn(1), "RUNNING");
+  ASSERT_TRUE(running) << daemon_->err();
+  EXPECT_EQ(running->at("cluster"), kCluster);
+  EXPECT_TRUE(running->contains("pullStartedAt"));
+  EXPECT_TRUE(running->contains("pullStoppedAt"));
+  const auto& containers = running->at("containers").as_array();
+  ASSERT_EQ(containers.size(), 1u);
+  const auto& c = containers[0].as_object();
+  EXPECT_EQ(c.at("containerName"), "web");
+  EXPECT_EQ(c.at("status"), "RUNNING");
+  EXPECT_FALSE(c.at("runtimeId").as_string().empty());
+  EXPECT_TRUE(c.at("imageDigest").as_string().starts_with("sha256:"));
+  const auto& bindings = c.at("networkBindings").as_array();
+  ASSERT_EQ(bindings.size(), 1u);
+  int port = static_cast<int>(bindings[0].at("hostPort").to_number<int64_t>());
+  EXPECT_GE(port, 62000);
+  EXPECT_LE(port, 62999);
+  EXPECT_EQ(bindings[0].at("containerPort").to_number<int64_t>(), 80);
+  auto get =
+      runCommand({"curl", "-s", "--max-time", "5", fmt::format("http://127.0.0.1:{}/", port)});
+  EXPECT_EQ(get.out, "from-daemon\n") << get.describe();
+
+  auto stop = task(1, {web});
+  stop["desiredStatus"] = "STOPPED";
+  plane_.pushAcs(payload({stop}));
+  auto stopped = waitForState(taskArn(1), "STOPPED");
+  ASSERT_TRUE(stopped) << daemon_->err();
+  EXPECT_TRUE(stopped->contains("executionStoppedAt"));
+  const auto& sc = stopped->at("containers").as_array();
+  ASSERT_EQ(sc.size(), 1u);
+  EXPECT_EQ(sc[0].at("status"), "STOPPED");
+  EXPECT_TRUE(sc[0].as_object().contains("exitCode")) << json::serialize(sc[0]);
+  acsBarrier();
+  EXPECT_EQ(stateCalls(taskArn(1), "RUNNING"), 1u);
+  EXPECT_EQ(stateCalls(taskArn(1), "STOPPED"), 1u);
+}
+
+TEST_F(DaemonTest, EachTaskReadsOnlyItsOwnRoleCredentials) {
+  startAndConnect();
+  // Each container prints what 169.254.170.2 gives it for its own id, the other task's id and
+  // its own execution role's id, every half second.
+  auto reader = [](const std::string& other_id, const std::string& exec_id) {
+    return fmt::format(
+        "while true; do "
+        "echo own=$(busybox timeout 3 wget -qO- "
+        "http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI 2>&1); "
+        "echo other=$(busybox timeout 3 wget -qO- http://169.254.170.2/v2/credentials/{} 2>&1); "
+        "echo exec=$(busybox timeout 3 wget -qO- http://169.254.170.2/v2/credentials/{} 2>&1); "
+        "sleep 0.5; done",
+        other_id, exec_id);
+  };
+  auto a = task(2, {container("app", reader("cred-b", "exec-a"))});
+  a["roleCredentials"] = credentials("cred-a", "role-a", "ASIATASKA", "TaskApplication");
+  a["executionRoleCredentials"] = credentials("exec-a", "exec-a", "ASIAEXECA", "TaskExecution");
+  auto b = task(3, {container("app", reader("cred-a", "exec-a"))});
+  b["roleCredentials"] = credentials("cred-b", "role-b", "ASIATASKB", "TaskApplication");
+  auto sent = plane_.pushAcs(payload({a, b}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", sent.at("messageId")}}, 30s));
+  // Each credentials set is acknowledged.
+  for (const char* id : {"cred-a", "exec-a", "cred-b"}) {
+    EXPECT_TRUE(
+        plane_.waitForAcsFrame("IAMRoleCredentialsAckRequest", {{"credentialsId", id}}, 10s))
+        << id;
+  }
+  ASSERT_TRUE(waitForState(taskArn(2), "RUNNING"));
+  ASSERT_TRUE(waitForState(taskArn(3), "RUNNING"));
+
+  auto lineOf = [](const std::string& out, const std::string& key) {
+    auto at = out.rfind("\n" + key + "=");
+    if (at == std::string::npos) return std::string();
+    auto end = out.find('\n', at + 1);
+    return out.substr(at + 1, end == std::string::npos ? std::string::npos : end - at - 1);
+  };
+  std::string out_a, out_b;
+  ASSERT_TRUE(waitFor(
+      [&] {
+        out_a = "\n" + readFile(stdoutOf(2, "app"));
+        out_b = "\n" + readFile(stdoutOf(3, "app"));
+        return lineOf(out_a, "exec").size() > 5 && lineOf(out_b, "exec").size() > 5;
+      },
+      60s, "both containers to print"));
+  EXPECT_NE(lineOf(out_a, "own").find("ASIATASKA"), std::string::npos) << out_a;
+  EXPECT_NE(lineOf(out_b, "own").find("ASIATASKB"), std::string::npos) << out_b;
+  for (const auto& out : {out_a, out_b}) {
+    // Another task's credentials, an execution role's and the host's are never served.
+    EXPECT_EQ(lineOf(out, "other").find("ASIATASK"), std::string::npos) << out;
+    EXPECT_EQ(out.find("ASIAEXECA"), std::string::npos) << out;
+    EXPECT_EQ(out.find(plane_.options().access_key), std::string::npos) << out;
+  }
+
+  // A refresh is served at once.
+  auto refresh = plane_.pushAcs(
+      {{"type", "IAMRoleCredentialsMessage"},
+       {"message",
+        {{"taskArn", taskArn(2)},
+         {"roleType", "TaskApplication"},
+         {"roleCredentials", credentials("cred-a", "role-a", "ASIAFRESHA", "TaskApplication")}}}});
+  ASSERT_TRUE(plane_.waitForAcsFrame("IAMRoleCredentialsAckRequest",
+                                     {{"messageId", refresh.at("messageId")}}, 10s));
+  auto direct =
+      runCommand({"curl", "-s", "--max-time", "5",
+                  fmt::format("http://127.0.0.1:{}/v2/credentials/cred-a", endpoint_port_)});
+  EXPECT_NE(direct.out.find("ASIAFRESHA"), std::string::npos) << direct.describe();
+  ASSERT_TRUE(waitFor(
+      [&] {
+        return lineOf("\n" + readFile(stdoutOf(2, "app")), "own").find("ASIAFRESHA") !=
+               std::string::npos;
+      },
+      30s, "the container to read the refreshed credentials"));
+
+  // Stopped: the credentials are revoked.
+  auto stop_a = a;
+  stop_a["desiredStatus"] = "STOPPED";
+  auto stop_b = b;
+  stop_b["desiredStatus"] = "STOPPED";
+  plane_.pushAcs(payload({stop_a, stop_b}));
+  ASSERT_TRUE(waitForState(taskArn(2), "STOPPED"));
+  ASSERT_TRUE(waitForState(taskArn(3), "STOPPED"));
+  auto revoked =
+      runCommand({"curl", "-s", "-w", "%{http_code}", "--max-time", "5",
+                  fmt::format("http://127.0.0.1:{}/v2/credentials/cred-a", endpoint_port_)});
+  EXPECT_TRUE(revoked.out.ends_with("400")) << revoked.describe();
+}
+
+TEST_F(DaemonTest, RedeliveryReconnectHeartbeatAndManifest) {
+  startAndConnect();
+  auto sleeper = task(4, {container("app", "exec sleep 300")}, "none");
+  auto sent = plane_.pushAcs(payload({sleeper}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", sent.at("messageId")}}, 30s));
+  ASSERT_TRUE(waitForState(taskArn(4), "RUNNING"));
+
+  // The session drops; the agent reconnects (not asking for credentials again) and the same
+  // payload delivered again starts nothing twice.
+  auto before = plane_.lastSeq();
+  ASSERT_GE(plane_.dropAcs(1001, "going away"), 1);
+  auto reconnect = plane_.waitForAcsConnection(30s, before);
+  ASSERT_TRUE(reconnect);
+  EXPECT_EQ(reconnect->at("query").at("sendCredentials"), "false") << json::serialize(*reconnect);
+  auto again = plane_.pushAcs(payload({sleeper}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", again.at("messageId")}}, 30s));
+  acsBarrier();
+  EXPECT_EQ(stateCalls(taskArn(4), "RUNNING"), 1u);
+  auto containers = runCommand(
+      {"ctr", "--address", harnessEnv().containerdAddress(), "-n", ns_, "containers", "ls", "-q"});
+  EXPECT_EQ(std::count(containers.out.begin(), containers.out.end(), '\n'), 1)
+      << containers.describe();
+
+  // A manifest that does not list the task: the agent asks, the cluster confirms, it stops.
+  auto manifest =
+      plane_.pushAcs({{"type", "TaskManifestMessage"}, {"message", {{"tasks", json::array{}}}}});
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", manifest.at("messageId")}}, 10s));
+  auto verification = plane_.waitForAcsFrame("TaskStopVerificationMessage",
+                                             {{"messageId", manifest.at("messageId")}}, 10s);
+  ASSERT_TRUE(verification);
+  const auto& candidates = verification->at("message").at("stopCandidates").as_array();
+  ASSERT_EQ(candidates.size(), 1u);
+  EXPECT_EQ(candidates[0].at("taskArn"), taskArn(4).c_str());
+  plane_.pushAcs(
+      {{"type", "TaskStopVerificationAck"},
+       {"message",
+        {{"messageId", manifest.at("messageId")},
+         {"generatedAt", 1},
+         {"stopTasks",
+          json::array{{{"taskArn", taskArn(4)},
+                       {"taskClusterArn", "arn:aws:ecs:us-west-2:123456789012:cluster/daemon-test"},
+                       {"desiredStatus", "STOPPED"}}}}}}});
+  auto stopped = waitForState(taskArn(4), "STOPPED");
+  ASSERT_TRUE(stopped);
+  // An older manifest is ignored: no acknowledgement.
+  auto stale = plane_.pushAcs(
+      {{"type", "TaskManifestMessage"}, {"message", {{"tasks", json::array{}}, {"timeline", 0}}}});
+  acsBarrier();
+  EXPECT_TRUE(plane_.acsFrames("AckRequest").size() >= 2);
+  for (const auto& frame : plane_.acsFrames("AckRequest")) {
+    EXPECT_NE(frame.at("message").at("messageId"), stale.at("messageId"));
+  }
+}
+
+TEST_F(DaemonTest, UnreadableTaskIsReportedStoppedAndThePayloadNotAcknowledged) {
+  startAndConnect();
+  auto good = task(5, {container("app", "exec sleep 300")}, "none");
+  auto bad = task(6, {container("app", "true")}, "none");
+  bad["containers"].as_array()[0].as_object()["memory"] = "lots";
+  auto sent = plane_.pushAcs(payload({good, bad}));
+  auto stopped = waitForState(taskArn(6), "STOPPED");
+  ASSERT_TRUE(stopped) << daemon_->err();
+  EXPECT_TRUE(stopped->at("reason").as_string().starts_with("UnrecognizedTaskError: "))
+      << json::serialize(*stopped);
+  EXPECT_NE(stopped->at("reason").as_string().find("memory"), std::string::npos);
+  ASSERT_TRUE(waitForState(taskArn(5), "RUNNING"));
+  acsBarrier();
+  for (const auto& frame : plane_.acsFrames("AckRequest")) {
+    EXPECT_NE(frame.at("message").at("messageId"), sent.at("messageId"));
+  }
+  // Sent again (as the cluster does without an ack), nothing is reported twice.
+  plane_.pushAcs(payload({good, bad}));
+  acsBarrier();
+  EXPECT_EQ(stateCalls(taskArn(6), "STOPPED"), 1u);
+  EXPECT_EQ(stateCalls(taskArn(5), "RUNNING"), 1u);
+}
+
+TEST_F(DaemonTest, StateChangesSurviveApiErrors) {
+  startAndConnect();
+  plane_.failNext("SubmitTaskStateChange", 3, 500, "ServerException", "injected");
+  auto sent = plane_.pushAcs(payload({task(7, {container("app", "exec sleep 300")}, "none")}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", sent.at("messageId")}}, 30s));
+  // Three refusals, then the same change is accepted.
+  auto accepted = plane_.waitForEvent({{"kind", "api"},
+                                       {"op", "SubmitTaskStateChange"},
+                                       {"status", 200},
+                                       {"match", {{"task", taskArn(7)}, {"status", "RUNNING"}}}},
+                                      60s);
+  ASSERT_TRUE(accepted) << daemon_->err();
+  EXPECT_EQ(stateCalls(taskArn(7), "RUNNING"), 4u);
+  // SIGTERM stops the task and reports it before the agent exits.
+  ASSERT_EQ(daemon_->stop(SIGTERM, 120s), 0) << daemon_->err();
+  daemon_.reset();
+  EXPECT_TRUE(waitForState(taskArn(7), "STOPPED", 5s));
+}
+
+}  // namespace

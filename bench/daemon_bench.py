@@ -1,0 +1,200 @@
+#!/usr/bin/python3
+"""The daemon's task start time and memory, against `ctr run --rm` in the same run.
+
+Starts the test harness (private containerd and registry) and the stand-in control plane, runs
+`ecs-node-agent daemon` against them, and measures:
+  1. payload sent -> RUNNING state change received, one-container task (cached image, host
+     network, `sh -c :`), median of ROUNDS, alternating with `ctr run --rm` of the same image
+     and command; ratio ours/ctr (target <= 1.0; the real agent through Docker is ~1.35x);
+  2. ten such tasks (sleeping) in one PayloadMessage -> all ten RUNNING; ratio to one task
+     (target <= 3x; the real agent: 706 ms for ten, 206 ms for one);
+  3. the daemon's RSS idle (registered, ACS connected) and with the ten tasks running
+     (targets <= 16 MB and <= 24 MB; the real agent: 39 MB and 48 MB).
+
+usage: bench/daemon_bench.py [BUILD_DIR] [ROUNDS]
+"""
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
+ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+AGENT = os.path.join(ROOT, BUILD, "agent/cli/ecs-node-agent")
+STANDIN = os.path.join(ROOT, "tests/support/fake_control_plane/server.py")
+NAMESPACE = "bench-daemon"
+BRIDGE = "ecs-bench-br"
+ACCESS_KEY, SECRET_KEY, REGION = "AKIDBENCH", "bench/secret", "us-west-2"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def control(port, path, body=None, timeout=120):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
+                                     method="GET" if body is None else "POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        if e.code == 408:  # a /wait that timed out: what matched so far
+            return json.loads(e.read() or b"{}")
+        raise
+
+
+def wait(port, filt, count=1, timeout_ms=120000):
+    answer = control(port, "/wait", dict(filt, count=count, timeout_ms=timeout_ms),
+                     timeout=timeout_ms / 1000 + 10)
+    if len(answer.get("events", [])) < count:
+        raise RuntimeError(f"timed out waiting for {count} x {filt}")
+    return answer["events"]
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def task(n, command):
+    return {"arn": f"arn:aws:ecs:{REGION}:123456789012:task/bench/{n:032x}",
+            "family": "bench", "version": "1", "desiredStatus": "RUNNING",
+            "networkMode": "host",
+            "containers": [{"name": "app", "image": IMAGE, "essential": True, "memory": 32,
+                            "command": command}]}
+
+
+def main():
+    global IMAGE
+    work = tempfile.mkdtemp(prefix="ecs-daemon-bench.")
+    subprocess.run(["bash", "tests/harness/harness.sh", "up", work], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    env_file = dict(line.strip().split("=", 1) for line in open(os.path.join(work, "harness.env"))
+                    if "=" in line)
+    IMAGE = env_file["ECS_TEST_REGISTRY"] + "/test/busybox:oci"
+    address = env_file["ECS_TEST_CONTAINERD_ADDRESS"]
+    ports_file = os.path.join(work, "standin.json")
+    standin = subprocess.Popen(["/usr/bin/python3", STANDIN, "--ports-file", ports_file,
+                                "--region", REGION, "--access-key", ACCESS_KEY,
+                                "--secret-key", SECRET_KEY], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    daemon = None
+    agent_env = None
+    try:
+        for _ in range(200):
+            if os.path.exists(ports_file):
+                break
+            time.sleep(0.05)
+        ports = json.load(open(ports_file))
+        api, ctl = ports["api_port"], ports["control_port"]
+        agent_env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+                         AWS_SESSION_TOKEN="", AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION,
+                         AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE="/dev/null",
+                         AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+                         ECS_BACKEND_HOST=f"http://127.0.0.1:{api}", ECS_CLUSTER="bench",
+                         ECS_CONTAINERD_ADDRESS=address, ECS_CONTAINERD_NAMESPACE=NAMESPACE,
+                         ECS_DATADIR=os.path.join(work, "data"), ECS_LOGLEVEL=os.environ.get("BENCH_LOGLEVEL", "warn"),
+                         ECS_BRIDGE_NAME=BRIDGE, ECS_BRIDGE_SUBNET="172.31.254.0/24",
+                         ECS_IMAGE_PULL_BEHAVIOR="prefer-cached",
+                         ECS_TASK_ENDPOINT_PORT=str(free_port()),
+                         ECS_INTROSPECTION_PORT=str(free_port()))
+        subprocess.run([AGENT, "images", "pull", IMAGE], env=agent_env, check=True,
+                       stdout=subprocess.DEVNULL)
+        daemon = subprocess.Popen([AGENT, "daemon"], env=agent_env, stdout=subprocess.DEVNULL,
+                                  stderr=open(os.path.join(work, "daemon.log"), "w"))
+        wait(ctl, {"kind": "connect", "channel": "acs", "accepted": True})
+        time.sleep(2)  # let start-up allocations settle
+        idle = rss_kib(daemon.pid)
+
+        def ours(n):
+            after = control(ctl, "/stats")["last_seq"]
+            arn = task(n, ["sh", "-c", ":"])["arn"]
+            t0 = time.monotonic()
+            control(ctl, "/acs/send", {"message": {"type": "PayloadMessage",
+                                                   "message": {"tasks": [task(n, ["sh", "-c", ":"])]}},
+                                       "fill": True})
+            wait(ctl, {"kind": "api", "op": "SubmitTaskStateChange", "after": after,
+                       "match": {"task": arn, "status": "RUNNING"}})
+            took = (time.monotonic() - t0) * 1000
+            wait(ctl, {"kind": "api", "op": "SubmitTaskStateChange", "after": after,
+                       "match": {"task": arn, "status": "STOPPED"}})
+            return took
+
+        def ctr(n):
+            t0 = time.monotonic()
+            subprocess.run(["ctr", "-a", address, "-n", NAMESPACE, "run", "--rm", IMAGE,
+                            f"bench-ctr-{n}", "sh", "-c", ":"], check=True,
+                           stdout=subprocess.DEVNULL)
+            return (time.monotonic() - t0) * 1000
+
+        ours(1000), ctr(1000)  # warm both paths
+        ours_ms, ctr_ms = [], []
+        for i in range(ROUNDS):
+            ctr_ms.append(ctr(i))
+            ours_ms.append(ours(i))
+        one, base = statistics.median(ours_ms), statistics.median(ctr_ms)
+
+        after = control(ctl, "/stats")["last_seq"]
+        ten = [task(2000 + i, ["sleep", "3600"]) for i in range(10)]
+        t0 = time.monotonic()
+        control(ctl, "/acs/send", {"message": {"type": "PayloadMessage",
+                                               "message": {"tasks": ten}}, "fill": True})
+        wait(ctl, {"kind": "api", "op": "SubmitTaskStateChange", "after": after,
+                   "match": {"status": "RUNNING"}}, count=10)
+        ten_ms = (time.monotonic() - t0) * 1000
+        time.sleep(2)
+        busy = rss_kib(daemon.pid)
+        for t in ten:
+            t["desiredStatus"] = "STOPPED"
+        after = control(ctl, "/stats")["last_seq"]
+        control(ctl, "/acs/send", {"message": {"type": "PayloadMessage",
+                                               "message": {"tasks": ten}}, "fill": True})
+        wait(ctl, {"kind": "api", "op": "SubmitTaskStateChange", "after": after,
+                   "match": {"status": "STOPPED"}}, count=10)
+
+        print(f"{'measure':48} {'value':>10} {'baseline':>10} {'ratio':>7} target")
+        print(f"{'payload -> RUNNING, one task (median of %d)' % ROUNDS:48} {one:8.0f}ms "
+              f"{base:8.0f}ms {one / base:7.2f} <= 1.0 x ctr run --rm")
+        print(f"{'payload -> all RUNNING, ten tasks':48} {ten_ms:8.0f}ms {one:8.0f}ms "
+              f"{ten_ms / one:7.2f} <= 3 x one task")
+        print(f"{'daemon RSS idle':48} {idle / 1024:8.1f}MB {39:8.0f}MB {idle / 1024 / 39:7.2f} "
+              f"<= 16 MB (real agent 39 MB)")
+        print(f"{'daemon RSS, ten tasks running':48} {busy / 1024:8.1f}MB {48:8.0f}MB "
+              f"{busy / 1024 / 48:7.2f} <= 24 MB (real agent 48 MB)")
+    except Exception:
+        log = os.path.join(work, "daemon.log")
+        if os.path.exists(log):
+            sys.stderr.write("daemon log (last lines):\n" + "".join(open(log).readlines()[-30:]))
+        raise
+    finally:
+        if daemon:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=120)
+        standin.terminate()
+        standin.wait(timeout=30)
+        if agent_env:
+            subprocess.run([AGENT, "network", "teardown"], env=agent_env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(["ctr", "-a", address, "-n", NAMESPACE, "images", "rm", "--sync", IMAGE],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["bash", "tests/harness/harness.sh", "down", work], cwd=ROOT,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+if __name__ == "__main__":
+    main()

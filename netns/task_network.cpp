@@ -191,6 +191,10 @@ class TaskNetwork : public engine::TaskResource {
     return {};
   }
 
+  // A stopped task's ports and addresses go back at once, as the ECS agent does: its stopped
+  // containers need neither while they wait to be removed.
+  void releaseOnStop() override { cleanup(); }
+
   void cleanup() override {
     switch (mode_) {
       case Mode::kBridge:

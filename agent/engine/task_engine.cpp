@@ -153,7 +153,10 @@ struct TaskEngine::Task {
   std::optional<SystemClock::time_point> pull_started_at, pull_stopped_at, started_at, stopped_at;
   bool resources_ready = false;
   bool resources_busy = false;
+  bool releasing = false;       // releaseOnStop() is running on a worker
+  bool remove_at_once = false;  // stopAndRemove(): no cleanup wait
   bool cleaning = false;
+  std::unique_ptr<EngineTimer> cleanup_timer;  // the cleanup wait of a STOPPED task
 
   Container* container(std::string_view name) {
     for (auto& c : containers) {
@@ -247,6 +250,32 @@ void TaskEngine::stopTask(const std::string& task_arn, std::string reason) {
   });
 }
 
+void TaskEngine::stopAndRemove(const std::string& task_arn, std::string reason) {
+  boost::asio::post(io_, [this, task_arn, reason = std::move(reason)]() mutable {
+    if (auto* task = findTask(task_arn)) markForRemoval(*task, std::move(reason));
+  });
+}
+
+void TaskEngine::stopAndRemoveAll(std::string reason) {
+  boost::asio::post(io_, [this, reason = std::move(reason)] {
+    std::vector<std::string> arns;
+    for (const auto& [arn, task] : tasks_) arns.push_back(arn);
+    // ARNs first: the loop over tasks_ must not depend on what stopping a task does to it.
+    for (const auto& arn : arns) {
+      if (auto* task = findTask(arn)) markForRemoval(*task, reason);
+    }
+  });
+}
+
+void TaskEngine::markForRemoval(Task& task, std::string reason) {
+  task.remove_at_once = true;
+  if (task.known != ContainerStatus::kStopped) return setDesiredStopped(task, std::move(reason));
+  // Already stopped: waiting out the cleanup wait, or still releasing (which then cleans up).
+  if (task.releasing || task.cleaning) return;
+  task.cleanup_timer->cancel();
+  cleanup(task);
+}
+
 std::string TaskEngine::logPath(const std::string& task_arn, const std::string& container_name,
                                 bool stderr_stream) const {
   return (fs::path(options_.data_dir) / "tasks" / taskIdFromArn(task_arn) /
@@ -307,6 +336,7 @@ void TaskEngine::addTask(TaskSpec spec) {
   task->role_credentials_id = std::move(spec.role_credentials_id);
   task->execution_role_credentials_id = std::move(spec.execution_role_credentials_id);
   task->dir = (fs::path(options_.data_dir) / "tasks" / task->id).string();
+  task->cleanup_timer = std::make_unique<EngineTimer>(io_);
   size_t index = 0;
   for (const auto& def : task->definition.container_definitions) {
     auto c = std::make_unique<Container>();
@@ -394,6 +424,7 @@ void TaskEngine::publish(Task& task, bool removed) {
     cs.runtime_id = c->runtime_id;
     cs.image = c->def->image;
     cs.image_id = c->image.config.digest;
+    cs.image_name = c->image.name;
     cs.known = c->known;
     cs.desired = c->desired;
     cs.exit_code = c->exit_code;
@@ -699,7 +730,7 @@ void TaskEngine::updateTaskStatus(Task& task) {
       lowest == ContainerStatus::kStopped) {
     emit(task, nullptr);
   }
-  if (lowest == ContainerStatus::kStopped) cleanup(task);
+  if (lowest == ContainerStatus::kStopped) taskStopped(task);
 }
 
 void TaskEngine::pull(Task& task, Container& c) {
@@ -1084,8 +1115,39 @@ void TaskEngine::runHealthCheck(Task& task, Container& c) {
       });
 }
 
+// The task has just become STOPPED: it is removed now, or its network is released and its
+// containers stay until the cleanup wait is over.
+void TaskEngine::taskStopped(Task& task) {
+  const auto wait = options_.task_cleanup_wait;
+  if (wait <= std::chrono::milliseconds::zero() || task.remove_at_once) return cleanup(task);
+  const auto cleanup_at = Clock::now() + wait;
+  task.releasing = true;
+  for (auto& c : task.containers) c->cancelTimers();
+  auto resources = task.resourcePointers();
+  std::reverse(resources.begin(), resources.end());
+  offload(
+      task.arn,
+      [resources]() -> bool {
+        for (auto* resource : resources) resource->releaseOnStop();
+        return true;
+      },
+      [this, cleanup_at, wait](Task& t, bool) {
+        t.releasing = false;
+        if (t.remove_at_once) return cleanup(t);  // stopAndRemove() came while releasing
+        spdlog::info("task {}: stopped; removing its containers in {}", t.arn,
+                     describeDuration(wait));
+        t.cleanup_timer->expires_at(cleanup_at);
+        t.cleanup_timer->async_wait([this, arn = t.arn](boost::system::error_code ec) {
+          if (ec) return;
+          auto* task = findTask(arn);
+          if (task && !task->cleaning) cleanup(*task);
+        });
+      });
+}
+
 void TaskEngine::cleanup(Task& task) {
   task.cleaning = true;
+  task.cleanup_timer->cancel();
   std::vector<std::string> ids;
   for (auto& c : task.containers) {
     c->cancelTimers();

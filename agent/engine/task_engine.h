@@ -13,6 +13,10 @@
 // stopping goes in reverse dependency order, SIGTERM (or the image's StopSignal) then SIGKILL
 // after stopTimeout. Every transition leaves through the StateChangeOutbox, in order.
 //
+// A STOPPED task releases its host ports and network at once, but its containers, directory and
+// other resources stay (and its snapshot stays published as STOPPED) for task_cleanup_wait;
+// then they are removed and the engine forgets the task. stopAndRemove() skips the wait.
+//
 // The engine knows containerd and images only through ContainerRuntime and ImageSource, and a
 // task's directory, cgroup, network, volumes and credentials only as TaskResources.
 #pragma once
@@ -80,6 +84,9 @@ struct EngineOptions {
   int workers = 4;                 // containerd calls, resources, health checks
   int pull_workers = 4;            // concurrent pulls; more wait in the pull queue
   size_t finished_memory = 10000;  // finished task ARNs remembered against redelivery
+  // How long a STOPPED task's containers stay before they and its resources are removed; 0:
+  // removed as soon as the task stops (`run`).
+  std::chrono::milliseconds task_cleanup_wait{0};  // ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION
 };
 
 struct EngineDependencies {
@@ -107,6 +114,12 @@ class TaskEngine {
   void upsert(TaskSpec spec);
   // Moves a task's desired status to STOPPED with `reason`. Thread-safe.
   void stopTask(const std::string& task_arn, std::string reason);
+  // Stops the task like stopTask() and removes it as soon as it has stopped, without the cleanup
+  // wait; a task already stopped and waiting is removed now. For a shutdown that must leave
+  // nothing behind. Thread-safe.
+  void stopAndRemove(const std::string& task_arn, std::string reason);
+  // stopAndRemove() for every task the engine knows. Thread-safe.
+  void stopAndRemoveAll(std::string reason);
 
   // Where a container's output goes (valid once the task has started; files may not exist yet).
   std::string logPath(const std::string& task_arn, const std::string& container_name,
@@ -152,6 +165,8 @@ class TaskEngine {
   bool maybeRestart(Task& task, Container& container);
   void scheduleHealthCheck(Task& task, Container& container, std::chrono::milliseconds delay);
   void runHealthCheck(Task& task, Container& container);
+  void taskStopped(Task& task);
+  void markForRemoval(Task& task, std::string reason);
   void cleanup(Task& task);
 
   // Runs `work` on `pool`, then `done(task, result)` on the loop if the task still exists.

@@ -2,10 +2,10 @@
 // network namespaces and host ports, its volumes and mounts, its credentials — with one
 // lifecycle the engine drives: create() before any container is pulled (or recover() for a task
 // an earlier agent process started), contribute() for each container before it is created,
-// inspectExit() when a container's process exits, cleanup() after every container has stopped
-// (or when create failed). This is the Mesos isolator idea and the ECS agent's task-resource
-// idea in one: the engine knows nothing about cgroups, netlink, mounts or credentials, only this
-// interface.
+// inspectExit() when a container's process exits, releaseOnStop() once every container has
+// stopped, cleanup() when the stopped task is removed (or when create failed). This is the Mesos
+// isolator idea and the ECS agent's task-resource idea in one: the engine knows nothing about
+// cgroups, netlink, mounts or credentials, only this interface.
 //
 // Every method blocks and runs on the engine's worker pool, never on its loop; one task's
 // resource is never called concurrently with itself. cleanup() is idempotent and must succeed
@@ -93,6 +93,12 @@ class TaskResource {
     (void)container;
     (void)exit;
   }
+  // Every container of the task has stopped, but the containers stay (inspectable) until the
+  // cleanup wait (ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION) ends: releases now what a stopped task
+  // must not hold for hours — host ports, addresses, network namespaces. cleanup() still
+  // follows and must work after it. Not called when the task is removed at once. Default: keeps
+  // everything for cleanup().
+  virtual void releaseOnStop() {}
   // Releases everything create() made. Idempotent; logs what it could not release and carries on.
   virtual void cleanup() = 0;
 };

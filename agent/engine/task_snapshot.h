@@ -27,6 +27,7 @@ struct ContainerSnapshot {
   std::string runtime_id;  // containerd container ID (Docker ID in the endpoints' wire formats)
   std::string image;       // as in the definition
   std::string image_id;    // "sha256:..." of the image config; empty until pulled
+  std::string image_name;  // the containerd image record it runs from; empty until pulled
   ContainerStatus known = ContainerStatus::kNone;
   ContainerStatus desired = ContainerStatus::kRunning;
   std::optional<int> exit_code;

@@ -195,6 +195,7 @@ Result<std::unique_ptr<Node>> Node::create(const config::Config& config,
   engine_options.pull_timeout = config.image_pull_timeout;
   engine_options.data_dir = config.data_dir;
   engine_options.cluster = config.cluster;
+  if (options.task_cleanup_wait) engine_options.task_cleanup_wait = config.task_cleanup_wait;
   node->engine_ = std::make_unique<engine::TaskEngine>(io, std::move(deps), engine_options);
   node->engine_->addSnapshotListener(
       [servers = node->servers_.get(),
@@ -202,12 +203,29 @@ Result<std::unique_ptr<Node>> Node::create(const config::Config& config,
         servers->update(task);
         resource->onSnapshot(task);
       });
+
+  if (options.image_cleanup && !config.image_cleanup_disabled &&
+      config.image_pull_behavior != config::ImagePullBehavior::kPreferCached) {
+    node->image_store_ = std::make_unique<images::ContainerdImageStore>(*node->images_.containerd);
+    images::ImageCleanupOptions cleanup_options;
+    cleanup_options.interval = config.image_cleanup_interval;
+    cleanup_options.minimum_age = config.image_minimum_cleanup_age;
+    cleanup_options.images_per_cycle = config.num_images_delete_per_cycle;
+    node->image_cleaner_ =
+        std::make_unique<images::ImageCleaner>(*node->image_store_, cleanup_options);
+    node->engine_->addSnapshotListener(
+        [cleaner = node->image_cleaner_.get()](const engine::TaskSnapshotPtr& task) {
+          cleaner->onSnapshot(task);
+        });
+    node->image_cleaner_->start();
+  }
   return node;
 }
 
 void Node::stop() {
   if (stopped_) return;
   stopped_ = true;
+  if (image_cleaner_) image_cleaner_->stop();
   servers_->stop();
   stats_->stop();
   engine_->drain();

@@ -18,6 +18,7 @@
 #include "agent/endpoints/endpoints_resource.h"
 #include "agent/engine/task_directory.h"
 #include "agent/engine/task_engine.h"
+#include "agent/images/image_cleanup.h"
 #include "agent/images/image_puller.h"
 #include "agent/images/registry_client.h"
 #include "agent/metadata/stats_sampler.h"
@@ -37,6 +38,12 @@ struct NodeOptions {
   // The daemon's registration: shown by introspection and the metadata endpoints.
   std::string container_instance_arn;
   std::string availability_zone;  // "" keeps the configured one
+  // The daemon's housekeeping, off for `run` (which removes its one task at once and leaves
+  // images alone): wait ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION before removing a stopped task's
+  // containers, and delete unused images (ECS_IMAGE_CLEANUP_*, unless ECS_DISABLE_IMAGE_CLEANUP
+  // or ECS_IMAGE_PULL_BEHAVIOR=prefer-cached).
+  bool task_cleanup_wait = false;
+  bool image_cleanup = false;
 };
 
 // The containerd connection and the image puller: what `images` needs, without tasks.
@@ -72,7 +79,8 @@ class Node {
   images::ImagePuller& puller() { return *images_.puller; }
   metadata::StatsSampler& stats() { return *stats_; }
 
-  // Stops the endpoints and the stats sampler, then waits for the engine's pools.
+  // Stops the image cleaner, the endpoints and the stats sampler, then waits for the engine's
+  // pools.
   void stop();
 
  private:
@@ -93,6 +101,8 @@ class Node {
   std::unique_ptr<endpoints::AgentEndpoints> servers_;
   std::unique_ptr<endpoints::EndpointsResourceFactory> endpoint_resources_;
   std::unique_ptr<engine::TaskEngine> engine_;
+  std::unique_ptr<images::ContainerdImageStore> image_store_;  // with image_cleanup
+  std::unique_ptr<images::ImageCleaner> image_cleaner_;
   bool stopped_ = false;
 };
 

@@ -538,6 +538,29 @@ TEST_F(NetnsTaskNetworkTest, AwsvpcContainersShareOneNamespaceAndReachEachOtherO
   EXPECT_EQ(exchange(app.netns_path, SOCK_STREAM, "169.254.170.2", 80), "endpoint");
 }
 
+TEST_F(NetnsTaskNetworkTest, AStoppedTaskReleasesItsHostPortAndNamespacesBeforeCleanup) {
+  const int port = freePort();
+  TestTask first;
+  first.definition = definition("bridge", {{mapping(80, port)}});
+  start(first);
+  const auto netns = first.containers[0].netns_path;
+  ASSERT_TRUE(fs::exists(netns));
+
+  // Stopped, its containers waiting to be removed: the port and the namespace are free already.
+  first.resource->releaseOnStop();
+  EXPECT_FALSE(fs::exists(netns));
+  EXPECT_THAT(run("ip link show " + vethName(first.id, 0)), HasSubstr("does not exist"));
+  TestTask second;
+  second.definition = definition("bridge", {{mapping(80, port)}});
+  start(second);
+  EXPECT_EQ(second.containers[0].network_bindings.at(0).host_port, port);
+
+  // The first task's cleanup, hours later, leaves the second one's mapping alone.
+  first.resource->cleanup();
+  Responder server(second.containers[0].netns_path, SOCK_STREAM, "0.0.0.0", 80, "second");
+  EXPECT_EQ(exchange("", SOCK_STREAM, "127.0.0.1", port), "second");
+}
+
 TEST_F(NetnsTaskNetworkTest, HostModeReservesPortsOnTheHostAndRefusesAnotherHostPort) {
   const int port = freePort();
   TestTask task;

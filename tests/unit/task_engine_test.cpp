@@ -247,6 +247,7 @@ class RecordingResource : public TaskResource {
   void inspectExit(const ContainerInfo&, ContainerExit& exit) override {
     if (oom_) exit.oom_killed = true;
   }
+  void releaseOnStop() override { journal_.add("resource-release " + name_); }
   void cleanup() override { journal_.add("resource-cleanup " + name_); }
 
  private:
@@ -423,6 +424,7 @@ TEST_F(TaskEngineTest, RunsATaskThroughItsResourcesAndCleansUpInReverse) {
   EXPECT_THAT(journal_.matching("resource-cleanup"),
               ElementsAre("resource-cleanup second", "resource-cleanup first"));
   EXPECT_TRUE(journal_.contains("delete web"));
+  EXPECT_TRUE(journal_.matching("resource-release").empty());  // no wait: cleanup() does it all
   auto stopped = outbox_.last("", ContainerStatus::kStopped);
   ASSERT_TRUE(stopped);
   EXPECT_EQ(stopped->reason, "told to");
@@ -612,6 +614,79 @@ TEST_F(TaskEngineTest, ARedeliveredTaskAfterItStoppedRunsNothing) {
   for (size_t i = before; i < entries.size(); ++i) {
     EXPECT_THAT(entries[i], ::testing::Not(HasSubstr("web"))) << entries[i];
   }
+}
+
+TEST_F(TaskEngineTest, AStoppedTaskStaysUntilTheCleanupWaitEnds) {
+  EngineOptions options;
+  options.task_cleanup_wait = 3h;
+  start(options);
+  auto s = spec({container("web")});
+  engine_->upsert(s);
+  ASSERT_TRUE(journal_.waitFor("state task RUNNING"));
+  engine_->stopTask(kArn, "done");
+  ASSERT_TRUE(journal_.waitFor("resource-release first"));
+  // Ports and network go at once, in reverse; the containers and the rest stay.
+  EXPECT_THAT(journal_.matching("resource-release"),
+              ElementsAre("resource-release second", "resource-release first"));
+  ASSERT_TRUE(waitSnapshot([](const TaskSnapshot& t) {
+    return t.known == ContainerStatus::kStopped && !t.removed &&
+           t.container("web")->known == ContainerStatus::kStopped;
+  }));
+
+  // A redelivered RUNNING payload meanwhile changes nothing; a marker task proves it was seen.
+  engine_->upsert(s);
+  engine_->upsert(spec({container("marker")}, "arn:aws:ecs:us-east-1:1:task/default/marker"));
+  ASSERT_TRUE(journal_.waitFor("state marker RUNNING"));
+  EXPECT_EQ(journal_.count("create web"), 1u);
+  EXPECT_EQ(journal_.count("start web"), 1u);
+
+  EngineClock::advance(3h - 1min);
+  EXPECT_FALSE(journal_.waitForBriefly("delete web", 200ms));
+  EXPECT_FALSE(journal_.contains(std::string("removed ") + kArn));
+  EXPECT_TRUE(journal_.matching("resource-cleanup").empty());
+  {
+    std::lock_guard lock(snapshot_mutex_);
+    EXPECT_EQ(last_snapshot_->arn, "arn:aws:ecs:us-east-1:1:task/default/marker");
+  }
+
+  const auto moved = advanceUntil(std::string("removed ") + kArn, 5min, 10s);
+  EXPECT_GE(moved, 1min);
+  EXPECT_LE(moved, 1min + 20s);
+  EXPECT_TRUE(journal_.contains("delete web"));
+  EXPECT_THAT(journal_.matching("resource-cleanup"),
+              ElementsAre("resource-cleanup second", "resource-cleanup first"));
+  EXPECT_TRUE(waitSnapshot([](const TaskSnapshot& t) { return t.arn == kArn && t.removed; }));
+  // Forgotten, but still finished: a later redelivery runs nothing either.
+  engine_->upsert(s);
+  engine_->stopTask("arn:aws:ecs:us-east-1:1:task/default/marker", "end");
+  ASSERT_TRUE(journal_.waitFor("state marker STOPPED"));
+  EXPECT_EQ(journal_.count("start web"), 1u);
+}
+
+TEST_F(TaskEngineTest, StopAndRemoveSkipsTheCleanupWait) {
+  EngineOptions options;
+  options.task_cleanup_wait = 3h;
+  start(options);
+  const std::string waiting = "arn:aws:ecs:us-east-1:1:task/default/waiting";
+  engine_->upsert(spec({container("web")}));
+  engine_->upsert(spec({container("idle")}, waiting));
+  ASSERT_TRUE(journal_.waitFor("state web RUNNING"));
+  ASSERT_TRUE(journal_.waitFor("state idle RUNNING"));
+  engine_->stopTask(waiting, "done");
+  ASSERT_TRUE(journal_.waitFor("resource-release first"));
+  ASSERT_TRUE(waitSnapshot([&](const TaskSnapshot& t) {
+    return t.arn == waiting && t.known == ContainerStatus::kStopped;
+  }));
+
+  // A running task and one already stopped and waiting: both go without the clock moving.
+  engine_->stopAndRemoveAll("agent shutting down");
+  ASSERT_TRUE(journal_.waitFor(std::string("removed ") + kArn));
+  ASSERT_TRUE(journal_.waitFor("removed " + waiting));
+  EXPECT_TRUE(journal_.contains("delete web"));
+  EXPECT_TRUE(journal_.contains("delete idle"));
+  EXPECT_EQ(outbox_.last("", ContainerStatus::kStopped)->reason, "agent shutting down");
+  // The task removed without waiting was never asked to release separately.
+  EXPECT_EQ(journal_.count("resource-release first"), 1u);
 }
 
 TEST_F(TaskEngineTest, ATaskThatArrivesStoppedIsReportedStoppedWithoutRunning) {

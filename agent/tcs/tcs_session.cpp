@@ -302,10 +302,19 @@ class TcsSessionState : public std::enable_shared_from_this<TcsSessionState> {
     spdlog::info("TCS session stopped");
   }
 
+  // A publish every interval after the last one; a tick without a connection is skipped (the
+  // samples wait for the next one, and serve() publishes when a tick was missed).
   static asio::awaitable<void> publishLoop(std::shared_ptr<TcsSessionState> self) {
+    self->last_tick_ = Clock::now() - self->options_.publish_interval;
     while (!self->stopping_) {
-      self->publish();
-      self->publish_timer_.expires_after(self->options_.publish_interval);
+      auto due = std::max(self->last_tick_, self->last_publish_.value_or(Clock::time_point{})) +
+                 self->options_.publish_interval;
+      if (Clock::now() >= due) {
+        self->last_tick_ = Clock::now();
+        self->publish();
+        continue;
+      }
+      self->publish_timer_.expires_at(due);
       co_await self->publish_timer_.async_wait(kAwait);
     }
   }
@@ -562,6 +571,7 @@ class TcsSessionState : public std::enable_shared_from_this<TcsSessionState> {
   void publish() {
     if (stopping_ || !conn_ || closing_) return;
     last_publish_ = Clock::now();
+    publish_timer_.cancel();  // the loop counts the next interval from now
     auto credentials =
         options_.credentials
             ? options_.credentials()
@@ -632,6 +642,7 @@ class TcsSessionState : public std::enable_shared_from_this<TcsSessionState> {
   std::shared_ptr<acs::WebSocketDialAbort> dial_abort_;
   std::deque<Outbound> queue_;
   std::optional<Clock::time_point> last_publish_;
+  Clock::time_point last_tick_;
 
   std::map<std::string, engine::TaskSnapshotPtr> tasks_;  // by ARN
   std::map<std::string, std::uint64_t> published_tick_;   // runtime id -> newest sample sent

@@ -13,6 +13,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <set>
@@ -250,6 +252,105 @@ TEST_F(TcsSessionTest, HeartbeatsKeepTheConnectionAndSilenceClosesIt) {
   EXPECT_EQ(expired->at("by"), "agent");
   EXPECT_EQ(expired->at("code"), 1000);
   connect(mark, 5s);
+}
+
+// A v1 cgroup tree of files (cpuacct and memory only) and a /proc for a sampler that reads no
+// kernel: enough to give many tasks samples.
+class FakeCgroupTree {
+ public:
+  FakeCgroupTree() {
+    char tmpl[] = "/tmp/tcs-session-test-XXXXXX";
+    if (::mkdtemp(tmpl) != nullptr) dir_ = tmpl;
+    write("proc/stat", "cpu  100 0 50 1000 10 0 5 7 0 0\ncpu0 50 0 25 500 5 0 2 0 0 0\n");
+    write("proc/meminfo", "MemTotal:        8000000 kB\n");
+  }
+  ~FakeCgroupTree() {
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+  void container(const std::string& path, std::uint64_t cpu_ns, std::uint64_t memory) {
+    write("cgroup/cpuacct" + path + "/cpuacct.usage", std::to_string(cpu_ns) + "\n");
+    write("cgroup/memory" + path + "/memory.usage_in_bytes", std::to_string(memory) + "\n");
+    write("cgroup/memory" + path + "/memory.stat", "cache 0\n");
+  }
+  metadata::StatsSamplerOptions options() const {
+    return {.cgroup_root = dir_ + "/cgroup", .interval = 1h, .proc_root = dir_ + "/proc"};
+  }
+
+ private:
+  void write(const std::string& relative, const std::string& text) {
+    auto path = std::filesystem::path(dir_) / relative;
+    std::filesystem::create_directories(path.parent_path());
+    std::ofstream(path) << text;
+  }
+  std::string dir_;
+};
+
+TEST_F(TcsSessionTest, ManyTasksAreSplitIntoChunksSharingAMessageId) {
+  FakeCgroupTree tree;
+  metadata::StatsSampler sampler(io_, tree.options());
+  std::vector<engine::TaskSnapshotPtr> tasks;
+  for (int i = 0; i < 12; ++i) {
+    auto task = std::make_shared<engine::TaskSnapshot>();
+    task->arn = kTaskArn + "-" + std::to_string(i);
+    task->id = "t" + std::to_string(i);
+    task->family = "many";
+    task->revision = 1;
+    task->network_mode = "host";
+    engine::ContainerSnapshot c;
+    c.name = "app";
+    c.runtime_id = "c" + std::to_string(i);
+    c.known = engine::ContainerStatus::kRunning;
+    c.cgroup_path = "/ecs/" + task->id + "/" + c.runtime_id;
+    c.health = engine::HealthStatus::kUnhealthy;
+    c.health_checked_at = std::chrono::system_clock::now();
+    c.health_output = "exit status 1";
+    task->containers.push_back(c);
+    tree.container(c.cgroup_path, 1'000'000, 100u << 20);
+    sampler.update(task);
+    tasks.push_back(std::move(task));
+  }
+  session_ = std::make_unique<TcsSession>(io_, options(), sampler);
+  for (const auto& task : tasks) session_->update(task);
+  session_->start();
+
+  // No samples yet: the ticks carry health (in two chunks) but no metrics, not even idle ones.
+  auto health = plane_.waitForEvents(
+      {{"kind", "frame"}, {"channel", "tcs"}, {"type", "PublishHealthRequest"}}, 2, 10s);
+  ASSERT_TRUE(health);
+  EXPECT_TRUE(plane_.tcsFrames("PublishMetricsRequest").empty());
+  const auto& h0 = message((*health)[0]);
+  const auto& h1 = message((*health)[1]);
+  expectSignedAndClean((*health)[0]);
+  expectSignedAndClean((*health)[1]);
+  EXPECT_EQ(h0.at("metadata").at("messageId"), h1.at("metadata").at("messageId"));
+  EXPECT_EQ(h0.at("metadata").at("fin"), false);
+  EXPECT_EQ(h1.at("metadata").at("fin"), true);
+  EXPECT_EQ(h0.at("tasks").as_array().size(), 10u);
+  EXPECT_EQ(h1.at("tasks").as_array().size(), 2u);
+  EXPECT_EQ(h0.at("tasks").as_array()[0].at("containers").as_array()[0].at("healthStatus"),
+            "UNHEALTHY");
+
+  // Two samples each, a second apart in cpu time: the next tick publishes all twelve tasks.
+  sampler.sampleOnce();
+  for (int i = 0; i < 12; ++i) {
+    tree.container("/ecs/t" + std::to_string(i) + "/c" + std::to_string(i), 2'000'000, 100u << 20);
+  }
+  sampler.sampleOnce();
+  auto frames = metricsFrames(2, {{"metadata", json::object{{"idle", false}}}}, 0);
+  ASSERT_EQ(frames.size(), 2u);
+  const auto& m0 = message(frames[0]);
+  const auto& m1 = message(frames[1]);
+  EXPECT_EQ(m0.at("metadata").at("messageId"), m1.at("metadata").at("messageId"));
+  EXPECT_EQ(m0.at("metadata").at("fin"), false);
+  EXPECT_EQ(m1.at("metadata").at("fin"), true);
+  EXPECT_EQ(m0.at("taskMetrics").as_array().size(), 10u);
+  EXPECT_EQ(m1.at("taskMetrics").as_array().size(), 2u);
+  const auto& memory =
+      m0.at("taskMetrics").as_array()[0].at("containerMetrics").as_array()[0].at("memoryStatsSet");
+  EXPECT_EQ(memory.at("max"), 100.0);
+  EXPECT_EQ(memory.at("sampleCount"), 2);
+  session_.reset();  // before the sampler it reads
 }
 
 // A busy child holding 64 MiB in a real container cgroup: the published CPU is about the share

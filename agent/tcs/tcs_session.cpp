@@ -18,6 +18,7 @@
 #include <map>
 #include <random>
 
+#include "agent/acs/control_session.h"
 #include "agent/acs/websocket_client.h"
 #include "agent/aws/sigv4.h"
 #include "agent/endpoints/endpoints_resource.h"
@@ -34,10 +35,6 @@ using acs::WebSocketConnection;
 namespace {
 
 constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
-
-bool isCleanCloseCode(std::uint16_t code) {
-  return code == 1000 || code == 1001 || code == 1006 || code == 1011;
-}
 
 bool isAck(std::string_view type) {
   return type == "AckPublishMetric" || type == "AckPublishHealth" ||
@@ -114,7 +111,9 @@ class TcsSessionState : public std::enable_shared_from_this<TcsSessionState> {
         heartbeat_timer_(strand_),
         age_timer_(strand_),
         publish_timer_(strand_),
-        random_(std::random_device{}()) {
+        random_(std::random_device{}()),
+        backoff_(options_.backoff_initial, options_.backoff_max, options_.backoff_multiplier,
+                 options_.backoff_jitter) {
     if (options_.publish_interval <= Millis::zero()) options_.publish_interval = 20s;
   }
 
@@ -267,31 +266,18 @@ class TcsSessionState : public std::enable_shared_from_this<TcsSessionState> {
     }
   }
 
-  Millis jitter(Millis base, Millis spread) {
-    if (spread.count() <= 0) return base;
-    std::uniform_int_distribution<std::int64_t> pick(0, spread.count() - 1);
-    return base + Millis(pick(random_));
-  }
-
-  Millis nextBackoff() {
-    Millis delay = backoff_;
-    double grown = static_cast<double>(backoff_.count()) * options_.backoff_multiplier;
-    backoff_ = std::min(options_.backoff_max, Millis(static_cast<std::int64_t>(grown)));
-    auto spread = Millis(
-        static_cast<std::int64_t>(static_cast<double>(delay.count()) * options_.backoff_jitter));
-    return jitter(delay, spread);
-  }
+  Millis jitter(Millis base, Millis spread) { return acs::jittered(base, spread, random_); }
 
   static asio::awaitable<void> run(std::shared_ptr<TcsSessionState> self) {
-    self->backoff_ = self->options_.backoff_initial;
+    self->backoff_.reset();
     while (!self->stopping_) {
       Outcome outcome = co_await self->connectOnce();
       if (self->stopping_ || outcome == Outcome::kStopped) break;
       Millis delay{0};
       if (outcome == Outcome::kClean) {
-        self->backoff_ = self->options_.backoff_initial;
+        self->backoff_.reset();
       } else {
-        delay = self->nextBackoff();
+        delay = self->backoff_.next(self->random_);
         spdlog::info("TCS: reconnecting in {} ms", delay.count());
       }
       if (delay.count() > 0) {
@@ -336,38 +322,26 @@ class TcsSessionState : public std::enable_shared_from_this<TcsSessionState> {
       spdlog::warn("TCS: credentials: {}", credentials.error().message);
       co_return Outcome::kFailed;
     }
-    std::string base = *endpoint;
-    if (base.empty() || base.back() != '/') base += '/';
-    std::string http_url = base + "ws?" + tcsQuery(options_);
-    // Signed as the https/http URL the service canonicalises; dialled as wss/ws.
-    if (http_url.starts_with("wss://")) {
-      http_url = "https://" + http_url.substr(6);
-    } else if (http_url.starts_with("ws://")) {
-      http_url = "http://" + http_url.substr(5);
-    }
+    std::string http_url = acs::sessionUrl(*endpoint, tcsQuery(options_));
     auto url = acs::parseWebSocketUrl(http_url);
     if (!url) {
       spdlog::error("TCS: endpoint {:?}: {}", *endpoint, url.error().message);
       co_return Outcome::kFailed;
     }
-    aws::SigV4Request request{
-        .method = "GET", .url = http_url, .headers = {}, .payload_sha256 = aws::sha256Hex("")};
-    auto signature = aws::signV4(request, {.service = "ecs", .region = options_.region},
-                                 *credentials, std::chrono::system_clock::now());
-    if (!signature) {
-      spdlog::error("TCS: sign the upgrade: {}", signature.error().message);
+    auto headers = acs::signedUpgradeHeaders(http_url, options_.region, *credentials,
+                                             std::chrono::system_clock::now());
+    if (!headers) {
+      spdlog::error("TCS: sign the upgrade: {}", headers.error().message);
       co_return Outcome::kFailed;
     }
-    acs::WebSocketHeaders headers;
-    for (const auto& [name, value] : signature->headers.fields()) headers.emplace_back(name, value);
 
     dial_abort_ = std::make_shared<acs::WebSocketDialAbort>();
-    auto conn =
-        co_await acs::connectWebSocket(strand_, *url, aws::hostHeader(http_url), std::move(headers),
-                                       {.connect_timeout = options_.connect_timeout,
-                                        .close_timeout = options_.close_timeout,
-                                        .max_message_bytes = options_.max_message_bytes},
-                                       dial_abort_);
+    auto conn = co_await acs::connectWebSocket(strand_, *url, aws::hostHeader(http_url),
+                                               std::move(*headers),
+                                               {.connect_timeout = options_.connect_timeout,
+                                                .close_timeout = options_.close_timeout,
+                                                .max_message_bytes = options_.max_message_bytes},
+                                               dial_abort_);
     dial_abort_.reset();
     if (stopping_) {
       if (conn) (*conn)->abort();
@@ -440,14 +414,14 @@ class TcsSessionState : public std::enable_shared_from_this<TcsSessionState> {
     connected = false;
 
     auto reset_after = options_.backoff_reset_after.value_or(options_.heartbeat_timeout);
-    if (Clock::now() - since >= reset_after) backoff_ = options_.backoff_initial;
+    if (Clock::now() - since >= reset_after) backoff_.reset();
     if (stopping_) co_return Outcome::kStopped;
     if (expired_) co_return Outcome::kClean;
     if (auto reason = conn->closeReason();
         reason.code != boost::beast::websocket::close_code::none) {
       spdlog::info("TCS: connection closed ({} {})", reason.code,
                    std::string(reason.reason.data(), reason.reason.size()));
-      if (isCleanCloseCode(reason.code)) co_return Outcome::kClean;
+      if (acs::isCleanCloseCode(reason.code)) co_return Outcome::kClean;
       co_return Outcome::kFailed;
     }
     spdlog::warn("TCS: connection lost: {}", ec.message());
@@ -632,7 +606,7 @@ class TcsSessionState : public std::enable_shared_from_this<TcsSessionState> {
   const metadata::StatsSampler& sampler_;
   asio::steady_timer wait_timer_, heartbeat_timer_, age_timer_, publish_timer_;
   std::mt19937_64 random_;
-  Millis backoff_{0};
+  acs::Backoff backoff_;
   bool stopping_ = false;
   bool closing_ = false;
   bool expired_ = false;  // we closed the connection (maximum age, heartbeat timeout)

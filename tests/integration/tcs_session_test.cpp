@@ -224,6 +224,22 @@ TEST_F(TcsSessionTest, ReconnectsAfterACloseAndAnAbortAndKeepsPublishing) {
   EXPECT_EQ(closed->at("by"), "agent");
 }
 
+TEST_F(TcsSessionTest, ClosesAtMaximumAgeAndReconnectsAtOnce) {
+  auto o = options();
+  o.max_connection_age = 400ms;
+  o.connection_age_jitter = 0ms;
+  o.backoff_initial = 10s;  // a reconnect within the wait below is not a backoff
+  start(o);
+  auto first = connect();
+  auto closed =
+      plane_.waitForEvent({{"kind", "disconnect"}, {"channel", "tcs"}, {"conn", first}}, 5s);
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(closed->at("by"), "agent");
+  EXPECT_EQ(closed->at("code"), 1000);
+  auto second = connect(closed->at("seq").to_number<std::int64_t>(), 3s);
+  EXPECT_GT(second, first);
+}
+
 TEST_F(TcsSessionTest, HeartbeatsKeepTheConnectionAndSilenceClosesIt) {
   plane_.settings({{"tcs_heartbeat_interval_ms", 100}, {"tcs_auto_ack", false}});
   auto o = options();

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <random>
 
+#include "agent/acs/control_session.h"
 #include "agent/acs/websocket_client.h"
 #include "agent/aws/sigv4.h"
 
@@ -70,10 +71,6 @@ json::array identifiersJson(const std::vector<TaskIdentifier>& tasks) {
   return out;
 }
 
-bool isCleanCloseCode(std::uint16_t code) {
-  return code == 1000 || code == 1001 || code == 1006 || code == 1011;
-}
-
 constexpr std::string_view kExceptionTypes[] = {
     "ServerException",          "BadRequestException",   "InvalidClusterException",
     "InvalidInstanceException", "AccessDeniedException", "InactiveInstanceException"};
@@ -117,7 +114,9 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
         wait_timer_(strand_),
         heartbeat_timer_(strand_),
         age_timer_(strand_),
-        random_(std::random_device{}()) {}
+        random_(std::random_device{}()),
+        backoff_(options_.backoff_initial, options_.backoff_max, options_.backoff_multiplier,
+                 options_.backoff_jitter) {}
 
   void start() {
     asio::co_spawn(strand_, run(shared_from_this()),
@@ -209,35 +208,22 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
     }
   }
 
-  Millis jitter(Millis base, Millis spread) {
-    if (spread.count() <= 0) return base;
-    std::uniform_int_distribution<std::int64_t> pick(0, spread.count() - 1);
-    return base + Millis(pick(random_));
-  }
-
-  Millis nextBackoff() {
-    Millis delay = backoff_;
-    double grown = static_cast<double>(backoff_.count()) * options_.backoff_multiplier;
-    backoff_ = std::min(options_.backoff_max, Millis(static_cast<std::int64_t>(grown)));
-    auto spread = Millis(
-        static_cast<std::int64_t>(static_cast<double>(delay.count()) * options_.backoff_jitter));
-    return jitter(delay, spread);
-  }
+  Millis jitter(Millis base, Millis spread) { return jittered(base, spread, random_); }
 
   static asio::awaitable<void> run(std::shared_ptr<AcsSessionState> self) {
-    self->backoff_ = self->options_.backoff_initial;
+    self->backoff_.reset();
     while (!self->stopping_) {
       Outcome outcome = co_await self->connectOnce();
       if (self->stopping_ || outcome == Outcome::kStopped) break;
       Millis delay{0};
       if (outcome == Outcome::kClean) {
-        self->backoff_ = self->options_.backoff_initial;
+        self->backoff_.reset();
       } else if (outcome == Outcome::kInactive) {
         delay = self->options_.inactive_instance_wait;
         spdlog::warn("ACS: the container instance is inactive; trying again in {} ms",
                      delay.count());
       } else {
-        delay = self->nextBackoff();
+        delay = self->backoff_.next(self->random_);
         spdlog::info("ACS: reconnecting in {} ms", delay.count());
       }
       if (delay.count() > 0) {
@@ -265,34 +251,22 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
       spdlog::warn("ACS: credentials: {}", credentials.error().message);
       co_return Outcome::kFailed;
     }
-    std::string base = *endpoint;
-    if (base.empty() || base.back() != '/') base += '/';
-    std::string http_url = base + "ws?" + acsQuery(options_, send_credentials_);
-    // Signed as the https/http URL the service canonicalises; dialled as wss/ws.
-    if (http_url.starts_with("wss://")) {
-      http_url = "https://" + http_url.substr(6);
-    } else if (http_url.starts_with("ws://")) {
-      http_url = "http://" + http_url.substr(5);
-    }
+    std::string http_url = sessionUrl(*endpoint, acsQuery(options_, send_credentials_));
     auto url = parseWebSocketUrl(http_url);
     if (!url) {
       spdlog::error("ACS: endpoint {:?}: {}", *endpoint, url.error().message);
       co_return Outcome::kFailed;
     }
-    aws::SigV4Request request{
-        .method = "GET", .url = http_url, .headers = {}, .payload_sha256 = aws::sha256Hex("")};
-    auto signature = aws::signV4(request, {.service = "ecs", .region = options_.region},
-                                 *credentials, std::chrono::system_clock::now());
-    if (!signature) {
-      spdlog::error("ACS: sign the upgrade: {}", signature.error().message);
+    auto headers = signedUpgradeHeaders(http_url, options_.region, *credentials,
+                                        std::chrono::system_clock::now());
+    if (!headers) {
+      spdlog::error("ACS: sign the upgrade: {}", headers.error().message);
       co_return Outcome::kFailed;
     }
-    WebSocketHeaders headers;
-    for (const auto& [name, value] : signature->headers.fields()) headers.emplace_back(name, value);
 
     dial_abort_ = std::make_shared<WebSocketDialAbort>();
     auto conn =
-        co_await connectWebSocket(strand_, *url, aws::hostHeader(http_url), std::move(headers),
+        co_await connectWebSocket(strand_, *url, aws::hostHeader(http_url), std::move(*headers),
                                   {.connect_timeout = options_.connect_timeout,
                                    .close_timeout = options_.close_timeout,
                                    .max_message_bytes = options_.max_message_bytes},
@@ -368,7 +342,7 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
     connected = false;
 
     auto reset_after = options_.backoff_reset_after.value_or(options_.heartbeat_timeout);
-    if (Clock::now() - since >= reset_after) backoff_ = options_.backoff_initial;
+    if (Clock::now() - since >= reset_after) backoff_.reset();
     if (stopping_) co_return Outcome::kStopped;
     if (expired_) co_return Outcome::kClean;
     // The server's close frame decides, even when the TCP teardown after it failed.
@@ -503,7 +477,7 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
   AcsHandler& handler_;
   asio::steady_timer wait_timer_, heartbeat_timer_, age_timer_;
   std::mt19937_64 random_;
-  Millis backoff_{0};
+  Backoff backoff_;
   bool stopping_ = false;
   bool closing_ = false;
   bool expired_ = false;  // we closed the connection at its maximum age

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -135,7 +136,9 @@ struct StatsSampler::Impl {
     std::optional<stats::Sample> previous;
     stats::Sample current;
   };
-  std::unordered_map<std::string, Samples> samples;  // by runtime id
+  std::unordered_map<std::string, Samples> samples;                // by runtime id
+  std::unordered_map<std::string, std::deque<UsageSample>> usage;  // by runtime id, bounded
+  uint64_t ticks = 0;
   std::chrono::microseconds last_tick{0};
   std::chrono::microseconds last_tick_cpu{0};
   size_t last_tick_containers = 0;
@@ -185,8 +188,11 @@ struct StatsSampler::Impl {
     // Containers of one awsvpc task share a namespace: read each namespace once per tick.
     std::unordered_map<std::string, std::optional<NetDevMap>> netns_reads;
     std::vector<std::pair<std::string, Result<stats::Sample>>> read;
+    std::vector<std::chrono::steady_clock::time_point> read_at;
     read.reserve(list.size());
+    read_at.reserve(list.size());
     for (const auto& t : list) {
+      read_at.push_back(std::chrono::steady_clock::now());
       auto sample = stats::readCgroup(layout, t.cgroup_path, *host);
       // Host-mode containers have no interfaces of their own: Docker reports no networks for
       // them, and neither do we (the host's counters would be everyone's traffic). Without a
@@ -216,7 +222,9 @@ struct StatsSampler::Impl {
     for (const auto& [key, task] : tasks) {
       for (const auto& c : task->containers) live.insert(c.runtime_id);
     }
-    for (auto& [id, sample] : read) {
+    ++ticks;
+    for (size_t i = 0; i < read.size(); ++i) {
+      auto& [id, sample] = read[i];
       if (!sample) {
         // A container that just stopped races its cgroup's removal: debug, once per container.
         if (warned.insert(id).second)
@@ -225,6 +233,7 @@ struct StatsSampler::Impl {
       }
       warned.erase(id);
       if (!live.contains(id)) continue;  // its task was removed while we read
+      recordUsage(id, *sample, read_at[i]);
       auto& s = samples[id];
       if (s.current.read.time_since_epoch().count() != 0) s.previous = std::move(s.current);
       s.current = std::move(*sample);
@@ -232,6 +241,28 @@ struct StatsSampler::Impl {
     last_tick = took;
     last_tick_cpu = cpu_took;
     last_tick_containers = list.size();
+  }
+
+  // Called with the mutex held.
+  void recordUsage(const std::string& id, const stats::Sample& sample,
+                   std::chrono::steady_clock::time_point at) {
+    if (options.usage_history == 0) return;
+    UsageSample u;
+    u.tick = ticks;
+    u.read = at;
+    u.cpu_usage_ns = sample.cpu.total_ns;
+    u.online_cpus = sample.cpu.online_cpus;
+    u.memory_usage_bytes = sample.memory.usage;
+    const std::string_view cache_key = layout.v2 ? "inactive_file" : "cache";
+    for (const auto& [key, value] : sample.memory.stats) {
+      if (key == cache_key) {
+        u.memory_cache_bytes = value;
+        break;
+      }
+    }
+    auto& queue = usage[id];
+    queue.push_back(u);
+    while (queue.size() > options.usage_history) queue.pop_front();
   }
 
   void run() {
@@ -268,6 +299,7 @@ void StatsSampler::update(const engine::TaskSnapshotPtr& task) {
     impl_->tasks.erase(key);
     for (const auto& c : task->containers) {
       impl_->samples.erase(c.runtime_id);
+      impl_->usage.erase(c.runtime_id);
       impl_->warned.erase(c.runtime_id);
     }
     return;
@@ -312,6 +344,13 @@ json::object StatsSampler::taskStats(const engine::TaskSnapshot& task, bool v4) 
     out[c.runtime_id] = stats ? std::move(*stats) : json::object{};
   }
   return out;
+}
+
+std::vector<UsageSample> StatsSampler::usageSamples(std::string_view runtime_id) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->usage.find(std::string(runtime_id));
+  if (it == impl_->usage.end()) return {};
+  return {it->second.begin(), it->second.end()};
 }
 
 std::chrono::microseconds StatsSampler::lastTickDuration() const {

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "agent/common/result.h"
 #include "agent/engine/task_snapshot.h"
@@ -40,10 +41,26 @@ Result<NetDevMap> readNetDevInNetns(const std::string& netns_path);
 // Reads an interface table for a namespace path; tests inject a fake.
 using NetDevReader = std::function<Result<NetDevMap>(const std::string& netns_path)>;
 
+// The raw numbers behind one container's CloudWatch-style usage (what the telemetry session
+// publishes), from one tick. `tick` increases with every tick of the sampler, so a reader can tell
+// which samples it has already used.
+struct UsageSample {
+  uint64_t tick = 0;
+  std::chrono::steady_clock::time_point read;  // monotonic: CPU rates divide by its deltas
+  uint64_t cpu_usage_ns = 0;                   // cumulative, all CPUs
+  uint32_t online_cpus = 0;                    // the host's
+  uint64_t memory_usage_bytes = 0;
+  // What the kernel can reclaim without the container noticing: memory.stat's `cache` on v1,
+  // `inactive_file` on v2. Usage minus this is the memory the container holds.
+  uint64_t memory_cache_bytes = 0;
+};
+
 struct StatsSamplerOptions {
   // v1 hierarchies under it (cpu,cpuacct / memory / blkio / pids), or v2 unified.
   std::string cgroup_root = "/sys/fs/cgroup";
   std::chrono::milliseconds interval{1000};
+  // Usage samples kept per container for usageSamples() (the oldest dropped first).
+  size_t usage_history = 80;
   // Where stat and meminfo are read (system_cpu_usage, online_cpus, the memory limit's cap).
   std::string proc_root = "/proc";
   // Empty: readNetDevInNetns.
@@ -66,6 +83,10 @@ class StatsSampler {
   std::optional<boost::json::object> containerStats(std::string_view runtime_id, bool v4) const;
   // runtime_id -> stats object ({} for a container without stats), for /task/stats.
   boost::json::object taskStats(const engine::TaskSnapshot& task, bool v4) const;
+
+  // The container's last usage_history usage samples, oldest first; empty when it has none.
+  // Thread-safe.
+  std::vector<UsageSample> usageSamples(std::string_view runtime_id) const;
 
   // One tick on the calling thread, now (what the worker does every interval). For tests, and
   // for a caller that wants fresh numbers without waiting; the default network reader enters

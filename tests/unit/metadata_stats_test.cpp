@@ -309,6 +309,51 @@ TEST_F(StatsTest, V2Unified) {
   EXPECT_EQ((*s)["pids_stats"].as_object(), (json::object{{"current", 2}, {"limit", 100}}));
 }
 
+TEST_F(StatsTest, UsageSamplesAreBoundedAndSubtractV1Cache) {
+  makeV1Container("/ecs/t1/c1", 1'000'000);
+  auto o = options();
+  o.usage_history = 3;
+  StatsSampler sampler(io_, o);
+  EXPECT_TRUE(sampler.usageSamples("c1").empty());
+  sampler.update(task({container("c1", "/run/netns/t1")}));
+  for (uint64_t i = 1; i <= 5; ++i) {
+    setV1Cpu("/ecs/t1/c1", i * 1'000'000);
+    sampler.sampleOnce();
+  }
+  auto samples = sampler.usageSamples("c1");
+  ASSERT_EQ(samples.size(), 3u);  // the oldest two were dropped
+  for (size_t i = 0; i < samples.size(); ++i) {
+    EXPECT_EQ(samples[i].cpu_usage_ns, (i + 3) * 1'000'000);
+    EXPECT_EQ(samples[i].online_cpus, 2u);
+    EXPECT_EQ(samples[i].memory_usage_bytes, 1048576u);
+    EXPECT_EQ(samples[i].memory_cache_bytes, 4096u);  // "cache", not "total_cache" or "rss"
+    if (i > 0) {
+      EXPECT_GT(samples[i].tick, samples[i - 1].tick);
+      EXPECT_GE(samples[i].read, samples[i - 1].read);
+    }
+  }
+  auto removed = std::make_shared<TaskSnapshot>(*task({container("c1", "/run/netns/t1")}));
+  removed->removed = true;
+  sampler.update(removed);
+  EXPECT_TRUE(sampler.usageSamples("c1").empty());
+}
+
+TEST_F(StatsTest, UsageSamplesSubtractV2InactiveFile) {
+  writeFile(cg() / "cgroup.controllers", "cpu memory io pids\n");
+  auto c = cg() / "ecs/t1/c1";
+  writeFile(c / "cpu.stat", "usage_usec 7000\nuser_usec 5000\nsystem_usec 2000\n");
+  writeFile(c / "memory.current", "8192000\n");
+  writeFile(c / "memory.stat", "anon 1024\nfile 2048\nactive_file 1000\ninactive_file 3000\n");
+  StatsSampler sampler(io_, options());
+  sampler.update(task({container("c1", "/run/netns/t1")}));
+  sampler.sampleOnce();
+  auto samples = sampler.usageSamples("c1");
+  ASSERT_EQ(samples.size(), 1u);
+  EXPECT_EQ(samples[0].cpu_usage_ns, 7'000'000u);
+  EXPECT_EQ(samples[0].memory_usage_bytes, 8192000u);
+  EXPECT_EQ(samples[0].memory_cache_bytes, 3000u);
+}
+
 TEST_F(StatsTest, TaskStatsStoppedAndRemoved) {
   makeV1Container("/ecs/t1/c1");
   makeV1Container("/ecs/t1/c2");

@@ -402,6 +402,16 @@ Result<Config> load(const ConfigSources& sources) {
   set("ECS_NUM_IMAGES_DELETE_PER_CYCLE", config.num_images_delete_per_cycle,
       [](std::string_view v) { return parseNumber<int>(v, 1, 1'000'000); });
 
+  // telemetry
+  set("ECS_DISABLE_METRICS", config.disable_metrics, boolean);
+  set("ECS_METRICS_PUBLISH_INTERVAL", config.metrics_publish_interval,
+      [](std::string_view v) -> Result<milliseconds> {
+        auto parsed = parseDuration(v);
+        if (!parsed || *parsed < seconds(1) || *parsed > seconds(20))
+          return fail(ErrorCode::kInvalidArgument, "expected a duration from 1s to 20s");
+        return *parsed;
+      });
+
   // tasks
   set("ECS_CONTAINER_STOP_TIMEOUT", config.container_stop_timeout,
       [](std::string_view v) -> Result<milliseconds> {

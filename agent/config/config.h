@@ -67,6 +67,11 @@ struct Config {
       std::chrono::hours(1)};           // ECS_IMAGE_MINIMUM_CLEANUP_AGE (above 0)
   int num_images_delete_per_cycle = 5;  // ECS_NUM_IMAGES_DELETE_PER_CYCLE (at least 1)
 
+  // telemetry (TCS)
+  bool disable_metrics = false;  // ECS_DISABLE_METRICS: no container metrics to the cluster
+  std::chrono::milliseconds metrics_publish_interval{
+      std::chrono::seconds(20)};  // ECS_METRICS_PUBLISH_INTERVAL (ours; 1s..20s)
+
   // tasks
   std::chrono::milliseconds container_stop_timeout{
       std::chrono::seconds(30)};  // ECS_CONTAINER_STOP_TIMEOUT

@@ -20,6 +20,7 @@
 #include "agent/daemon/state_reporter.h"
 #include "agent/ecs/ecs_client.h"
 #include "agent/node/node.h"
+#include "agent/tcs/tcs_session.h"
 
 namespace ecs::daemon {
 
@@ -216,6 +217,8 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
   node::NodeOptions node_options;
   node_options.container_instance_arn = instance_arn;
   node_options.availability_zone = registered->availability_zone.value_or("");
+  node_options.task_cleanup_wait = true;
+  node_options.image_cleanup = true;
   auto node = node::Node::create(config, io, reporter, node_options);
   if (!node) {
     spdlog::critical("{}", node.error().message);
@@ -245,22 +248,47 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
     return endpoints->endpoint;
   };
   acs::AcsSession session(acs_io, acs_options, handler);
+
+  tcs::TcsSessionOptions tcs_options;
+  tcs_options.cluster = config.cluster;
+  tcs_options.container_instance_arn = instance_arn;
+  tcs_options.agent_version = options.version;
+  tcs_options.agent_hash = options.commit;
+  tcs_options.region = config.region;
+  tcs_options.credentials = credentials;
+  tcs_options.endpoint = [&client, instance_arn]() -> Result<std::string> {
+    auto endpoints = client.discoverPollEndpoint(instance_arn);
+    if (!endpoints) return fail(endpoints.error().asError());
+    if (endpoints->telemetry_endpoint.empty()) {
+      return fail(ErrorCode::kUnavailable, "DiscoverPollEndpoint named no telemetry endpoint");
+    }
+    return endpoints->telemetry_endpoint;
+  };
+  tcs_options.publish_interval = config.metrics_publish_interval;
+  tcs_options.metrics_enabled = !config.disable_metrics;
+  tcs::TcsSession telemetry(acs_io, tcs_options, (*node)->stats());
+  (*node)->engine().addSnapshotListener(
+      [&telemetry](const engine::TaskSnapshotPtr& task) { telemetry.update(task); });
+  telemetry.setInstanceStatus("Agent", tcs::InstanceStatusValue::kOk, "");
+  telemetry.setInstanceStatus("ContainerRuntime", tcs::InstanceStatusValue::kOk, "");
+
   auto acs_work = boost::asio::make_work_guard(acs_io);
   std::thread acs_loop([&acs_io] { acs_io.run(); });
   session.start();
+  telemetry.start();
 
   stop_signal.wait();
 
   // ---- shutdown ----
   session.stop();
+  telemetry.stop();
   acs_work.reset();
   acs_io.stop();
   acs_loop.join();
   // Stop what runs (the agent cannot take it over after a restart yet) and tell the cluster.
   auto deadline = std::chrono::steady_clock::now() + options.shutdown_timeout;
-  for (const auto& arn : handler.knownTasks()) {
-    (*node)->engine().stopTask(arn, "The agent was stopped");
-  }
+  // Stopped tasks waiting out ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION go now too.
+  (*node)->engine().stopAndRemoveAll("The agent was stopped");
   if (!handler.waitUntilNoTasks(deadline)) {
     spdlog::warn("{} task(s) still stopping at shutdown", handler.knownTasks().size());
   }

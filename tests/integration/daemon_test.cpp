@@ -155,6 +155,7 @@ class DaemonTest : public ::testing::Test {
         R"(ECS_INSTANCE_ATTRIBUTES={"stack": "blue"})",
         R"(ECS_CONTAINER_INSTANCE_TAGS={"team": "node"})"};
     env.insert(env.end(), more.begin(), more.end());
+    env.insert(env.end(), extra_env_.begin(), extra_env_.end());
     return env;
   }
 
@@ -207,6 +208,7 @@ class DaemonTest : public ::testing::Test {
   int introspection_port_ = ecs::testing::unusedPort();
   FakeControlPlane plane_;
   std::unique_ptr<BackgroundProcess> daemon_;
+  std::vector<std::string> extra_env_;
 };
 
 TEST_F(DaemonTest, RegistersTheHostAndAgainWithTheSavedArn) {
@@ -516,6 +518,62 @@ TEST_F(DaemonTest, StateChangesSurviveApiErrors) {
   ASSERT_EQ(daemon_->stop(SIGTERM, 120s), 0) << daemon_->err();
   daemon_.reset();
   EXPECT_TRUE(waitForState(taskArn(7), "STOPPED", 5s));
+}
+
+TEST_F(DaemonTest, TelemetryReportsTheCpuAndMemoryAContainerReallyUses) {
+  extra_env_ = {"ECS_METRICS_PUBLISH_INTERVAL=2s"};
+  startAndConnect();
+  ASSERT_TRUE(plane_.waitForTcsConnection(30s));
+  // One shell holds ~48 MiB in a variable and spins one core.
+  auto burner =
+      container("burn", "x=$(head -c 50000000 /dev/zero | tr '\\0' a); while :; do :; done");
+  burner["memory"] = 512;
+  auto sent = plane_.pushAcs(payload({task(8, {burner}, "none")}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", sent.at("messageId")}}, 30s));
+  ASSERT_TRUE(waitForState(taskArn(8), "RUNNING"));
+
+  // Publishes until one carries the task with a few seconds of samples taken after the variable
+  // was filled (the first ones may catch it growing).
+  std::int64_t after = plane_.lastSeq();
+  std::optional<json::object> metric;
+  int seen = 0;
+  auto deadline = std::chrono::steady_clock::now() + 90s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto frame = plane_.waitForTcsFrame("PublishMetricsRequest", {}, 30s, after);
+    ASSERT_TRUE(frame) << daemon_->err();
+    after = frame->at("seq").to_number<std::int64_t>();
+    EXPECT_TRUE(frame->at("signature_ok").as_bool()) << json::serialize(*frame);
+    EXPECT_TRUE(frame->at("problems").as_array().empty()) << json::serialize(*frame);
+    const auto& message = frame->at("message").as_object();
+    if (!message.contains("taskMetrics")) continue;
+    for (const auto& t : message.at("taskMetrics").as_array()) {
+      if (t.at("taskArn") != taskArn(8).c_str()) continue;
+      for (const auto& c : t.at("containerMetrics").as_array()) {
+        if (c.at("containerName") == "burn" && ++seen >= 3) metric = c.as_object();
+      }
+    }
+    if (metric) break;
+  }
+  ASSERT_TRUE(metric) << "no metrics for the task";
+  const auto& cpu = metric->at("cpuStatsSet").as_object();
+  const auto& memory = metric->at("memoryStatsSet").as_object();
+  double samples = cpu.at("sampleCount").to_number<double>();
+  ASSERT_GE(samples, 1);
+  double cpu_avg = cpu.at("sum").to_number<double>() / samples;
+  // One busy core of this host's cores, in percent of the whole host.
+  double one_core = 100.0 / logicalCpus();
+  EXPECT_GT(cpu_avg, one_core * 0.5) << json::serialize(*metric);
+  EXPECT_LT(cpu_avg, one_core * 1.15) << json::serialize(*metric);
+  double memory_max = memory.at("max").to_number<double>();
+  EXPECT_GE(memory_max, 45) << json::serialize(*metric);
+  EXPECT_LE(memory_max, 150) << json::serialize(*metric);
+  double memory_min = memory.at("min").to_number<double>();
+  EXPECT_GE(memory_min, 40) << json::serialize(*metric);
+
+  auto stop = task(8, {burner}, "none");
+  stop["desiredStatus"] = "STOPPED";
+  plane_.pushAcs(payload({stop}));
+  ASSERT_TRUE(waitForState(taskArn(8), "STOPPED"));
 }
 
 }  // namespace

@@ -291,6 +291,13 @@ TEST_F(DaemonTest, RefusedRegistrationIsTerminal) {
   plane_.clearFaults();
 }
 
+TEST_F(DaemonTest, AnAttributeTheClusterDidNotRecordIsTerminal) {
+  plane_.settings({{"rci_drop_attributes", json::array{"ecs.capability.efs"}}});
+  auto run = runCommand({agent_, "daemon"}, agentEnv(), 60s);
+  EXPECT_EQ(run.exit_code, 5) << run.describe();
+  EXPECT_NE(run.err.find("ecs.capability.efs"), std::string::npos) << run.describe();
+}
+
 TEST_F(DaemonTest, BridgeTaskReportsItsDynamicPortAndStopsWithItsExitCode) {
   startAndConnect();
   auto web = container("web",

@@ -916,8 +916,11 @@ void TaskEngine::start(Task& task, Container& c) {
         }
         if (!restarted) emit(t, &ct);
         if (ct.pending_exit) {
+          // It exited as it started: the task still passes through RUNNING first, so the
+          // cluster hears RUNNING then STOPPED, as it would of a container that ran longer.
           auto status = *ct.pending_exit;
           ct.pending_exit.reset();
+          updateTaskStatus(t);
           return handleExit(ct.runtime_id, status);
         }
         step(t);

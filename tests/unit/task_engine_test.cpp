@@ -461,6 +461,17 @@ TEST_F(TaskEngineTest, SuccessDependencyGatesStartAndFailsTheTaskOnNonZeroExit) 
   EXPECT_EQ(outbox_.last("init", ContainerStatus::kStopped)->exit_code, 3);
 }
 
+TEST_F(TaskEngineTest, AContainerThatExitsAsItStartsStillReportsTheTaskRunningFirst) {
+  start();
+  runtime_.exit_on_start["app"] = 0;
+  engine_->upsert(spec({container("app")}));
+  ASSERT_TRUE(journal_.waitFor("state task STOPPED"));
+  // The cluster hears RUNNING, then STOPPED, as it would from the real agent: the container did
+  // start, however briefly.
+  auto states = journal_.matching("state task ");
+  EXPECT_THAT(states, ElementsAre("state task CREATED", "state task RUNNING", "state task STOPPED"));
+}
+
 TEST_F(TaskEngineTest, CompleteDependencyStartsAfterAnyExit) {
   start();
   auto init = container("init", /*essential=*/false);

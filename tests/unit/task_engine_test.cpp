@@ -469,7 +469,8 @@ TEST_F(TaskEngineTest, AContainerThatExitsAsItStartsStillReportsTheTaskRunningFi
   // The cluster hears RUNNING, then STOPPED, as it would from the real agent: the container did
   // start, however briefly.
   auto states = journal_.matching("state task ");
-  EXPECT_THAT(states, ElementsAre("state task CREATED", "state task RUNNING", "state task STOPPED"));
+  EXPECT_THAT(states,
+              ElementsAre("state task CREATED", "state task RUNNING", "state task STOPPED"));
 }
 
 TEST_F(TaskEngineTest, CompleteDependencyStartsAfterAnyExit) {

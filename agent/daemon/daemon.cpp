@@ -168,7 +168,7 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
   ecsapi::RegistrationRequest request;
   request.cluster = config.cluster;
   request.resources = *resources;
-  request.attributes = instanceAttributes(config);
+
   for (const auto& [key, value] : config.container_instance_tags) {
     request.tags.push_back({key, value});
   }
@@ -177,6 +177,9 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
     request.container_instance_arn = saved->container_instance_arn;
     spdlog::info("registering again as {}", saved->container_instance_arn);
   }
+  // Custom attributes go with the first registration only, as the real agent sends them: the
+  // cluster keeps them, and an operator may have changed them there since.
+  request.attributes = instanceAttributes(config, !request.container_instance_arn);
   if (imds) {
     if (auto document = imds->get("/latest/dynamic/instance-identity/document")) {
       request.instance_identity_document = *document;

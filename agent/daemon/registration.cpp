@@ -69,7 +69,7 @@ std::string cpuArchitecture() {
   return machine;
 }
 
-std::vector<ecsapi::Attribute> instanceAttributes(const config::Config& config) {
+std::vector<ecsapi::Attribute> instanceAttributes(const config::Config& config, bool custom) {
   std::vector<ecsapi::Attribute> out;
   auto add = [&out](std::string name, std::optional<std::string> value = std::nullopt) {
     out.push_back({std::move(name), std::move(value)});
@@ -95,7 +95,9 @@ std::vector<ecsapi::Attribute> instanceAttributes(const config::Config& config) 
   add("ecs.os-type", "linux");
   add("ecs.os-family", "LINUX");
   add("ecs.cpu-architecture", cpuArchitecture());
-  for (const auto& [name, value] : config.instance_attributes) add(name, value);
+  if (custom) {
+    for (const auto& [name, value] : config.instance_attributes) add(name, value);
+  }
   return out;
 }
 

@@ -23,8 +23,9 @@ Result<ecsapi::InstanceResources> hostResources(const config::Config& config,
 std::string cpuArchitecture();
 
 // The capabilities this agent has (only those: a claimed capability places tasks here that would
-// then fail), the OS attributes, and ECS_INSTANCE_ATTRIBUTES.
-std::vector<ecsapi::Attribute> instanceAttributes(const config::Config& config);
+// then fail), the OS attributes, and — with `custom`, as the real agent sends them only on the
+// first registration — ECS_INSTANCE_ATTRIBUTES.
+std::vector<ecsapi::Attribute> instanceAttributes(const config::Config& config, bool custom = true);
 
 // The instance identity document and its signature, from IMDS; empty when the host is not on EC2
 // as far as the configuration says (ECS_EXTERNAL, AWS_EC2_METADATA_DISABLED) or IMDS does not

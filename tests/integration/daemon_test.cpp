@@ -270,6 +270,9 @@ TEST_F(DaemonTest, RegistersTheHostAndAgainWithTheSavedArn) {
   auto second = plane_.waitForCall("RegisterContainerInstance", {}, 60s, after);
   ASSERT_TRUE(second) << daemon_->err();
   EXPECT_EQ(second->at("body").at("containerInstanceArn"), arn.c_str());
+  for (const auto& a : second->at("body").at("attributes").as_array()) {
+    EXPECT_NE(a.at("name"), "stack") << "custom attributes go with the first registration only";
+  }
   EXPECT_NE(second->at("body").at("clientToken"), body.at("clientToken"));
 }
 

@@ -4,10 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <condition_variable>
-#include <mutex>
 #include <random>
 
+#include "agent/common/stop_wait.h"
 #include "agent/common/text.h"
 
 namespace ecs::aws {
@@ -111,14 +110,6 @@ AwsError cancelledError(std::string_view operation, std::string message) {
       .operation = std::string(operation), .message = std::move(message), .cancelled = true};
 }
 
-// Waits `delay` unless `stop` is requested first; false when stopped.
-bool waitFor(std::chrono::milliseconds delay, std::stop_token stop) {
-  std::mutex mutex;
-  std::condition_variable_any wake;
-  std::unique_lock lock(mutex);
-  return !wake.wait_for(lock, stop, delay, [] { return false; });
-}
-
 std::string readable(std::chrono::milliseconds delay) {
   if (delay < std::chrono::seconds(1)) return fmt::format("{} ms", delay.count());
   return fmt::format("{:.1f} s", static_cast<double>(delay.count()) / 1000.0);
@@ -203,7 +194,7 @@ AwsResult<json::Value> AwsJsonClient::call(std::string_view operation, const jso
     }
     spdlog::warn("{}; retry {} of {} in {}", error.asError().message, attempt, max_attempts - 1,
                  readable(delay));
-    if (!waitFor(delay, options.stop)) {
+    if (!sleepFor(delay, options.stop)) {
       error.attempts = attempt;
       error.cancelled = true;
       return result;

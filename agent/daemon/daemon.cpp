@@ -15,6 +15,7 @@
 #include "agent/aws/credentials.h"
 #include "agent/aws/imds_client.h"
 #include "agent/common/replace_file.h"
+#include "agent/common/stop_wait.h"
 #include "agent/daemon/acs_handler.h"
 #include "agent/daemon/registration.h"
 #include "agent/daemon/state_reporter.h"
@@ -102,17 +103,28 @@ class StopSignal {
     thread_.join();
   }
   std::stop_token token() const { return source_.get_token(); }
-  void wait() const {
-    std::mutex m;
-    std::unique_lock lock(m);
-    std::condition_variable_any cv;
-    cv.wait(lock, source_.get_token(), [] { return false; });
-  }
+  void wait() const { waitForStop(source_.get_token()); }
 
  private:
   std::stop_source source_;
   std::thread thread_;
 };
+
+// One session's endpoint from DiscoverPollEndpoint (the client caches the answer for both).
+std::function<Result<std::string>()> pollEndpoint(ecsapi::EcsClient& client,
+                                                  std::string instance_arn,
+                                                  std::string ecsapi::PollEndpoints::*field,
+                                                  std::string what) {
+  return [&client, instance_arn = std::move(instance_arn), field,
+          what = std::move(what)]() -> Result<std::string> {
+    auto endpoints = client.discoverPollEndpoint(instance_arn);
+    if (!endpoints) return fail(endpoints.error().asError());
+    if (((*endpoints).*field).empty()) {
+      return fail(ErrorCode::kUnavailable, "DiscoverPollEndpoint named no {} endpoint", what);
+    }
+    return (*endpoints).*field;
+  };
+}
 
 std::string userAgent(const DaemonOptions& options) {
   return fmt::format(
@@ -245,11 +257,8 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
   acs_options.agent_hash = options.commit;
   acs_options.region = config.region;
   acs_options.credentials = credentials;
-  acs_options.endpoint = [&client, instance_arn]() -> Result<std::string> {
-    auto endpoints = client.discoverPollEndpoint(instance_arn);
-    if (!endpoints) return fail(endpoints.error().asError());
-    return endpoints->endpoint;
-  };
+  acs_options.endpoint =
+      pollEndpoint(client, instance_arn, &ecsapi::PollEndpoints::endpoint, "ACS");
   acs::AcsSession session(acs_io, acs_options, handler);
 
   tcs::TcsSessionOptions tcs_options;
@@ -259,14 +268,8 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
   tcs_options.agent_hash = options.commit;
   tcs_options.region = config.region;
   tcs_options.credentials = credentials;
-  tcs_options.endpoint = [&client, instance_arn]() -> Result<std::string> {
-    auto endpoints = client.discoverPollEndpoint(instance_arn);
-    if (!endpoints) return fail(endpoints.error().asError());
-    if (endpoints->telemetry_endpoint.empty()) {
-      return fail(ErrorCode::kUnavailable, "DiscoverPollEndpoint named no telemetry endpoint");
-    }
-    return endpoints->telemetry_endpoint;
-  };
+  tcs_options.endpoint =
+      pollEndpoint(client, instance_arn, &ecsapi::PollEndpoints::telemetry_endpoint, "telemetry");
   tcs_options.publish_interval = config.metrics_publish_interval;
   tcs_options.metrics_enabled = !config.disable_metrics;
   tcs::TcsSession telemetry(acs_io, tcs_options, (*node)->stats());

@@ -5,13 +5,10 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include <condition_variable>
 #include <fstream>
-#include <mutex>
 #include <random>
-#include <sstream>
-#include <thread>
 
+#include "agent/common/stop_wait.h"
 #include "agent/endpoints/endpoints_resource.h"
 
 namespace ecs::daemon {
@@ -138,10 +135,7 @@ std::expected<ecsapi::RegisteredInstance, RegistrationError> registerInstance(
                             fmt::format("gave up after {} attempt(s): {}", retry + 1, message)});
     }
     spdlog::warn("registration failed ({}); retrying in {} ms", message, delay.count());
-    std::mutex m;
-    std::unique_lock lock(m);
-    std::condition_variable_any cv;
-    cv.wait_for(lock, stop, delay, [] { return false; });
+    (void)sleepFor(delay, stop);  // a stop is seen at the top of the loop
   }
 }
 

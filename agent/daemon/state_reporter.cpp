@@ -5,6 +5,8 @@
 #include <charconv>
 #include <random>
 
+#include "agent/common/stop_wait.h"
+
 namespace ecs::daemon {
 
 namespace {
@@ -237,10 +239,7 @@ bool StateReporter::deliver(const ecsapi::TaskStateChange& change, std::stop_tok
     auto delay = options_.retry.delay(retry, options_.random());
     spdlog::warn("task {}: state change {} not delivered ({}); retrying in {} ms", change.task_arn,
                  ecsapi::toString(change.status), error.asError().message, delay.count());
-    std::mutex m;
-    std::unique_lock lock(m);
-    std::condition_variable_any cv;
-    cv.wait_for(lock, stop, delay, [] { return false; });
+    (void)sleepFor(delay, stop);  // a stop ends the loop
   }
   return false;
 }

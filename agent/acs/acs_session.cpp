@@ -235,58 +235,31 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
   }
 
   asio::awaitable<Outcome> connectOnce() {
-    auto endpoint =
-        options_.endpoint
-            ? options_.endpoint()
-            : Result<std::string>(fail(ErrorCode::kFailedPrecondition, "no ACS endpoint source"));
-    if (!endpoint) {
-      spdlog::warn("ACS: discover endpoint: {}", endpoint.error().message);
-      co_return Outcome::kFailed;
-    }
-    auto credentials =
-        options_.credentials
-            ? options_.credentials()
-            : Result<aws::Credentials>(fail(ErrorCode::kFailedPrecondition, "no credentials"));
-    if (!credentials) {
-      spdlog::warn("ACS: credentials: {}", credentials.error().message);
-      co_return Outcome::kFailed;
-    }
-    std::string http_url = sessionUrl(*endpoint, acsQuery(options_, send_credentials_));
-    auto url = parseWebSocketUrl(http_url);
-    if (!url) {
-      spdlog::error("ACS: endpoint {:?}: {}", *endpoint, url.error().message);
-      co_return Outcome::kFailed;
-    }
-    auto headers = signedUpgradeHeaders(http_url, options_.region, *credentials,
-                                        std::chrono::system_clock::now());
-    if (!headers) {
-      spdlog::error("ACS: sign the upgrade: {}", headers.error().message);
-      co_return Outcome::kFailed;
-    }
-
     dial_abort_ = std::make_shared<WebSocketDialAbort>();
-    auto conn =
-        co_await connectWebSocket(strand_, *url, aws::hostHeader(http_url), std::move(*headers),
-                                  {.connect_timeout = options_.connect_timeout,
+    // Built apart from the co_await: GCC 12 destroys a braced temporary argument of a coroutine
+    // call twice.
+    SessionDial dial{.name = "ACS",
+                     .endpoint = options_.endpoint,
+                     .credentials = options_.credentials,
+                     .query = acsQuery(options_, send_credentials_),
+                     .region = options_.region,
+                     .websocket = {.connect_timeout = options_.connect_timeout,
                                    .close_timeout = options_.close_timeout,
-                                   .max_message_bytes = options_.max_message_bytes},
-                                  dial_abort_);
+                                   .max_message_bytes = options_.max_message_bytes}};
+    auto dialed = co_await dialSession(strand_, std::move(dial), dial_abort_);
     dial_abort_.reset();
     if (stopping_) {
-      if (conn) (*conn)->abort();
+      if (dialed) dialed->conn->abort();
       co_return Outcome::kStopped;
     }
-    if (!conn) {
-      const auto& why = conn.error();
-      spdlog::warn("ACS: connect: {}{}{}", why.error.message, why.body.empty() ? "" : ": ",
-                   why.body.substr(0, 512));
-      if (why.body.find("InactiveInstanceException") != std::string::npos) {
+    if (!dialed) {
+      if (dialed.error().body.find("InactiveInstanceException") != std::string::npos) {
         handler_.onInactiveInstance();
         co_return Outcome::kInactive;
       }
       co_return Outcome::kFailed;
     }
-    co_return co_await serve(*conn);
+    co_return co_await serve(dialed->conn);
   }
 
   void armHeartbeat(const std::shared_ptr<WebSocketConnection>& conn) {

@@ -1,5 +1,7 @@
 #include "agent/acs/control_session.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "agent/aws/sigv4.h"
@@ -27,6 +29,51 @@ Result<WebSocketHeaders> signedUpgradeHeaders(const std::string& http_url,
   WebSocketHeaders headers;
   for (const auto& [name, value] : signature->headers.fields()) headers.emplace_back(name, value);
   return headers;
+}
+
+boost::asio::awaitable<std::expected<DialedSession, WebSocketConnectError>> dialSession(
+    boost::asio::any_io_executor executor, SessionDial dial,
+    std::shared_ptr<WebSocketDialAbort> abort) {
+  auto failed = [](Error error) {
+    return std::unexpected(
+        WebSocketConnectError{.status = 0, .body = {}, .error = std::move(error)});
+  };
+  auto endpoint = dial.endpoint ? dial.endpoint()
+                                : Result<std::string>(fail(ErrorCode::kFailedPrecondition,
+                                                           "no {} endpoint source", dial.name));
+  if (!endpoint) {
+    spdlog::warn("{}: discover endpoint: {}", dial.name, endpoint.error().message);
+    co_return failed(endpoint.error());
+  }
+  auto credentials =
+      dial.credentials
+          ? dial.credentials()
+          : Result<aws::Credentials>(fail(ErrorCode::kFailedPrecondition, "no credentials"));
+  if (!credentials) {
+    spdlog::warn("{}: credentials: {}", dial.name, credentials.error().message);
+    co_return failed(credentials.error());
+  }
+  std::string http_url = sessionUrl(*endpoint, dial.query);
+  auto url = parseWebSocketUrl(http_url);
+  if (!url) {
+    spdlog::error("{}: endpoint {:?}: {}", dial.name, *endpoint, url.error().message);
+    co_return failed(url.error());
+  }
+  auto headers =
+      signedUpgradeHeaders(http_url, dial.region, *credentials, std::chrono::system_clock::now());
+  if (!headers) {
+    spdlog::error("{}: sign the upgrade: {}", dial.name, headers.error().message);
+    co_return failed(headers.error());
+  }
+  auto conn = co_await connectWebSocket(executor, *url, aws::hostHeader(http_url),
+                                        std::move(*headers), dial.websocket, std::move(abort));
+  if (!conn) {
+    const auto& why = conn.error();
+    spdlog::warn("{}: connect: {}{}{}", dial.name, why.error.message, why.body.empty() ? "" : ": ",
+                 why.body.substr(0, 512));
+    co_return std::unexpected(conn.error());
+  }
+  co_return DialedSession{std::move(*conn), std::move(http_url)};
 }
 
 bool isCleanCloseCode(std::uint16_t code) {

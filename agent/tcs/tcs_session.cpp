@@ -306,55 +306,26 @@ class TcsSessionState : public std::enable_shared_from_this<TcsSessionState> {
   }
 
   asio::awaitable<Outcome> connectOnce() {
-    auto endpoint =
-        options_.endpoint
-            ? options_.endpoint()
-            : Result<std::string>(fail(ErrorCode::kFailedPrecondition, "no TCS endpoint source"));
-    if (!endpoint) {
-      spdlog::warn("TCS: discover endpoint: {}", endpoint.error().message);
-      co_return Outcome::kFailed;
-    }
-    auto credentials =
-        options_.credentials
-            ? options_.credentials()
-            : Result<aws::Credentials>(fail(ErrorCode::kFailedPrecondition, "no credentials"));
-    if (!credentials) {
-      spdlog::warn("TCS: credentials: {}", credentials.error().message);
-      co_return Outcome::kFailed;
-    }
-    std::string http_url = acs::sessionUrl(*endpoint, tcsQuery(options_));
-    auto url = acs::parseWebSocketUrl(http_url);
-    if (!url) {
-      spdlog::error("TCS: endpoint {:?}: {}", *endpoint, url.error().message);
-      co_return Outcome::kFailed;
-    }
-    auto headers = acs::signedUpgradeHeaders(http_url, options_.region, *credentials,
-                                             std::chrono::system_clock::now());
-    if (!headers) {
-      spdlog::error("TCS: sign the upgrade: {}", headers.error().message);
-      co_return Outcome::kFailed;
-    }
-
     dial_abort_ = std::make_shared<acs::WebSocketDialAbort>();
-    auto conn = co_await acs::connectWebSocket(strand_, *url, aws::hostHeader(http_url),
-                                               std::move(*headers),
-                                               {.connect_timeout = options_.connect_timeout,
-                                                .close_timeout = options_.close_timeout,
-                                                .max_message_bytes = options_.max_message_bytes},
-                                               dial_abort_);
+    // Built apart from the co_await: GCC 12 destroys a braced temporary argument of a coroutine
+    // call twice.
+    acs::SessionDial dial{.name = "TCS",
+                          .endpoint = options_.endpoint,
+                          .credentials = options_.credentials,
+                          .query = tcsQuery(options_),
+                          .region = options_.region,
+                          .websocket = {.connect_timeout = options_.connect_timeout,
+                                        .close_timeout = options_.close_timeout,
+                                        .max_message_bytes = options_.max_message_bytes}};
+    auto dialed = co_await acs::dialSession(strand_, std::move(dial), dial_abort_);
     dial_abort_.reset();
     if (stopping_) {
-      if (conn) (*conn)->abort();
+      if (dialed) dialed->conn->abort();
       co_return Outcome::kStopped;
     }
-    if (!conn) {
-      const auto& why = conn.error();
-      spdlog::warn("TCS: connect: {}{}{}", why.error.message, why.body.empty() ? "" : ": ",
-                   why.body.substr(0, 512));
-      co_return Outcome::kFailed;
-    }
-    url_ = http_url;
-    co_return co_await serve(*conn);
+    if (!dialed) co_return Outcome::kFailed;
+    url_ = std::move(dialed->http_url);
+    co_return co_await serve(dialed->conn);
   }
 
   void closeExpired(const std::shared_ptr<WebSocketConnection>& conn, std::string_view why) {

@@ -328,8 +328,15 @@ TEST_F(DaemonTest, BridgeTaskReportsItsDynamicPortAndStopsWithItsExitCode) {
   EXPECT_GE(port, 62000);
   EXPECT_LE(port, 62999);
   EXPECT_EQ(bindings[0].at("containerPort").to_number<int64_t>(), 80);
-  auto get =
-      runCommand({"curl", "-s", "--max-time", "5", fmt::format("http://127.0.0.1:{}/", port)});
+  // RUNNING means the container started; its shell still writes the page before httpd listens.
+  ecs::testing::RunResult get;
+  EXPECT_TRUE(waitFor(
+      [&] {
+        get = runCommand(
+            {"curl", "-s", "--max-time", "5", fmt::format("http://127.0.0.1:{}/", port)});
+        return get.exit_code != 7;  // 7: nothing listens yet
+      },
+      10s, "httpd to listen"));
   EXPECT_EQ(get.out, "from-daemon\n") << get.describe();
 
   auto stop = task(1, {web});

@@ -18,6 +18,14 @@
 
 namespace ecs::engine {
 
+// What the runtime holds of one container, for taking over a task after an agent restart.
+struct RuntimeContainerState {
+  bool exists = false;  // the container record (and its snapshot)
+  // Its process: kUnknown when there is none (never started, or deleted after its exit).
+  runtime::TaskStatus process = runtime::TaskStatus::kUnknown;
+  uint32_t exit_status = 0;  // when process is kStopped
+};
+
 class ContainerRuntime {
  public:
   virtual ~ContainerRuntime() = default;
@@ -43,6 +51,8 @@ class ContainerRuntime {
   // rootfs is the snapshot `image_chain_id` (container `id` is for naming temporary objects).
   virtual Result<UserIds> resolveUser(const std::string& id, const std::string& image_chain_id,
                                       const std::string& user) = 0;
+  // What the runtime has of container `id` now.
+  virtual Result<RuntimeContainerState> inspect(const std::string& id) = 0;
   // Called (on any thread, must not block) for every exit of a container's main process, and
   // for every out-of-memory kill the runtime reports.
   virtual void onExit(std::function<void(const std::string& id, uint32_t exit_status)> cb) = 0;

@@ -328,7 +328,7 @@ void TaskEngine::rememberFinished(const std::string& task_arn) {
   }
 }
 
-void TaskEngine::addTask(TaskSpec spec) {
+TaskEngine::Task& TaskEngine::makeTask(TaskSpec& spec) {
   auto task = std::make_unique<Task>();
   task->arn = spec.arn;
   task->id = taskIdFromArn(spec.arn);
@@ -352,12 +352,230 @@ void TaskEngine::addTask(TaskSpec spec) {
   }
   auto& ref = *task;
   tasks_.emplace(ref.arn, std::move(task));
+  return ref;
+}
+
+void TaskEngine::addTask(TaskSpec spec) {
+  auto& ref = makeTask(spec);
   if (spec.desired == ContainerStatus::kStopped) {
     spdlog::info("task {}: arrived already stopped; reporting it stopped", ref.arn);
     return setDesiredStopped(ref, "");
   }
   spdlog::info("task {}: starting ({} containers)", ref.arn, ref.containers.size());
   step(ref);
+}
+
+void TaskEngine::adopt(AdoptedTask task, std::function<void(Result<void>)> done) {
+  boost::asio::post(io_, [this, task = std::move(task), done = std::move(done)]() mutable {
+    adoptOnLoop(std::move(task), std::move(done));
+  });
+}
+
+// What a worker found of an adopted task: its resources recovered, each container's state in
+// the runtime, and what a running container needs (its image, its resources' contributions).
+struct AdoptedState {
+  Result<void> resources_status;
+  std::vector<std::unique_ptr<TaskResource>> resources;
+  struct Container {
+    Result<RuntimeContainerState> state = RuntimeContainerState{};
+    images::ResolvedImage image;
+    runtime::ImageConfig image_config;
+    std::optional<ContainerResources> given;
+    ContainerSpecInputs inputs;
+  };
+  std::vector<Container> containers;
+};
+
+void TaskEngine::adoptOnLoop(AdoptedTask adopted, std::function<void(Result<void>)> done) {
+  auto finish = [done = std::move(done)](Result<void> result) {
+    if (done) done(std::move(result));
+  };
+  if (findTask(adopted.spec.arn)) {
+    return finish(
+        fail(ErrorCode::kAlreadyExists, "task {} is already running here", adopted.spec.arn));
+  }
+  const auto desired = adopted.spec.desired;
+  auto& task = makeTask(adopted.spec);
+  task.known = adopted.known;
+  task.stop_reason = adopted.stop_reason;
+  task.resources_busy = true;                      // nothing moves until the worker has looked
+  for (auto& c : task.containers) c->busy = true;  // an exit meanwhile waits in pending_exit
+  spdlog::info("task {}: adopting it ({} containers, last reported {})", task.arn,
+               task.containers.size(), toString(task.known));
+
+  struct Wanted {
+    std::string runtime_id;
+    const ContainerDefinition* def;
+    ContainerInfo info;
+  };
+  std::vector<Wanted> wanted;
+  for (const auto& c : task.containers) {
+    wanted.push_back({c->runtime_id, c->def, containerInfo(task, *c)});
+  }
+  const bool stopped = task.known == ContainerStatus::kStopped;
+  offload(
+      task.arn,
+      [this, info = task.info(), wanted, stopped,
+       definition = &task.definition]() -> std::shared_ptr<AdoptedState> {
+        auto found = std::make_shared<AdoptedState>();
+        // Resources: recovered in creation order; after a failure the rest are only obtained,
+        // so that cleanup() can release what they left.
+        for (auto* factory : deps_.resources) {
+          auto resource = factory->resourceFor(info);
+          if (!resource) {
+            if (found->resources_status) found->resources_status = fail(resource.error());
+            continue;
+          }
+          if (!*resource) continue;
+          found->resources.push_back(std::move(*resource));
+          if (!found->resources_status || stopped) continue;
+          if (auto recovered = found->resources.back()->recover(); !recovered) {
+            found->resources_status =
+                fail(recovered.error().wrap(std::string(found->resources.back()->name())));
+          }
+        }
+        for (const auto& w : wanted) {
+          auto& c = found->containers.emplace_back();
+          c.state = deps_.runtime->inspect(w.runtime_id);
+          if (!c.state || !c.state->exists) continue;
+          if (c.state->process == runtime::TaskStatus::kCreated) {
+            // Killed between creating the process and starting it: start it afresh.
+            if (auto deleted = deps_.runtime->deleteTask(w.runtime_id); !deleted) {
+              spdlog::warn("adopt: {}", deleted.error().message);
+            }
+            c.state->process = runtime::TaskStatus::kUnknown;
+          }
+          if (stopped || !found->resources_status) continue;
+          // What health checks, stop signals and metadata need of a running container.
+          if (auto reference = images::ImageReference::parse(w.def->image)) {
+            if (auto image = deps_.images->resolveLocal(*reference)) {
+              if (auto config = runtime::parseImageConfig(image->config_json)) {
+                c.image_config = std::move(*config);
+              }
+              c.image = std::move(*image);
+            }
+          }
+          ContainerResources given;
+          bool ok = true;
+          for (const auto& resource : found->resources) {
+            if (auto added = resource->contribute(w.info, given); !added) {
+              spdlog::warn("adopt: {}: {}", resource->name(), added.error().message);
+              ok = false;
+            }
+          }
+          if (!ok) continue;
+          c.inputs.task = definition;
+          c.inputs.container = w.def;
+          c.inputs.image = c.image_config;
+          c.inputs.task_id = info.id;
+          c.inputs.runtime_id = w.runtime_id;
+          c.inputs.container_dir = w.info.dir;
+          c.inputs.netns_path = given.netns_path;
+          c.inputs.ip_address = given.ip_address;
+          c.inputs.extra_env = given.env;
+          c.inputs.extra_mounts = given.mounts;
+          c.inputs.cgroups_path = given.cgroups_path;
+          c.inputs.resolve_user = [runtime = deps_.runtime, chain_id = c.image.chain_id,
+                                   id = w.runtime_id](const std::string& user) {
+            return runtime->resolveUser(id, chain_id, user);
+          };
+          c.given = std::move(given);
+        }
+        return found;
+      },
+      [this, desired, finish](Task& t, std::shared_ptr<AdoptedState> found) mutable {
+        t.resources_busy = false;
+        t.resources = std::move(found->resources);
+        t.resources_ready = static_cast<bool>(found->resources_status);
+        std::vector<std::pair<std::string, uint32_t>> exited;
+        for (size_t i = 0; i < t.containers.size(); ++i) {
+          auto& c = *t.containers[i];
+          auto& seen = found->containers[i];
+          c.busy = false;
+          if (!seen.state) {
+            spdlog::warn("task {}: container {}: {}", t.arn, c.def->name,
+                         seen.state.error().message);
+            seen.state = RuntimeContainerState{};
+          }
+          const auto& state = *seen.state;
+          c.image = std::move(seen.image);
+          c.image_config = std::move(seen.image_config);
+          if (seen.given) {
+            c.resources = std::move(*seen.given);
+            c.spec_inputs = std::move(seen.inputs);
+          }
+          if (!state.exists) {
+            if (t.known >= ContainerStatus::kRunning) {
+              // It ran, and is gone: something removed it while no agent was watching.
+              c.known = ContainerStatus::kStopped;
+              c.reason = "the container was removed while the agent was not running";
+            }
+            continue;  // otherwise it is pulled and created as in a first start
+          }
+          c.created = true;
+          c.created_at = SystemClock::now();
+          switch (state.process) {
+            case runtime::TaskStatus::kRunning:
+            case runtime::TaskStatus::kPaused:
+            case runtime::TaskStatus::kPausing:
+              c.known = ContainerStatus::kRunning;
+              c.started_at = Clock::now();
+              c.started_wall_at = SystemClock::now();
+              ++c.health_generation;
+              if (c.pending_exit) {  // it exited while the worker looked
+                exited.emplace_back(c.runtime_id, *c.pending_exit);
+              } else if (const auto& hc = c.def->health_check;
+                         hc && !hc->command.empty() && hc->command[0] != "NONE" && seen.given) {
+                scheduleHealthCheck(t, c, std::chrono::seconds(hc->interval_seconds));
+              }
+              break;
+            case runtime::TaskStatus::kStopped:
+              // It exited while no agent was watching: reported below, with its exit code.
+              c.known = ContainerStatus::kRunning;
+              exited.emplace_back(c.runtime_id, state.exit_status);
+              break;
+            default:
+              c.known = ContainerStatus::kCreated;
+              break;
+          }
+          c.pending_exit.reset();
+        }
+        spdlog::info("task {}: adopted", t.arn);
+        if (t.known == ContainerStatus::kStopped) {
+          // It had stopped and was waiting for its cleanup: removed now.
+          t.desired = ContainerStatus::kStopped;
+          for (auto& c : t.containers) {
+            c->desired = ContainerStatus::kStopped;
+            c->known = ContainerStatus::kStopped;
+          }
+          publish(t);
+          cleanup(t);
+          return finish({});
+        }
+        // What the earlier process may not have reported yet; the reporter drops what the
+        // cluster already has.
+        for (auto& c : t.containers) {
+          if (c->known == ContainerStatus::kRunning || c->known == ContainerStatus::kStopped)
+            emit(t, c.get());
+        }
+        publish(t);
+        for (const auto& [id, status] : exited) handleExit(id, status);
+        if (!found->resources_status) {
+          setDesiredStopped(t,
+                            "ResourceInitializationError: could not take the task over after "
+                            "an agent restart: " +
+                                found->resources_status.error().message);
+        } else if (desired == ContainerStatus::kStopped) {
+          setDesiredStopped(t, t.stop_reason);
+        } else {
+          for (auto& c : t.containers) {
+            if (c->known == ContainerStatus::kStopped && c->def->essential)
+              setDesiredStopped(t, c->reason);
+          }
+        }
+        step(t);
+        finish({});
+      });
 }
 
 void TaskEngine::emit(Task& task, Container* container, std::optional<HealthStatus> health) {

@@ -89,6 +89,14 @@ struct EngineOptions {
   std::chrono::milliseconds task_cleanup_wait{0};  // ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION
 };
 
+// A task an earlier agent process was running, as the state store remembers it, for adopt().
+struct AdoptedTask {
+  TaskSpec spec;  // as the cluster sent it, with its desired status
+  // The last task status that process published (kNone if it published none).
+  ContainerStatus known = ContainerStatus::kNone;
+  std::string stop_reason;
+};
+
 struct EngineDependencies {
   ContainerRuntime* runtime = nullptr;
   ImageSource* images = nullptr;
@@ -112,6 +120,14 @@ class TaskEngine {
   // Adds a task, or raises a known task's desired status (and takes its new credential ids).
   // A finished task stays finished. Thread-safe (posts to the loop).
   void upsert(TaskSpec spec);
+  // Takes over a task an earlier agent process ran (after a crash or a restart): its resources
+  // are recovered (TaskResource::recover) rather than created, then each container goes on from
+  // what the runtime holds of it: a running one is watched again (same container, same process),
+  // a created one is started, one that exited meanwhile is reported with its real exit code, a
+  // missing one is created (or, in a task that was already running, reported STOPPED). A task
+  // whose resources cannot be recovered is stopped with the reason. `done` (optional) runs on
+  // the loop once the task is adopted, with an error if it could not be. Thread-safe.
+  void adopt(AdoptedTask task, std::function<void(Result<void>)> done = nullptr);
   // Moves a task's desired status to STOPPED with `reason`. Thread-safe.
   void stopTask(const std::string& task_arn, std::string reason);
   // Stops the task like stopTask() and removes it as soon as it has stopped, without the cleanup
@@ -135,6 +151,8 @@ class TaskEngine {
 
   void apply(TaskSpec spec);
   void addTask(TaskSpec spec);
+  Task& makeTask(TaskSpec& spec);
+  void adoptOnLoop(AdoptedTask adopted, std::function<void(Result<void>)> done);
   void rememberFinished(const std::string& task_arn);
   void step(Task& task);
   void stepContainer(Task& task, Container& container);

@@ -52,8 +52,34 @@ Result<engine::UserIds> withSnapshotRootfs(
 
 Result<void> ContainerdRuntime::createContainer(const runtime::ContainerSpec& spec) {
   auto created = client_.createContainer(spec);
+  if (!created && created.error().code == ErrorCode::kAlreadyExists) {
+    // An agent killed half way through a create leaves the writable snapshot without the
+    // container record: it holds nothing yet, so it goes and the create is tried again.
+    auto record = client_.getContainer(spec.id);
+    auto snapshot = client_.statSnapshot(spec.id);
+    if (record && !*record && snapshot && *snapshot) {
+      spdlog::info("container {}: removing the snapshot an interrupted create left", spec.id);
+      if (auto removed = client_.removeSnapshot(spec.id); !removed) return fail(removed.error());
+      created = client_.createContainer(spec);
+    }
+  }
   if (!created) return fail(created.error());
   return {};
+}
+
+Result<engine::RuntimeContainerState> ContainerdRuntime::inspect(const std::string& id) {
+  engine::RuntimeContainerState state;
+  auto record = client_.getContainer(id);
+  if (!record) return fail(record.error());
+  if (!*record) return state;
+  state.exists = true;
+  auto task = client_.getTask(id);
+  if (!task) return fail(task.error());
+  if (*task) {
+    state.process = (*task)->status;
+    state.exit_status = (*task)->exit_status;
+  }
+  return state;
 }
 
 Result<uint32_t> ContainerdRuntime::startTask(const std::string& id, const std::string& stdout_path,

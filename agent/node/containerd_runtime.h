@@ -24,6 +24,7 @@ class ContainerdRuntime : public engine::ContainerRuntime {
                    std::chrono::milliseconds timeout) override;
   Result<engine::UserIds> resolveUser(const std::string& id, const std::string& image_chain_id,
                                       const std::string& user) override;
+  Result<engine::RuntimeContainerState> inspect(const std::string& id) override;
   void onExit(std::function<void(const std::string& id, uint32_t exit_status)> cb) override;
   void onOom(std::function<void(const std::string& id)> cb) override;
 

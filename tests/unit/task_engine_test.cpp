@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -91,6 +92,14 @@ class FakeRuntime : public ContainerRuntime {
   std::set<std::string> ignore_sigterm;      // keep running on SIGTERM (SIGKILL still ends them)
   std::map<std::string, int> exit_on_start;  // exit at once with this code
   std::map<std::string, int> health_exit;    // health-check result (default 0)
+  // What inspect() says of containers an earlier agent left (by name), unless running.
+  std::map<std::string, RuntimeContainerState> adoptable;
+
+  // A container an earlier agent process started, still running.
+  void leaveRunning(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    running_.insert(id);
+  }
 
   Result<void> createContainer(const runtime::ContainerSpec& spec) override {
     journal_.add("create " + nameOf(spec.id));
@@ -122,6 +131,8 @@ class FakeRuntime : public ContainerRuntime {
   }
   Result<void> deleteTask(const std::string& id) override {
     journal_.add("delete-task " + nameOf(id));
+    std::lock_guard lock(mutex_);
+    exited_.erase(id);
     return {};
   }
   Result<void> deleteContainer(const std::string& id) override {
@@ -139,6 +150,20 @@ class FakeRuntime : public ContainerRuntime {
   Result<UserIds> resolveUser(const std::string&, const std::string&, const std::string&) override {
     return UserIds{};
   }
+  Result<RuntimeContainerState> inspect(const std::string& id) override {
+    journal_.add("inspect " + nameOf(id));
+    std::lock_guard lock(mutex_);
+    RuntimeContainerState state;
+    if (auto it = adoptable.find(nameOf(id)); it != adoptable.end()) state = it->second;
+    if (auto it = exited_.find(id); it != exited_.end()) {
+      state = {true, runtime::TaskStatus::kStopped, static_cast<uint32_t>(it->second)};
+    }
+    if (running_.contains(id)) {
+      state.exists = true;
+      state.process = runtime::TaskStatus::kRunning;
+    }
+    return state;
+  }
   void onExit(std::function<void(const std::string&, uint32_t)> cb) override { on_exit_ = cb; }
   void onOom(std::function<void(const std::string&)> cb) override { on_oom_ = cb; }
 
@@ -151,6 +176,7 @@ class FakeRuntime : public ContainerRuntime {
     {
       std::lock_guard lock(mutex_);
       if (!running_.erase(id)) return;
+      exited_[id] = code;  // until its task is deleted, as containerd keeps it
     }
     on_exit_(id, static_cast<uint32_t>(code));
   }
@@ -174,6 +200,7 @@ class FakeRuntime : public ContainerRuntime {
   Journal& journal_;
   std::mutex mutex_;
   std::set<std::string> running_;
+  std::map<std::string, int> exited_;
   std::map<std::string, runtime::ContainerSpec> specs_;
   std::function<void(const std::string&, uint32_t)> on_exit_;
   std::function<void(const std::string&)> on_oom_;
@@ -230,15 +257,24 @@ class FakeImages : public ImageSource {
 
 class RecordingResource : public TaskResource {
  public:
-  RecordingResource(Journal& journal, std::string name, bool fail_create, bool oom)
-      : journal_(journal), name_(std::move(name)), fail_create_(fail_create), oom_(oom) {}
+  RecordingResource(Journal& journal, std::string name, bool fail_create, bool oom,
+                    bool fail_recover = false)
+      : journal_(journal),
+        name_(std::move(name)),
+        fail_create_(fail_create),
+        oom_(oom),
+        fail_recover_(fail_recover) {}
   std::string_view name() const override { return name_; }
   Result<void> create() override {
     journal_.add("resource-create " + name_);
     if (fail_create_) return fail(ErrorCode::kUnavailable, "host port 8080/tcp is in use");
     return {};
   }
-  Result<void> recover() override { return {}; }
+  Result<void> recover() override {
+    journal_.add("resource-recover " + name_);
+    if (fail_recover_) return fail(ErrorCode::kNotFound, "network namespace ecs-x is gone");
+    return {};
+  }
   Result<void> contribute(const ContainerInfo& container, ContainerResources& out) override {
     journal_.add(fmt::format("resource-contribute {} {}", name_, container.definition->name));
     out.env.push_back("FROM_" + name_ + "=1");
@@ -255,6 +291,7 @@ class RecordingResource : public TaskResource {
   std::string name_;
   bool fail_create_;
   bool oom_;
+  bool fail_recover_;
 };
 
 class RecordingFactory : public TaskResourceFactory {
@@ -263,9 +300,10 @@ class RecordingFactory : public TaskResourceFactory {
       : journal_(journal), name_(std::move(name)) {}
   bool fail_create = false;
   bool oom = false;
+  bool fail_recover = false;
   Result<std::unique_ptr<TaskResource>> resourceFor(const TaskInfo& task) override {
     journal_.add(fmt::format("resource-for {} role={}", name_, task.role_credentials_id));
-    return std::make_unique<RecordingResource>(journal_, name_, fail_create, oom);
+    return std::make_unique<RecordingResource>(journal_, name_, fail_create, oom, fail_recover);
   }
 
  private:
@@ -781,6 +819,157 @@ TEST_F(TaskEngineTest, StartTimeoutOfADependencyEndsTheWait) {
   ASSERT_TRUE(journal_.waitFor("state task STOPPED"));
   EXPECT_THAT(outbox_.last("app", ContainerStatus::kStopped)->reason,
               HasSubstr("did not exit within its startTimeout of 10s"));
+}
+
+// --- adoption after an agent restart -------------------------------------------------------------
+
+namespace adoption {
+
+std::string idOf(const std::string& name, int index = 0) {
+  return fmt::format("abc123-{}-{}", index, name);
+}
+
+}  // namespace adoption
+
+class TaskEngineAdoptionTest : public TaskEngineTest {
+ protected:
+  // What the earlier process's task directory resource made.
+  void leaveTaskDirectory() { std::filesystem::create_directories(data_dir_ / "tasks" / "abc123"); }
+
+  // Adopts and waits until the engine has taken the task over.
+  void adopt(TaskSpec s, ContainerStatus known, std::string stop_reason = "") {
+    leaveTaskDirectory();
+    std::promise<Result<void>> adopted;
+    AdoptedTask task{std::move(s), known, std::move(stop_reason)};
+    engine_->adopt(std::move(task), [&](Result<void> result) { adopted.set_value(result); });
+    auto future = adopted.get_future();
+    ASSERT_EQ(future.wait_for(kWait), std::future_status::ready);
+    auto result = future.get();
+    ASSERT_TRUE(result) << result.error().message;
+  }
+};
+
+TEST_F(TaskEngineAdoptionTest, TakesOverARunningTaskWithoutMakingAnythingAgain) {
+  start();
+  runtime_.leaveRunning(adoption::idOf("web"));
+  adopt(spec({container("web")}), ContainerStatus::kRunning);
+  EXPECT_TRUE(waitSnapshot([](const TaskSnapshot& t) {
+    return t.known == ContainerStatus::kRunning && t.containers.size() == 1 &&
+           t.containers[0].known == ContainerStatus::kRunning;
+  }));
+  EXPECT_THAT(journal_.matching("resource-recover"),
+              ElementsAre("resource-recover first", "resource-recover second"));
+  EXPECT_TRUE(journal_.matching("resource-create").empty());
+  EXPECT_TRUE(journal_.matching("pull").empty());
+  EXPECT_TRUE(journal_.matching("create").empty());
+  EXPECT_TRUE(journal_.matching("start").empty());
+  EXPECT_EQ(journal_.count("state task RUNNING"), 0u);  // the earlier process reported it
+
+  // Its exit is still seen, with its code, and the task stops and is cleaned up as usual.
+  runtime_.exitByName("web", 3);
+  ASSERT_TRUE(journal_.waitFor(std::string("removed ") + kArn));
+  auto stopped = outbox_.last("web", ContainerStatus::kStopped);
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(stopped->exit_code, 3);
+  EXPECT_THAT(journal_.matching("resource-cleanup"),
+              ElementsAre("resource-cleanup second", "resource-cleanup first"));
+  EXPECT_TRUE(journal_.contains("delete web"));
+}
+
+TEST_F(TaskEngineAdoptionTest, ReportsAnExitThatHappenedWhileNoAgentWatched) {
+  start();
+  runtime_.adoptable["web"] = {true, runtime::TaskStatus::kStopped, 137};
+  adopt(spec({container("web")}), ContainerStatus::kRunning);
+  ASSERT_TRUE(journal_.waitFor("state task STOPPED"));
+  auto stopped = outbox_.last("web", ContainerStatus::kStopped);
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(stopped->exit_code, 137);
+  EXPECT_TRUE(journal_.contains("delete-task web"));
+  auto task = outbox_.last("", ContainerStatus::kStopped);
+  ASSERT_TRUE(task);
+  EXPECT_EQ(task->reason, "Essential container in task exited");
+  EXPECT_TRUE(journal_.matching("start").empty());
+}
+
+TEST_F(TaskEngineAdoptionTest, StartsACreatedContainerAndMakesAMissingOne) {
+  start();
+  // Killed half way: db was created (its process never started), app not even that.
+  runtime_.adoptable["db"] = {true, runtime::TaskStatus::kCreated, 0};
+  auto app = container("app");
+  app.depends_on = {{"db", ContainerDependency::Condition::kStart}};
+  adopt(spec({container("db"), app}), ContainerStatus::kNone);
+  ASSERT_TRUE(journal_.waitFor("state task RUNNING"));
+  EXPECT_TRUE(journal_.contains("delete-task db"));  // the never-started process
+  EXPECT_FALSE(journal_.contains("create db"));
+  EXPECT_THAT(journal_.matching("start "), ElementsAre("start db", "start app"));
+  EXPECT_TRUE(journal_.contains("create app"));
+  EXPECT_EQ(journal_.count("state task RUNNING"), 1u);
+}
+
+TEST_F(TaskEngineAdoptionTest, StopsATaskWhoseResourcesCannotBeRecovered) {
+  start();
+  first_.fail_recover = true;
+  runtime_.leaveRunning(adoption::idOf("web"));
+  adopt(spec({container("web")}), ContainerStatus::kRunning);
+  ASSERT_TRUE(journal_.waitFor(std::string("removed ") + kArn));
+  EXPECT_TRUE(journal_.contains("kill web TERM"));
+  EXPECT_FALSE(journal_.contains("resource-recover second"));  // not after the first failed
+  auto task = outbox_.last("", ContainerStatus::kStopped);
+  ASSERT_TRUE(task);
+  EXPECT_THAT(task->reason, HasSubstr("ResourceInitializationError"));
+  EXPECT_THAT(task->reason, HasSubstr("network namespace ecs-x is gone"));
+  // Both resources are still cleaned up.
+  EXPECT_THAT(journal_.matching("resource-cleanup"),
+              ElementsAre("resource-cleanup second", "resource-cleanup first"));
+}
+
+TEST_F(TaskEngineAdoptionTest, FinishesAStopThatWasUnderway) {
+  start();
+  runtime_.leaveRunning(adoption::idOf("web"));
+  auto s = spec({container("web")});
+  s.desired = ContainerStatus::kStopped;
+  adopt(s, ContainerStatus::kRunning, "Scaled down");
+  ASSERT_TRUE(journal_.waitFor("state task STOPPED"));
+  EXPECT_TRUE(journal_.contains("kill web TERM"));
+  auto task = outbox_.last("", ContainerStatus::kStopped);
+  ASSERT_TRUE(task);
+  EXPECT_EQ(task->reason, "Scaled down");
+}
+
+TEST_F(TaskEngineAdoptionTest, RemovesAStoppedTaskAtOnce) {
+  start(EngineOptions{.task_cleanup_wait = std::chrono::hours(3)});
+  runtime_.adoptable["web"] = {true, runtime::TaskStatus::kUnknown, 0};
+  adopt(spec({container("web")}), ContainerStatus::kStopped, "done");
+  ASSERT_TRUE(journal_.waitFor(std::string("removed ") + kArn));
+  EXPECT_TRUE(journal_.contains("delete web"));
+  EXPECT_FALSE(journal_.contains("kill web TERM"));
+  EXPECT_TRUE(journal_.matching("state").empty());  // everything was reported before
+}
+
+TEST_F(TaskEngineAdoptionTest, AContainerRemovedMeanwhileStopsItsTask) {
+  start();
+  runtime_.leaveRunning(adoption::idOf("sidecar", 1));
+  adopt(spec({container("web"), container("sidecar")}), ContainerStatus::kRunning);
+  ASSERT_TRUE(journal_.waitFor("state task STOPPED"));
+  auto web = outbox_.last("web", ContainerStatus::kStopped);
+  ASSERT_TRUE(web);
+  EXPECT_THAT(web->reason, HasSubstr("removed while the agent was not running"));
+  EXPECT_TRUE(journal_.contains("kill sidecar TERM"));
+  EXPECT_FALSE(journal_.contains("create web"));
+}
+
+TEST_F(TaskEngineAdoptionTest, AnExitWhileAdoptingIsNotLost) {
+  start();
+  runtime_.leaveRunning(adoption::idOf("web"));
+  images_.hold = false;
+  // The exit arrives between the engine registering the task and the worker's look.
+  leaveTaskDirectory();
+  engine_->adopt(AdoptedTask{spec({container("web")}), ContainerStatus::kRunning, ""});
+  runtime_.exitByName("web", 9);
+  ASSERT_TRUE(journal_.waitFor("state task STOPPED"));
+  auto web = outbox_.last("web", ContainerStatus::kStopped);
+  ASSERT_TRUE(web);
+  EXPECT_EQ(web->exit_code, 9);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@ Starts the test harness (private containerd and registry) and the stand-in contr
 usage: bench/daemon_bench.py [BUILD_DIR] [ROUNDS]
 """
 import json
+import re
 import os
 import signal
 import socket
@@ -72,6 +73,20 @@ def rss_kib(pid, field="VmRSS"):
     return 0
 
 
+def rss_by_mapping(pid):
+    """Resident KiB per mapped file ("[anon]" for private memory), largest first."""
+    sizes, name = {}, "[anon]"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                name = os.path.basename(head[5]) if len(head) > 5 and head[5].startswith("/") \
+                    else "[anon]"
+            elif head[0] == "Rss:":
+                sizes[name] = sizes.get(name, 0) + int(head[1])
+    return sorted(sizes.items(), key=lambda kv: -kv[1])
+
+
 def task(n, command):
     return {"arn": f"arn:aws:ecs:{REGION}:123456789012:task/bench/{n:032x}",
             "family": "bench", "version": "1", "desiredStatus": "RUNNING",
@@ -125,6 +140,9 @@ def main():
         time.sleep(2)  # let start-up allocations settle
         idle = rss_kib(daemon.pid)
         idle_anon = rss_kib(daemon.pid, "RssAnon")
+        if os.environ.get("BENCH_VERBOSE"):
+            for name, kib in rss_by_mapping(daemon.pid)[:25]:
+                print(f"  idle rss {name:48} {kib:6d} KiB")
 
         def ours(n):
             after = control(ctl, "/stats")["last_seq"]

@@ -405,7 +405,7 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
     }
     if (const auto* tasks = message.if_contains("tasks"); tasks && tasks->is_array()) {
       for (const auto& task : tasks->get_array()) {
-        payload.tasks.push_back({acsTaskArn(task), parseAcsTask(task)});
+        payload.tasks.push_back({acsTaskArn(task), parseAcsTask(task), json::serialize(task)});
       }
     }
     for (std::size_t i = 0; i < payload.tasks.size(); ++i) {

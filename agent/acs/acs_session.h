@@ -74,6 +74,7 @@ struct TaskIdentifier {
 struct PayloadTask {
   std::optional<std::string> arn;
   Result<AcsTask> task;
+  std::string json;  // the task object as received (the state store keeps it)
 };
 
 struct AcsPayload {

@@ -404,6 +404,7 @@ Result<Config> load(const ConfigSources& sources) {
 
   // telemetry
   set("ECS_DISABLE_METRICS", config.disable_metrics, boolean);
+  set("ECS_STOP_TASKS_ON_EXIT", config.stop_tasks_on_exit, boolean);
   set("ECS_METRICS_PUBLISH_INTERVAL", config.metrics_publish_interval,
       [](std::string_view v) -> Result<milliseconds> {
         auto parsed = parseDuration(v);

@@ -69,6 +69,9 @@ struct Config {
 
   // telemetry (TCS)
   bool disable_metrics = false;  // ECS_DISABLE_METRICS: no container metrics to the cluster
+  // ECS_STOP_TASKS_ON_EXIT (ours): the daemon stops and removes every task when it is told to
+  // stop, instead of leaving them running for the next start to take over.
+  bool stop_tasks_on_exit = false;
   std::chrono::milliseconds metrics_publish_interval{
       std::chrono::seconds(20)};  // ECS_METRICS_PUBLISH_INTERVAL (ours; 1s..20s)
 

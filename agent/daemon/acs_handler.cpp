@@ -25,8 +25,23 @@ aws::Credentials toAwsCredentials(const acs::RoleCredentials& in) {
 }  // namespace
 
 DaemonAcsHandler::DaemonAcsHandler(TaskSink& tasks, credentials::CredentialsStore& credentials,
-                                   StateReporter& reporter)
-    : tasks_(tasks), credentials_(credentials), reporter_(reporter) {}
+                                   StateReporter& reporter, HandlerJournal* journal)
+    : tasks_(tasks), credentials_(credentials), reporter_(reporter), journal_(journal) {}
+
+void DaemonAcsHandler::restore(
+    std::int64_t manifest_timeline,
+    const std::vector<std::pair<std::string, acs::RoleCredentials>>& credentials) {
+  {
+    std::lock_guard lock(mutex_);
+    manifest_timeline_ = manifest_timeline;
+  }
+  for (const auto& [task_arn, creds] : credentials) {
+    storeCredentials(task_arn, creds,
+                     creds.role_type == acs::kRoleTypeTaskExecution
+                         ? credentials::RoleType::kExecution
+                         : credentials::RoleType::kTask);
+  }
+}
 
 void DaemonAcsHandler::storeCredentials(const std::string& task_arn,
                                         const acs::RoleCredentials& credentials,
@@ -41,6 +56,14 @@ void DaemonAcsHandler::storeCredentials(const std::string& task_arn,
 }
 
 void DaemonAcsHandler::onPayload(acs::AcsPayload payload, acs::AcsReply reply) {
+  if (journal_) {
+    // Kept before anything starts: a task must never run that a restart would not know of.
+    if (auto kept = journal_->payloadArrived(payload); !kept) {
+      spdlog::error("ACS payload {}: could not be stored, so not started nor acknowledged: {}",
+                    payload.message_id, kept.error().message);
+      return;
+    }
+  }
   // Tasks the cluster wants stopped go first: their resources (host ports) may be what a new task
   // of the same message needs.
   std::vector<const acs::PayloadTask*> order;
@@ -91,6 +114,7 @@ void DaemonAcsHandler::onCredentials(acs::AcsCredentialsMessage message, acs::Ac
   auto type = message.credentials.role_type == acs::kRoleTypeTaskExecution
                   ? credentials::RoleType::kExecution
                   : credentials::RoleType::kTask;
+  if (journal_) journal_->credentialsRefreshed(message.task_arn, message.credentials);
   storeCredentials(message.task_arn, message.credentials, type);
   spdlog::info("task {}: {} role credentials {} refreshed", message.task_arn,
                credentials::toString(type), message.credentials.credentials_id);
@@ -108,6 +132,7 @@ void DaemonAcsHandler::onTaskManifest(acs::AcsTaskManifest manifest, acs::AcsRep
     }
     manifest_timeline_ = manifest.timeline;
     manifest_message_id_ = manifest.message_id;
+    if (journal_) journal_->manifestSeen(manifest.timeline);
     std::set<std::string> running;
     for (const auto& t : manifest.tasks) {
       if (t.desired_status == "RUNNING") running.insert(t.task_arn);
@@ -140,7 +165,9 @@ void DaemonAcsHandler::onStopVerificationAck(acs::AcsStopVerificationAck ack) {
   }
   for (const auto& t : ack.stop_tasks) {
     spdlog::info("task {}: the cluster confirmed it should not run here; stopping it", t.task_arn);
-    tasks_.stopTask(t.task_arn, "Task stopped: the cluster no longer runs it on this instance");
+    const std::string reason = "Task stopped: the cluster no longer runs it on this instance";
+    if (journal_) journal_->stopConfirmed(t.task_arn, reason);
+    tasks_.stopTask(t.task_arn, reason);
   }
 }
 

@@ -37,10 +37,28 @@ class TaskSink {
   virtual void stopTask(const std::string& task_arn, std::string reason) = 0;
 };
 
+// What the handler must have kept before it acknowledges (the daemon's state store).
+class HandlerJournal {
+ public:
+  virtual ~HandlerJournal() = default;
+  // The payload's readable tasks and their credentials, all or none. An error: the tasks are
+  // not started and the message is not acknowledged.
+  virtual Result<void> payloadArrived(const acs::AcsPayload& payload) = 0;
+  virtual void credentialsRefreshed(const std::string& task_arn,
+                                    const acs::RoleCredentials& credentials) = 0;
+  virtual void manifestSeen(std::int64_t timeline) = 0;
+  virtual void stopConfirmed(const std::string& task_arn, const std::string& reason) = 0;
+};
+
 class DaemonAcsHandler : public acs::AcsHandler {
  public:
   DaemonAcsHandler(TaskSink& tasks, credentials::CredentialsStore& credentials,
-                   StateReporter& reporter);
+                   StateReporter& reporter, HandlerJournal* journal = nullptr);
+
+  // What an earlier process knew: the last manifest timeline and the credentials of the tasks
+  // it adopts (served again under the same ids). Before the session starts.
+  void restore(std::int64_t manifest_timeline,
+               const std::vector<std::pair<std::string, acs::RoleCredentials>>& credentials);
 
   void onPayload(acs::AcsPayload payload, acs::AcsReply reply) override;
   void onCredentials(acs::AcsCredentialsMessage message, acs::AcsReply reply) override;
@@ -63,6 +81,7 @@ class DaemonAcsHandler : public acs::AcsHandler {
   TaskSink& tasks_;
   credentials::CredentialsStore& credentials_;
   StateReporter& reporter_;
+  HandlerJournal* journal_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::map<std::string, engine::ContainerStatus> desired_;  // by task arn, from snapshots

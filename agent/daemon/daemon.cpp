@@ -6,6 +6,7 @@
 
 #include <boost/asio.hpp>
 #include <boost/json.hpp>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -17,10 +18,12 @@
 #include "agent/common/replace_file.h"
 #include "agent/common/stop_wait.h"
 #include "agent/daemon/acs_handler.h"
+#include "agent/daemon/daemon_state.h"
 #include "agent/daemon/registration.h"
 #include "agent/daemon/state_reporter.h"
 #include "agent/ecs/ecs_client.h"
 #include "agent/node/node.h"
+#include "agent/state/state_store.h"
 #include "agent/tcs/tcs_session.h"
 
 namespace ecs::daemon {
@@ -28,40 +31,6 @@ namespace ecs::daemon {
 namespace fs = std::filesystem;
 
 namespace {
-
-struct SavedInstance {
-  std::string cluster;
-  std::string container_instance_arn;
-};
-
-std::optional<SavedInstance> loadInstance(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::stringstream text;
-  text << in.rdbuf();
-  boost::system::error_code ec;
-  auto value = boost::json::parse(text.str(), ec);
-  if (ec || !value.is_object()) {
-    spdlog::warn("{}: not a saved instance, registering anew", path);
-    return std::nullopt;
-  }
-  const auto& o = value.as_object();
-  SavedInstance saved;
-  if (auto* v = o.if_contains("cluster"); v && v->is_string()) saved.cluster = v->as_string();
-  if (auto* v = o.if_contains("containerInstanceArn"); v && v->is_string()) {
-    saved.container_instance_arn = v->as_string();
-  }
-  if (saved.container_instance_arn.empty()) return std::nullopt;
-  return saved;
-}
-
-Result<void> saveInstance(const std::string& path, const SavedInstance& saved) {
-  std::error_code ec;
-  fs::create_directories(fs::path(path).parent_path(), ec);
-  boost::json::object o{{"cluster", saved.cluster},
-                        {"containerInstanceArn", saved.container_instance_arn}};
-  return replaceFile(path, boost::json::serialize(o) + "\n");
-}
 
 bool imdsAllowed(const config::Config& config) {
   return !config.external && !config.ec2_metadata_disabled;
@@ -126,6 +95,36 @@ std::function<Result<std::string>()> pollEndpoint(ecsapi::EcsClient& client,
   };
 }
 
+// Adopts every task, waiting until the engine has taken each over (or a minute has passed).
+void adoptAll(engine::TaskEngine& engine, std::vector<engine::AdoptedTask> tasks) {
+  if (tasks.empty()) return;
+  const auto started = std::chrono::steady_clock::now();
+  struct Count {
+    std::mutex mutex;
+    std::condition_variable done;
+    size_t left = 0;
+  };
+  auto count = std::make_shared<Count>();
+  count->left = tasks.size();
+  const size_t total = tasks.size();
+  for (auto& task : tasks) {
+    std::string arn = task.spec.arn;
+    engine.adopt(std::move(task), [count, arn](Result<void> result) {
+      if (!result) spdlog::warn("task {}: not adopted: {}", arn, result.error().message);
+      std::lock_guard lock(count->mutex);
+      if (--count->left == 0) count->done.notify_all();
+    });
+  }
+  std::unique_lock lock(count->mutex);
+  if (!count->done.wait_for(lock, std::chrono::minutes(1), [&] { return count->left == 0; })) {
+    spdlog::warn("{} of {} task(s) still being adopted; sweeping anyway", count->left, total);
+  }
+  spdlog::info("took over {} task(s) in {} ms", total,
+               std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - started)
+                   .count());
+}
+
 std::string userAgent(const DaemonOptions& options) {
   return fmt::format(
       "Amazon ECS Agent - v{} ({}) (linux; ecs-node-agent) (+http://aws.amazon.com/ecs/)",
@@ -134,8 +133,8 @@ std::string userAgent(const DaemonOptions& options) {
 
 }  // namespace
 
-std::string instanceStatePath(const config::Config& config) {
-  return (fs::path(config.data_dir) / "instance.json").string();
+std::string stateStorePath(const config::Config& config) {
+  return (fs::path(config.data_dir) / "state.db").string();
 }
 
 int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
@@ -171,6 +170,25 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
   client_options.credentials = credentials;
   ecsapi::EcsClient client(client_options);
 
+  // ---- the state store ----
+  std::error_code dir_error;
+  fs::create_directories(config.data_dir, dir_error);
+  state::OpenReport opened;
+  auto store = state::StateStore::open(stateStorePath(config), &opened);
+  if (!store) {
+    spdlog::critical("state store: {}", store.error().message);
+    return kExitRestart;
+  }
+  if (!opened.moved_aside.empty()) {
+    spdlog::error(
+        "state store {} could not be used ({}); moved it aside to {} and starting with an empty "
+        "one",
+        stateStorePath(config), opened.reason, opened.moved_aside);
+  } else if (opened.created) {
+    spdlog::info("state store {} created", stateStorePath(config));
+  }
+  DaemonState state(**store);
+
   // ---- registration ----
   auto resources = hostResources(config);
   if (!resources) {
@@ -184,10 +202,9 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
   for (const auto& [key, value] : config.container_instance_tags) {
     request.tags.push_back({key, value});
   }
-  auto state_path = instanceStatePath(config);
-  if (auto saved = loadInstance(state_path); saved && saved->cluster == config.cluster) {
-    request.container_instance_arn = saved->container_instance_arn;
-    spdlog::info("registering again as {}", saved->container_instance_arn);
+  if (auto saved = state.instanceArn(config.cluster); !saved.empty()) {
+    request.container_instance_arn = saved;
+    spdlog::info("registering again as {}", saved);
   }
   // Custom attributes go with the first registration only, as the real agent sends them: the
   // cluster keeps them, and an operator may have changed them there since.
@@ -209,24 +226,34 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
   }
   const std::string instance_arn = registered->container_instance_arn;
   spdlog::info("registered as {} in cluster {}", instance_arn, config.cluster);
-  if (auto saved = saveInstance(state_path, {config.cluster, instance_arn}); !saved) {
-    spdlog::warn("{}: {} (the next start registers a new instance)", state_path,
-                 saved.error().message);
+  state.saveInstance(config.cluster, instance_arn);
+  auto recovered = state.recover();
+  if (!recovered) {
+    spdlog::error("state store: {} (taking over nothing an earlier start left)",
+                  recovered.error().message);
+    recovered = RecoveredState{};
   }
 
   // ---- the node ----
-  credentials::CredentialsStore* store = nullptr;
+  credentials::CredentialsStore* credentials_store = nullptr;
   StateReporterOptions reporter_options;
   reporter_options.cluster = config.cluster;
-  reporter_options.on_task_stopped = [&store](const std::string& task_arn) {
+  reporter_options.on_task_stopped = [&credentials_store](const std::string& task_arn) {
     // A stopped task's credentials are revoked at once, not when its containers are cleaned up.
-    if (store) store->revokeTask(task_arn);
+    if (credentials_store) credentials_store->revokeTask(task_arn);
   };
+  reporter_options.journal = &state;
   StateReporter reporter(
       [&client](const ecsapi::TaskStateChange& change, std::stop_token stop) {
         return client.submitTaskStateChange(change, stop);
       },
       reporter_options);
+  reporter.restore(recovered->reporter_tasks, std::move(recovered->pending));
+  for (const auto& arn : recovered->unreadable) {
+    reporter.reportUnrecognized(arn, "",
+                                "UnrecognizedTaskError: kept by an earlier agent, but this agent "
+                                "cannot read it");
+  }
 
   boost::asio::io_context io;
   node::NodeOptions node_options;
@@ -234,19 +261,28 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
   node_options.availability_zone = registered->availability_zone.value_or("");
   node_options.task_cleanup_wait = true;
   node_options.image_cleanup = true;
+  node_options.defer_sweep = true;
   auto node = node::Node::create(config, io, reporter, node_options);
   if (!node) {
     spdlog::critical("{}", node.error().message);
     return kExitRestart;
   }
-  store = &(*node)->credentials();
-  EngineTaskSink sink((*node)->engine());
-  DaemonAcsHandler handler(sink, *store, reporter);
-  (*node)->engine().addSnapshotListener(
-      [&handler](const engine::TaskSnapshotPtr& task) { handler.onSnapshot(task); });
+  credentials_store = &(*node)->credentials();
+  auto& engine = (*node)->engine();
+  EngineTaskSink sink(engine);
+  DaemonAcsHandler handler(sink, *credentials_store, reporter, &state);
+  handler.restore(recovered->manifest_timeline, recovered->credentials);
+  engine.addSnapshotListener([&handler, &state](const engine::TaskSnapshotPtr& task) {
+    state.onSnapshot(task);
+    handler.onSnapshot(task);
+  });
   reporter.start();
   auto work = boost::asio::make_work_guard(io);
   std::thread loop([&io] { io.run(); });
+
+  // ---- recovery: take over what an earlier process left, then sweep what nothing owns ----
+  adoptAll(engine, std::move(recovered->tasks));
+  (*node)->sweep();
 
   // ---- the cluster session ----
   boost::asio::io_context acs_io;
@@ -291,12 +327,14 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
   acs_work.reset();
   acs_io.stop();
   acs_loop.join();
-  // Stop what runs (the agent cannot take it over after a restart yet) and tell the cluster.
-  auto deadline = std::chrono::steady_clock::now() + options.shutdown_timeout;
-  // Stopped tasks waiting out ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION go now too.
-  (*node)->engine().stopAndRemoveAll("The agent was stopped");
-  if (!handler.waitUntilNoTasks(deadline)) {
-    spdlog::warn("{} task(s) still stopping at shutdown", handler.knownTasks().size());
+  // Tasks keep running for the next start to take over, unless told otherwise.
+  if (config.stop_tasks_on_exit) {
+    auto deadline = std::chrono::steady_clock::now() + options.shutdown_timeout;
+    // Stopped tasks waiting out ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION go now too.
+    engine.stopAndRemoveAll("The agent was stopped");
+    if (!handler.waitUntilNoTasks(deadline)) {
+      spdlog::warn("{} task(s) still stopping at shutdown", handler.knownTasks().size());
+    }
   }
   reporter.stop(options.flush_timeout);
   if (auto pending = reporter.pending(); !pending.empty()) {

@@ -33,7 +33,7 @@ struct DaemonOptions {
 // Runs the daemon until SIGTERM/SIGINT; returns the process exit code.
 int runDaemon(const config::Config& config, const DaemonOptions& options);
 
-// Where the daemon keeps what it must remember across restarts (the container instance ARN).
-std::string instanceStatePath(const config::Config& config);
+// Where the daemon keeps what it must remember across restarts: <ECS_DATADIR>/state.db.
+std::string stateStorePath(const config::Config& config);
 
 }  // namespace ecs::daemon

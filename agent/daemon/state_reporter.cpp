@@ -127,7 +127,49 @@ void StateReporter::queueTaskChange(TaskQueue& queue, const std::string& arn, Re
   queue.containers.clear();
   queue.flush_at.reset();
   queue.task_sent = status;
-  queue.changes.push_back(std::move(out));
+  ReporterEntry entry;
+  entry.seq = options_.journal ? options_.journal->queued(out) : 0;
+  entry.change = std::move(out);
+  queue.changes.push_back(std::move(entry));
+}
+
+void StateReporter::restore(const std::vector<ReporterTask>& tasks,
+                            std::vector<ReporterEntry> pending) {
+  std::lock_guard lock(mutex_);
+  for (const auto& t : tasks) {
+    auto& queue = tasks_[t.arn];
+    queue.cluster = t.cluster.empty() ? options_.cluster : t.cluster;
+    queue.task_sent = t.task_sent;
+    queue.container_sent = t.container_sent;
+    queue.removed = t.removed;
+  }
+  for (auto& entry : pending) {
+    auto& queue = tasks_[entry.change.task_arn];
+    if (queue.cluster.empty()) queue.cluster = options_.cluster;
+    if (!queue.task_sent || *queue.task_sent < entry.change.status)
+      queue.task_sent = entry.change.status;
+    for (const auto& c : entry.change.containers) {
+      auto& sent = queue.container_sent[c.container_name];
+      sent = std::max(sent, c.status);
+    }
+    queue.changes.push_back(std::move(entry));
+  }
+  std::vector<std::string> done;
+  for (const auto& [arn, queue] : tasks_) {
+    if (queue.removed && queue.changes.empty()) done.push_back(arn);
+  }
+  for (const auto& arn : done) forgetIfDone(arn);
+  ++generation_;
+}
+
+void StateReporter::forgetIfDone(const std::string& arn) {
+  auto it = tasks_.find(arn);
+  if (it == tasks_.end() || !it->second.removed || !it->second.changes.empty() || it->second.busy ||
+      !it->second.containers.empty()) {
+    return;
+  }
+  tasks_.erase(it);
+  if (options_.journal) options_.journal->finished(arn);
 }
 
 void StateReporter::submit(const engine::StateChange& change) {
@@ -162,12 +204,14 @@ void StateReporter::submit(const engine::StateChange& change) {
 void StateReporter::taskRemoved(const std::string& task_arn) {
   std::lock_guard lock(mutex_);
   auto it = tasks_.find(task_arn);
-  if (it == tasks_.end()) return;
-  if (it->second.changes.empty() && !it->second.busy) {
-    tasks_.erase(it);
-  } else {
-    it->second.removed = true;
+  if (it == tasks_.end()) {
+    if (options_.journal) options_.journal->finished(task_arn);
+    return;
   }
+  it->second.removed = true;
+  // Container changes never sent with a task change go no further once the task is gone.
+  if (it->second.changes.empty()) it->second.containers.clear();
+  forgetIfDone(task_arn);
 }
 
 void StateReporter::reportUnrecognized(const std::string& task_arn, const std::string& cluster,
@@ -190,7 +234,10 @@ void StateReporter::reportUnrecognized(const std::string& task_arn, const std::s
     out.reason = reason;
     queue.task_sent = ReportedStatus::kStopped;
     queue.removed = true;  // the engine never had it
-    queue.changes.push_back(std::move(out));
+    ReporterEntry entry;
+    entry.seq = options_.journal ? options_.journal->queued(out) : 0;
+    entry.change = std::move(out);
+    queue.changes.push_back(std::move(entry));
     ++generation_;
   }
   wake_.notify_all();
@@ -225,23 +272,24 @@ void StateReporter::stop(std::chrono::milliseconds flush) {
   senders_.clear();  // joins
 }
 
-bool StateReporter::deliver(const ecsapi::TaskStateChange& change, std::stop_token stop) {
+StateReporter::Delivery StateReporter::deliver(const ecsapi::TaskStateChange& change,
+                                               std::stop_token stop) {
   for (int retry = 0; !stop.stop_requested(); ++retry) {
     auto result = sink_(change, stop);
-    if (result) return true;
+    if (result) return Delivery::kAccepted;
     const auto& error = result.error();
-    if (error.cancelled || stop.stop_requested()) return false;
+    if (error.cancelled || stop.stop_requested()) return Delivery::kStopped;
     if (error.type == "InvalidParameterException") {
       spdlog::warn("task {}: the cluster refused state change {} and will not take it: {}",
                    change.task_arn, ecsapi::toString(change.status), error.message);
-      return true;  // dropped
+      return Delivery::kDropped;
     }
     auto delay = options_.retry.delay(retry, options_.random());
     spdlog::warn("task {}: state change {} not delivered ({}); retrying in {} ms", change.task_arn,
                  ecsapi::toString(change.status), error.asError().message, delay.count());
     (void)sleepFor(delay, stop);  // a stop ends the loop
   }
-  return false;
+  return Delivery::kStopped;
 }
 
 void StateReporter::senderLoop(std::stop_token stop) {
@@ -276,16 +324,19 @@ void StateReporter::senderLoop(std::stop_token stop) {
     }
     auto& queue = tasks_[chosen];
     queue.busy = true;
-    auto change = queue.changes.front();
+    auto entry = queue.changes.front();
     lock.unlock();
-    bool done = deliver(change, stop);
+    auto delivery = deliver(entry.change, stop);
     lock.lock();
     auto& after = tasks_[chosen];
     after.busy = false;
-    if (done) {
+    if (delivery != Delivery::kStopped) {
+      if (options_.journal) {
+        options_.journal->delivered(entry.seq, entry.change, delivery == Delivery::kDropped);
+      }
       after.changes.pop_front();
       ++delivered_;
-      if (after.changes.empty() && after.removed && after.containers.empty()) tasks_.erase(chosen);
+      forgetIfDone(chosen);
     }
     ++generation_;
     wake_.notify_all();
@@ -296,7 +347,7 @@ std::vector<ecsapi::TaskStateChange> StateReporter::pending() const {
   std::lock_guard lock(mutex_);
   std::vector<ecsapi::TaskStateChange> out;
   for (const auto& [arn, queue] : tasks_)
-    out.insert(out.end(), queue.changes.begin(), queue.changes.end());
+    for (const auto& entry : queue.changes) out.push_back(entry.change);
   return out;
 }
 

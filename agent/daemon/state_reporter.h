@@ -35,6 +35,34 @@
 
 namespace ecs::daemon {
 
+// A queued change and the number the journal gave it (0 without a journal).
+struct ReporterEntry {
+  std::int64_t seq = 0;
+  ecsapi::TaskStateChange change;
+};
+
+// What the reporter knew of a task when an earlier process stopped: restored before start().
+struct ReporterTask {
+  std::string arn;
+  std::string cluster;
+  std::optional<ecsapi::ReportedStatus> task_sent;  // the task status the cluster has
+  std::map<std::string, ecsapi::ReportedStatus> container_sent;
+  bool removed = false;  // the engine will not hear of it again
+};
+
+// Where the reporter's queue survives a restart (the daemon's state store). Called under the
+// reporter's lock: implementations must be quick and must not call back into the reporter.
+class ReporterJournal {
+ public:
+  virtual ~ReporterJournal() = default;
+  // A change was queued; returns the number it is kept under (0: it could not be kept).
+  virtual std::int64_t queued(const ecsapi::TaskStateChange& change) = 0;
+  // The cluster accepted change `seq`, or refused it for good (`dropped`).
+  virtual void delivered(std::int64_t seq, const ecsapi::TaskStateChange& change, bool dropped) = 0;
+  // The engine has forgotten the task and every change of it has been delivered.
+  virtual void finished(const std::string& task_arn) = 0;
+};
+
 // Delivers one change: EcsClient::submitTaskStateChange in the daemon, a fake in unit tests.
 using TaskChangeSink =
     std::function<aws::AwsResult<void>(const ecsapi::TaskStateChange&, std::stop_token)>;
@@ -48,7 +76,8 @@ struct StateReporterOptions {
   std::chrono::milliseconds container_flush_max{30000};
   // Called (on the caller of submit) when a task change STOPPED is queued: revoke credentials.
   std::function<void(const std::string& task_arn)> on_task_stopped;
-  std::function<double()> random;  // [0, 1); default a per-reporter generator
+  std::function<double()> random;      // [0, 1); default a per-reporter generator
+  ReporterJournal* journal = nullptr;  // null: the queue lives in memory only
 };
 
 class StateReporter : public engine::StateChangeOutbox {
@@ -66,6 +95,10 @@ class StateReporter : public engine::StateChangeOutbox {
   void reportUnrecognized(const std::string& task_arn, const std::string& cluster,
                           const std::string& reason);
 
+  // What an earlier process left undelivered, and the statuses the cluster already has (so they
+  // are never sent again). Before start().
+  void restore(const std::vector<ReporterTask>& tasks, std::vector<ReporterEntry> pending);
+
   void start();
   // Waits up to `flush` for queued changes to go out, then stops the senders (a call in flight
   // is cancelled). What was not delivered stays in pending().
@@ -79,7 +112,7 @@ class StateReporter : public engine::StateChangeOutbox {
  private:
   struct TaskQueue {
     std::string cluster;
-    std::deque<ecsapi::TaskStateChange> changes;
+    std::deque<ReporterEntry> changes;
     // Container changes not yet sent, by container name (the latest wins).
     std::map<std::string, ecsapi::ContainerStateChange> containers;
     std::map<std::string, ecsapi::ReportedStatus> container_sent;
@@ -92,7 +125,10 @@ class StateReporter : public engine::StateChangeOutbox {
   void senderLoop(std::stop_token stop);
   void queueTaskChange(TaskQueue& queue, const std::string& arn, ecsapi::ReportedStatus status,
                        const engine::StateChange* change);
-  bool deliver(const ecsapi::TaskStateChange& change, std::stop_token stop);
+  enum class Delivery { kAccepted, kDropped, kStopped };
+  Delivery deliver(const ecsapi::TaskStateChange& change, std::stop_token stop);
+  // Forgets a removed task's queue once it is empty; tells the journal.
+  void forgetIfDone(const std::string& arn);
   std::chrono::milliseconds flushDelay();
 
   TaskChangeSink sink_;

@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "agent/common/replace_file.h"
 
@@ -22,6 +24,9 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::string_view kMetadataFileName = "ecs-container-metadata.json";
+// In the task directory: the v3 endpoint id of each container, for an agent that takes the task
+// over after a restart (the ids are in the containers' environment and must keep working).
+constexpr std::string_view kEndpointIdsFile = "endpoint-ids.json";
 constexpr std::string_view kMetadataMountRoot = "/opt/ecs/metadata/";
 
 // JSON with tab indentation, as the real agent's json.MarshalIndent(…, "", "\t") writes it.
@@ -101,10 +106,41 @@ class EndpointsResource : public engine::TaskResource {
       auto id = factory_.credentials().add(task_.arn, *role_arn, type, std::move(*creds));
       if (type == credentials::RoleType::kTask) task_credentials_id_ = id;
     }
+    json::object kept;
     for (const auto& c : def.container_definitions) {
       auto id = newUuid();
       factory_.directory().registerEndpoint(id, task_.arn, c.name);
       endpoint_ids_[c.name] = id;
+      kept[c.name] = id;
+    }
+    if (!task_.dir.empty()) {
+      auto written = replaceFile((fs::path(task_.dir) / kEndpointIdsFile).string(),
+                                 json::serialize(kept), 0600);
+      if (!written) return fail(written.error().wrap("keep the task's endpoint ids"));
+    }
+    return {};
+  }
+
+  // The same ids as before the restart; credentials are the cluster's, restored by the daemon
+  // under the ids the containers already have.
+  Result<void> recover() override {
+    const auto path = (fs::path(task_.dir) / kEndpointIdsFile).string();
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    boost::system::error_code ec;
+    auto kept = json::parse(text.str(), ec);
+    if (!in || ec || !kept.is_object()) {
+      return fail(ErrorCode::kNotFound, "the task's endpoint ids were not kept ({})", path);
+    }
+    task_credentials_id_ = task_.role_credentials_id;
+    for (const auto& c : task_.definition->container_definitions) {
+      auto* id = kept.get_object().if_contains(c.name);
+      if (!id || !id->is_string()) {
+        return fail(ErrorCode::kNotFound, "no endpoint id was kept for container {}", c.name);
+      }
+      factory_.directory().registerEndpoint(std::string(id->get_string()), task_.arn, c.name);
+      endpoint_ids_[c.name] = std::string(id->get_string());
     }
     return {};
   }

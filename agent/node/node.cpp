@@ -139,7 +139,8 @@ Result<std::unique_ptr<Node>> Node::create(const config::Config& config,
   auto volumes = volumes::TaskVolumesFactory::create(volumesOptions(config));
   if (!volumes) return fail(volumes.error().wrap("set up task volumes"));
   node->volumes_ = std::move(*volumes);
-  sweepDeadAgents(hostNetworkOptions(config), volumesOptions(config), node->volumes_.get());
+  node->config_ = config;
+  if (!options.defer_sweep) node->sweep();
 
   if (options.host_credentials && config.task_iam_role) {
     node->host_credentials_ =
@@ -220,6 +221,10 @@ Result<std::unique_ptr<Node>> Node::create(const config::Config& config,
     node->image_cleaner_->start();
   }
   return node;
+}
+
+void Node::sweep() {
+  sweepDeadAgents(hostNetworkOptions(config_), volumesOptions(config_), volumes_.get());
 }
 
 void Node::stop() {

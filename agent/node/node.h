@@ -44,6 +44,9 @@ struct NodeOptions {
   // or ECS_IMAGE_PULL_BEHAVIOR=prefer-cached).
   bool task_cleanup_wait = false;
   bool image_cleanup = false;
+  // The daemon first adopts the tasks an earlier process of its own left running, then sweeps
+  // (sweep()): what it adopts must not be swept as a dead agent's leftovers.
+  bool defer_sweep = false;
 };
 
 // The containerd connection and the image puller: what `images` needs, without tasks.
@@ -79,6 +82,10 @@ class Node {
   images::ImagePuller& puller() { return *images_.puller; }
   metadata::StatsSampler& stats() { return *stats_; }
 
+  // Releases what agents that are gone left on the host (create() does it at once unless
+  // defer_sweep).
+  void sweep();
+
   // Stops the image cleaner, the endpoints and the stats sampler, then waits for the engine's
   // pools.
   void stop();
@@ -104,6 +111,7 @@ class Node {
   std::unique_ptr<images::ContainerdImageStore> image_store_;  // with image_cleanup
   std::unique_ptr<images::ImageCleaner> image_cleaner_;
   bool stopped_ = false;
+  config::Config config_;
 };
 
 }  // namespace ecs::node

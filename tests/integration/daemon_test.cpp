@@ -152,6 +152,7 @@ class DaemonTest : public ::testing::Test {
         "ECS_BACKEND_HOST=" + plane_.endpointUrl(),
         std::string("ECS_CLUSTER=") + kCluster,
         "ECS_RESERVED_MEMORY=64",
+        "ECS_STOP_TASKS_ON_EXIT=true",
         R"(ECS_INSTANCE_ATTRIBUTES={"stack": "blue"})",
         R"(ECS_CONTAINER_INSTANCE_TAGS={"team": "node"})"};
     env.insert(env.end(), more.begin(), more.end());

@@ -1,0 +1,403 @@
+#include "agent/daemon/daemon_state.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/json.hpp>
+#include <charconv>
+
+#include "agent/acs/acs_task.h"
+
+namespace ecs::daemon {
+
+namespace json = boost::json;
+using ecsapi::ReportedStatus;
+using engine::ContainerStatus;
+
+namespace {
+
+constexpr std::string_view kInstanceArn = "container_instance_arn";
+constexpr std::string_view kInstanceCluster = "cluster";
+constexpr std::string_view kManifestTimeline = "manifest_timeline";
+
+std::optional<ContainerStatus> containerStatus(std::string_view text) {
+  for (auto status :
+       {ContainerStatus::kNone, ContainerStatus::kManifestPulled, ContainerStatus::kPulled,
+        ContainerStatus::kCreated, ContainerStatus::kRunning, ContainerStatus::kStopped}) {
+    if (engine::toString(status) == text) return status;
+  }
+  return std::nullopt;
+}
+
+std::optional<ReportedStatus> reportedStatus(std::string_view text) {
+  for (auto status :
+       {ReportedStatus::kPending, ReportedStatus::kRunning, ReportedStatus::kStopped}) {
+    if (ecsapi::toString(status) == text) return status;
+  }
+  return std::nullopt;
+}
+
+std::int64_t epochMillis(std::chrono::system_clock::time_point time) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
+}
+
+std::chrono::system_clock::time_point fromEpochMillis(std::int64_t ms) {
+  return std::chrono::system_clock::time_point(std::chrono::milliseconds(ms));
+}
+
+std::string stringAt(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+std::optional<std::int64_t> intAt(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  if (!v) return std::nullopt;
+  if (v->is_int64()) return v->get_int64();
+  if (v->is_uint64()) return static_cast<std::int64_t>(v->get_uint64());
+  return std::nullopt;
+}
+
+// The task object without its credentials: they are kept once, in the credentials table.
+std::string withoutCredentials(const std::string& task_json) {
+  boost::system::error_code ec;
+  auto value = json::parse(task_json, ec);
+  if (ec || !value.is_object()) return task_json;
+  value.get_object().erase("roleCredentials");
+  value.get_object().erase("executionRoleCredentials");
+  return json::serialize(value);
+}
+
+}  // namespace
+
+// ---- JSON forms ---------------------------------------------------------------------------------
+
+std::string toJson(const ecsapi::TaskStateChange& change) {
+  json::object o;
+  o["cluster"] = change.cluster;
+  o["task"] = change.task_arn;
+  o["status"] = ecsapi::toString(change.status);
+  o["reason"] = change.reason;
+  if (change.pull_started_at) o["pullStartedAt"] = epochMillis(*change.pull_started_at);
+  if (change.pull_stopped_at) o["pullStoppedAt"] = epochMillis(*change.pull_stopped_at);
+  if (change.execution_stopped_at)
+    o["executionStoppedAt"] = epochMillis(*change.execution_stopped_at);
+  json::array containers;
+  for (const auto& c : change.containers) {
+    json::object item;
+    item["name"] = c.container_name;
+    item["status"] = ecsapi::toString(c.status);
+    if (c.runtime_id) item["runtimeId"] = *c.runtime_id;
+    if (c.image_digest) item["imageDigest"] = *c.image_digest;
+    if (c.exit_code) item["exitCode"] = *c.exit_code;
+    if (c.reason) item["reason"] = *c.reason;
+    json::array bindings;
+    for (const auto& b : c.network_bindings) {
+      bindings.push_back(json::object{
+          {"bindIP", b.bind_ip},
+          {"protocol", b.protocol == ecsapi::TransportProtocol::kUdp ? "udp" : "tcp"},
+          {"containerPorts", json::array{b.container_ports.first, b.container_ports.last}},
+          {"hostPorts", json::array{b.host_ports.first, b.host_ports.last}}});
+    }
+    item["bindings"] = std::move(bindings);
+    containers.push_back(std::move(item));
+  }
+  o["containers"] = std::move(containers);
+  return json::serialize(o);
+}
+
+Result<ecsapi::TaskStateChange> taskStateChangeFromJson(std::string_view text) {
+  boost::system::error_code ec;
+  auto value = json::parse(text, ec);
+  if (ec || !value.is_object())
+    return fail(ErrorCode::kDataLoss, "a kept state change is not JSON");
+  const auto& o = value.get_object();
+  ecsapi::TaskStateChange change;
+  change.cluster = stringAt(o, "cluster");
+  change.task_arn = stringAt(o, "task");
+  auto status = reportedStatus(stringAt(o, "status"));
+  if (change.task_arn.empty() || !status) {
+    return fail(ErrorCode::kDataLoss, "a kept state change has no task or status");
+  }
+  change.status = *status;
+  change.reason = stringAt(o, "reason");
+  if (auto ms = intAt(o, "pullStartedAt")) change.pull_started_at = fromEpochMillis(*ms);
+  if (auto ms = intAt(o, "pullStoppedAt")) change.pull_stopped_at = fromEpochMillis(*ms);
+  if (auto ms = intAt(o, "executionStoppedAt")) change.execution_stopped_at = fromEpochMillis(*ms);
+  if (auto* containers = o.if_contains("containers"); containers && containers->is_array()) {
+    for (const auto& item : containers->get_array()) {
+      if (!item.is_object()) continue;
+      const auto& c = item.get_object();
+      ecsapi::ContainerStateChange out;
+      out.container_name = stringAt(c, "name");
+      auto cs = reportedStatus(stringAt(c, "status"));
+      if (out.container_name.empty() || !cs) continue;
+      out.status = *cs;
+      if (c.contains("runtimeId")) out.runtime_id = stringAt(c, "runtimeId");
+      if (c.contains("imageDigest")) out.image_digest = stringAt(c, "imageDigest");
+      if (auto code = intAt(c, "exitCode")) out.exit_code = static_cast<int>(*code);
+      if (c.contains("reason")) out.reason = stringAt(c, "reason");
+      if (auto* bindings = c.if_contains("bindings"); bindings && bindings->is_array()) {
+        for (const auto& b : bindings->get_array()) {
+          if (!b.is_object()) continue;
+          const auto& bo = b.get_object();
+          ecsapi::NetworkBinding binding;
+          binding.bind_ip = stringAt(bo, "bindIP");
+          binding.protocol = stringAt(bo, "protocol") == "udp" ? ecsapi::TransportProtocol::kUdp
+                                                               : ecsapi::TransportProtocol::kTcp;
+          auto range = [&](std::string_view key) {
+            ecsapi::PortRange r;
+            auto* v = bo.if_contains(key);
+            if (v && v->is_array() && v->get_array().size() == 2) {
+              r.first = static_cast<uint16_t>(v->get_array()[0].to_number<int>());
+              r.last = static_cast<uint16_t>(v->get_array()[1].to_number<int>());
+            }
+            return r;
+          };
+          binding.container_ports = range("containerPorts");
+          binding.host_ports = range("hostPorts");
+          out.network_bindings.push_back(binding);
+        }
+      }
+      change.containers.push_back(std::move(out));
+    }
+  }
+  return change;
+}
+
+std::string toJson(const acs::RoleCredentials& c) {
+  return json::serialize(json::object{{"credentialsId", c.credentials_id},
+                                      {"roleArn", c.role_arn},
+                                      {"accessKeyId", c.access_key_id},
+                                      {"secretAccessKey", c.secret_access_key},
+                                      {"sessionToken", c.session_token},
+                                      {"expiration", c.expiration},
+                                      {"roleType", c.role_type}});
+}
+
+Result<acs::RoleCredentials> roleCredentialsFromJson(std::string_view text) {
+  boost::system::error_code ec;
+  auto value = json::parse(text, ec);
+  if (ec || !value.is_object()) return fail(ErrorCode::kDataLoss, "kept credentials are not JSON");
+  const auto& o = value.get_object();
+  acs::RoleCredentials c;
+  c.credentials_id = stringAt(o, "credentialsId");
+  c.role_arn = stringAt(o, "roleArn");
+  c.access_key_id = stringAt(o, "accessKeyId");
+  c.secret_access_key = stringAt(o, "secretAccessKey");
+  c.session_token = stringAt(o, "sessionToken");
+  c.expiration = stringAt(o, "expiration");
+  c.role_type = stringAt(o, "roleType");
+  if (c.credentials_id.empty()) return fail(ErrorCode::kDataLoss, "kept credentials have no id");
+  return c;
+}
+
+// ---- DaemonState --------------------------------------------------------------------------------
+
+void DaemonState::check(const Result<void>& result, std::string_view what) {
+  if (result) return;
+  ++write_failures_;
+  spdlog::error("state store: {}: {}", what, result.error().message);
+}
+
+std::string DaemonState::instanceArn(const std::string& cluster) {
+  auto saved_cluster = store_.value(kInstanceCluster);
+  auto arn = store_.value(kInstanceArn);
+  if (!saved_cluster || !arn || !*saved_cluster || !*arn || **saved_cluster != cluster) return {};
+  return **arn;
+}
+
+void DaemonState::saveInstance(const std::string& cluster, const std::string& arn) {
+  check(store_.setValue(kInstanceCluster, cluster), "save the cluster");
+  check(store_.setValue(kInstanceArn, arn), "save the container instance ARN");
+}
+
+Result<RecoveredState> DaemonState::recover() {
+  RecoveredState out;
+  if (auto timeline = store_.value(kManifestTimeline); timeline && *timeline) {
+    std::int64_t value = 0;
+    const auto& text = **timeline;
+    std::from_chars(text.data(), text.data() + text.size(), value);
+    out.manifest_timeline = value;
+  }
+  auto tasks = store_.tasks();
+  if (!tasks) return fail(tasks.error());
+  auto credentials = store_.credentials();
+  if (!credentials) return fail(credentials.error());
+  auto pending = store_.outbox();
+  if (!pending) return fail(pending.error());
+
+  std::map<std::string, const state::TaskRecord*> by_arn;
+  for (const auto& record : *tasks) {
+    by_arn[record.arn] = &record;
+    ReporterTask reporter_task;
+    reporter_task.arn = record.arn;
+    reporter_task.task_sent = reportedStatus(record.sent_status);
+    if (auto sent = store_.containerSentStatuses(record.arn)) {
+      for (const auto& c : *sent) {
+        if (auto status = reportedStatus(c.sent_status))
+          reporter_task.container_sent[c.name] = *status;
+      }
+    }
+    auto parsed = acs::parseAcsTask(std::string_view(record.payload_json));
+    if (!parsed) {
+      // Kept by an agent whose parser took it, refused by this one (a downgrade): it cannot be
+      // adopted; the reporter tells the cluster it stopped.
+      out.unreadable.push_back(record.arn);
+      spdlog::error("task {}: kept, but no longer readable: {}", record.arn,
+                    parsed.error().message);
+      continue;
+    }
+    engine::AdoptedTask adopted;
+    adopted.spec = std::move(parsed->spec);
+    adopted.spec.role_credentials_id = record.role_credentials_id;
+    adopted.spec.execution_role_credentials_id = record.execution_role_credentials_id;
+    adopted.spec.desired =
+        record.desired_status == "STOPPED" ? ContainerStatus::kStopped : ContainerStatus::kRunning;
+    adopted.known = containerStatus(record.known_status).value_or(ContainerStatus::kNone);
+    adopted.stop_reason = record.stopped_reason;
+    // Role ARNs come with the credentials, which the payload's JSON no longer holds.
+    for (const auto& c : *credentials) {
+      if (c.task_arn != record.arn) continue;
+      auto creds = roleCredentialsFromJson(c.json);
+      if (!creds) continue;
+      if (c.role_type == acs::kRoleTypeTaskExecution) {
+        adopted.spec.definition.execution_role_arn = creds->role_arn;
+      } else {
+        adopted.spec.definition.task_role_arn = creds->role_arn;
+      }
+    }
+    {
+      std::lock_guard lock(mutex_);
+      written_[record.arn] = {record.known_status, record.desired_status};
+    }
+    out.reporter_tasks.push_back(std::move(reporter_task));
+    out.tasks.push_back(std::move(adopted));
+  }
+  for (const auto& c : *credentials) {
+    auto it = by_arn.find(c.task_arn);
+    if (it == by_arn.end() || it->second->known_status == "STOPPED") continue;
+    auto creds = roleCredentialsFromJson(c.json);
+    if (!creds) {
+      spdlog::warn("credentials {} of task {}: {}", c.id, c.task_arn, creds.error().message);
+      continue;
+    }
+    out.credentials.emplace_back(c.task_arn, std::move(*creds));
+  }
+  for (const auto& entry : *pending) {
+    auto change = taskStateChangeFromJson(entry.body);
+    if (!change) {
+      spdlog::warn("state change {} of task {}: {}", entry.seq, entry.task_arn,
+                   change.error().message);
+      (void)store_.drop(entry.seq);
+      continue;
+    }
+    out.pending.push_back({entry.seq, std::move(*change)});
+  }
+  return out;
+}
+
+void DaemonState::onSnapshot(const engine::TaskSnapshotPtr& task) {
+  if (!task || task->removed) return;  // removed: the reporter says when it may go
+  std::string known(engine::toString(task->known));
+  std::string desired(engine::toString(task->desired));
+  {
+    std::lock_guard lock(mutex_);
+    auto& last = written_[task->arn];
+    if (last.first == known && last.second == desired) return;
+    last = {known, desired};
+  }
+  check(store_.setKnownStatus(task->arn, known), "record a task's status");
+  check(store_.setDesiredStatus(task->arn, desired, task->stop_reason),
+        "record a task's desired status");
+}
+
+Result<void> DaemonState::payloadArrived(const acs::AcsPayload& payload) {
+  std::vector<state::TaskRecord> records;
+  for (const auto& t : payload.tasks) {
+    if (!t.task) continue;  // reported stopped as unreadable; nothing to keep
+    const auto& task = *t.task;
+    state::TaskRecord record;
+    auto existing = store_.task(task.spec.arn);
+    if (!existing) return fail(existing.error());
+    if (*existing) record = **existing;
+    record.arn = task.spec.arn;
+    record.payload_json = withoutCredentials(t.json);
+    // Desired status only rises, as in the engine.
+    if (record.desired_status != "STOPPED") {
+      record.desired_status =
+          task.spec.desired == ContainerStatus::kStopped ? "STOPPED" : "RUNNING";
+    }
+    if (record.known_status.empty()) record.known_status = "NONE";
+    if (!task.spec.role_credentials_id.empty())
+      record.role_credentials_id = task.spec.role_credentials_id;
+    if (!task.spec.execution_role_credentials_id.empty())
+      record.execution_role_credentials_id = task.spec.execution_role_credentials_id;
+    records.push_back(std::move(record));
+  }
+  if (!records.empty()) {
+    if (auto put = store_.putTasks(records); !put) return put;
+  }
+  for (const auto& t : payload.tasks) {
+    if (!t.task) continue;
+    for (const auto* creds : {&t.task->role_credentials, &t.task->execution_role_credentials}) {
+      if (!*creds) continue;
+      state::CredentialsRecord record{(*creds)->credentials_id, t.task->spec.arn,
+                                      (*creds)->role_type, toJson(**creds)};
+      if (auto put = store_.putCredentials(record); !put) return put;
+    }
+  }
+  return {};
+}
+
+void DaemonState::credentialsRefreshed(const std::string& task_arn,
+                                       const acs::RoleCredentials& credentials) {
+  check(store_.putCredentials(
+            {credentials.credentials_id, task_arn, credentials.role_type, toJson(credentials)}),
+        "keep refreshed credentials");
+}
+
+void DaemonState::manifestSeen(std::int64_t timeline) {
+  check(store_.setValue(kManifestTimeline, std::to_string(timeline)), "keep the manifest timeline");
+}
+
+void DaemonState::stopConfirmed(const std::string& task_arn, const std::string& reason) {
+  check(store_.setDesiredStatus(task_arn, "STOPPED", reason), "record a confirmed stop");
+}
+
+std::int64_t DaemonState::queued(const ecsapi::TaskStateChange& change) {
+  state::OutboxEntry entry;
+  entry.task_arn = change.task_arn;
+  entry.kind = "task";
+  entry.status = std::string(ecsapi::toString(change.status));
+  entry.body = toJson(change);
+  auto seq = store_.enqueue(entry);
+  if (!seq) {
+    check(fail(seq.error()), "queue a state change");
+    return 0;
+  }
+  return *seq;
+}
+
+void DaemonState::delivered(std::int64_t seq, const ecsapi::TaskStateChange& change, bool dropped) {
+  if (seq == 0) return;
+  if (dropped) return check(store_.drop(seq), "drop a refused state change");
+  check(store_.accepted(seq), "record a delivered state change");
+  for (const auto& c : change.containers) {
+    auto recorded = store_.setContainerSentStatus(change.task_arn, c.container_name,
+                                                  ecsapi::toString(c.status));
+    // A task reported unreadable was never kept: nothing to record against it.
+    if (!recorded && recorded.error().code != ErrorCode::kNotFound) {
+      check(recorded, "record a delivered container status");
+    }
+  }
+}
+
+void DaemonState::finished(const std::string& task_arn) {
+  {
+    std::lock_guard lock(mutex_);
+    written_.erase(task_arn);
+  }
+  check(store_.removeTask(task_arn), "forget a finished task");
+}
+
+}  // namespace ecs::daemon

@@ -517,6 +517,32 @@ TEST_F(StateStoreTest, TruncatedStoreIsMovedAside) {
   ASSERT_TRUE(store->putTask(makeTask("arn:new")));
 }
 
+// A readable header over a damaged page: only the integrity check finds it.
+TEST_F(StateStoreTest, DamagedPageFailsTheIntegrityCheck) {
+  {
+    auto store = open();
+    ASSERT_TRUE(store);
+    std::vector<TaskRecord> tasks;
+    for (int i = 0; i < 100; ++i) {
+      tasks.push_back(makeTask("arn:" + std::to_string(i), std::string(1000, 'x')));
+    }
+    ASSERT_TRUE(store->putTasks(tasks));
+  }
+  ASSERT_GT(fs::file_size(path_), 20u * 4096u);
+  {
+    // Page 11's b-tree page type byte: 0 is no valid page type.
+    std::fstream file(path_, std::ios::binary | std::ios::in | std::ios::out);
+    file.seekp(10 * 4096);
+    file.put('\0');
+  }
+  OpenReport report;
+  auto store = open(&report);
+  ASSERT_TRUE(store);
+  expectMovedAside(report);
+  EXPECT_NE(report.reason.find("integrity check failed"), std::string::npos) << report.reason;
+  EXPECT_TRUE(store->tasks()->empty());
+}
+
 TEST_F(StateStoreTest, StoreFromANewerAgentIsMovedAside) {
   {
     auto store = open();
@@ -602,6 +628,9 @@ TEST_F(StateStoreTest, SurvivesKillWhileWriting) {
   }
   ::close(fds[0]);
   ASSERT_GE(committed.size(), 500u);
+  // The killed writer left its WAL behind: opening must recover from it.
+  ASSERT_TRUE(fs::exists(path_ + "-wal"));
+  EXPECT_GT(fs::file_size(path_ + "-wal"), 0u);
 
   OpenReport report;
   auto store = open(&report);

@@ -120,9 +120,10 @@ class Statement {
   }
 
   // Parameters are numbered from 1, as in SQL's ?1, ?2 ...
+  // Text, never NULL: an empty string_view may have no data pointer, which SQLite binds as NULL.
   Statement& bind(int index, std::string_view text) {
-    keep(
-        sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+    const char* data = text.data() ? text.data() : "";
+    keep(sqlite3_bind_text64(stmt_, index, data, text.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
     return *this;
   }
   Statement& bind(int index, int64_t number) {

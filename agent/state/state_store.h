@@ -90,16 +90,19 @@ class StateStore {
   Result<void> setValue(std::string_view key, std::string_view value);
 
   // --- tasks ------------------------------------------------------------------------------
-  // Inserts or replaces the task (added_seq kept from the first insert).
+  // Inserts or replaces the task (added_seq kept from the first insert; an existing sent_status
+  // kept when the record's is empty, so a re-sent task does not forget what the cluster accepted).
   Result<void> putTask(const TaskRecord& task);
   // Several tasks in one transaction (a PayloadMessage): all or none.
   Result<void> putTasks(const std::vector<TaskRecord>& tasks);
   Result<std::optional<TaskRecord>> task(std::string_view arn);
   Result<std::vector<TaskRecord>> tasks();  // in added_seq order
+  // Both: kNotFound for a task not stored. An empty reason keeps the stored stopped_reason.
   Result<void> setDesiredStatus(std::string_view arn, std::string_view status,
                                 std::string_view reason = {});
   Result<void> setKnownStatus(std::string_view arn, std::string_view status);
-  // Removes the task, its container records, its credentials and its outbox entries.
+  // Removes the task, its container records, its credentials and its outbox entries (a task not
+  // stored: nothing to do, not an error).
   Result<void> removeTask(std::string_view arn);
 
   // --- credentials ------------------------------------------------------------------------
@@ -108,16 +111,19 @@ class StateStore {
   Result<void> removeCredentials(std::string_view id);
 
   // --- outbox -------------------------------------------------------------------------------
-  // Appends a change; returns its seq.
+  // Appends a change; returns its seq. kInvalidArgument for a kind other than the two above.
   Result<int64_t> enqueue(const OutboxEntry& entry);
   // The cluster accepted entry `seq`: removes it and, in the same transaction, records its
   // status as the task's (kind "task") or the container's (kind "container") sent status.
+  // An unknown seq (already accepted or dropped) changes nothing and is not an error; an entry
+  // whose task is not stored is removed, recording nothing.
   Result<void> accepted(int64_t seq);
   // Drops entry `seq` without recording it as sent (the cluster refused it for good).
   Result<void> drop(int64_t seq);
   Result<std::vector<OutboxEntry>> outbox();  // in seq order
   Result<std::vector<ContainerSentRecord>> containerSentStatuses(std::string_view task_arn);
-  // Records a container status the cluster accepted inside a task change.
+  // Records a container status the cluster accepted inside a task change; kNotFound for a task
+  // not stored.
   Result<void> setContainerSentStatus(std::string_view task_arn, std::string_view name,
                                       std::string_view status);
 

@@ -434,8 +434,8 @@ class TaskNetwork : public engine::TaskResource {
     for (size_t i = 0; i < containers.size(); ++i) {
       if (containers[i].disable_networking) continue;
       const int slot = static_cast<int>(i);
-      auto found = reattachSlot(*bridge_, slot, containerNamespaceName(task_id_, slot),
-                                containers[i].name);
+      auto found =
+          reattachSlot(*bridge_, slot, containerNamespaceName(task_id_, slot), containers[i].name);
       if (!found) return fail(found.error().wrap(fmt::format("container {}", containers[i].name)));
       slots_[i] = std::move(*found);
       attached = true;

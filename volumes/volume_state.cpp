@@ -58,8 +58,8 @@ std::string VolumeState::toJson() const {
   for (const auto& [task, process] : owners_) {
     owners[task] = json::object{{"pid", process.pid}, {"start_time", process.start_time}};
   }
-  return json::serialize(json::object{
-      {"version", 1}, {"mounts", std::move(mounts)}, {"owners", std::move(owners)}});
+  return json::serialize(
+      json::object{{"version", 1}, {"mounts", std::move(mounts)}, {"owners", std::move(owners)}});
 }
 
 Result<VolumeState::Parsed> VolumeState::parse(const std::string& text) {
@@ -83,8 +83,8 @@ Result<VolumeState::Parsed> VolumeState::parse(const std::string& text) {
     if (const auto* owners = value.as_object().if_contains("owners")) {
       for (const auto& [task, record] : owners->as_object()) {
         const auto& o = record.as_object();
-        parsed.owners[std::string(task)] = ProcessIdentity{json::value_to<int>(o.at("pid")),
-                                                           json::value_to<uint64_t>(o.at("start_time"))};
+        parsed.owners[std::string(task)] = ProcessIdentity{
+            json::value_to<int>(o.at("pid")), json::value_to<uint64_t>(o.at("start_time"))};
       }
     }
   } catch (const std::exception& e) {

@@ -12,9 +12,9 @@ namespace {
 
 // `volumes`, or a store opened on `options.root` into `opened` when that exists; null when
 // there is nothing to look at (opening would create the root).
-volumes::TaskVolumesFactory* volumeStore(
-    const volumes::VolumesOptions& options, volumes::TaskVolumesFactory* volumes,
-    std::unique_ptr<volumes::TaskVolumesFactory>& opened) {
+volumes::TaskVolumesFactory* volumeStore(const volumes::VolumesOptions& options,
+                                         volumes::TaskVolumesFactory* volumes,
+                                         std::unique_ptr<volumes::TaskVolumesFactory>& opened) {
   if (volumes != nullptr) return volumes;
   std::error_code ec;
   if (!fs::exists(options.root, ec)) return nullptr;

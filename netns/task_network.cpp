@@ -161,8 +161,8 @@ class TaskNetwork : public engine::TaskResource {
 
   // Re-attaches to what create() made in an agent process that is gone: the records (host
   // ports, addresses) and the kernel objects are checked, only missing port-mapping rules are
-  // made again, and the records become this process's. On error nothing is adopted: what the
-  // dead agent left stays the sweep's, or cleanup()'s.
+  // made again, and only then do the records become this process's: a task found broken is
+  // adopted in no part, and what the dead agent left stays the sweep's, or cleanup()'s.
   Result<void> recover() override {
     Result<void> recovered;
     switch (mode_) {

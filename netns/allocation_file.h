@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/common/process_identity.h"
 #include "agent/common/result.h"
 #include "netns/owner_store.h"
 
@@ -48,22 +49,11 @@ class UniqueFd {
   int fd_;
 };
 
-// An agent process: its pid and its start time (field 22 of /proc/<pid>/stat, in clock ticks
-// since boot). The start time makes the pair unique across pid reuse.
-struct ProcessIdentity {
-  int pid = 0;
-  uint64_t start_time = 0;
-
-  bool operator==(const ProcessIdentity&) const = default;
-};
-
-// The calling process (read each time: a forked child is a different process).
-ProcessIdentity currentProcess();
-// The start time of process `pid`; nullopt if there is no such process or it has exited and
-// not yet been reaped (a zombie holds nothing).
-std::optional<uint64_t> processStartTime(int pid);
-// Whether `process` is still running: same pid, same start time, not a zombie.
-bool isAlive(const ProcessIdentity& process);
+// The agent process that answers for an owner's entry (agent/common/process_identity.h).
+using ecs::currentProcess;
+using ecs::isAlive;
+using ecs::ProcessIdentity;
+using ecs::processStartTime;
 
 // The "pid" and "start_time" members of an owner's record in a state file.
 Result<ProcessIdentity> processFromJson(const boost::json::object& record);
@@ -143,6 +133,44 @@ class OwnedStateFile {
     return names;
   }
 
+  // The current state, parsed (under a shared lock).
+  Result<State> read() const {
+    auto content = file_.read();
+    if (!content) return fail(content.error());
+    auto state = parse_(*content);
+    if (!state) return fail(state.error().wrap(fmt::format("state file {}", file_.path())));
+    return state;
+  }
+
+  // Makes the calling process answer for `owner`'s entry, leaving what it holds as it is: how a
+  // restarted agent takes over a task an earlier (dead) agent process made. kNotFound when the
+  // file holds nothing for `owner`.
+  Result<void> adopt(const std::string& owner) const {
+    return update([&](State& state) -> Result<void> {
+      auto it = state.find(owner);
+      if (it == state.end()) {
+        return fail(ErrorCode::kNotFound, "no {} are recorded for task {} in {}", what_, owner,
+                    file_.path());
+      }
+      it->second.process = currentProcess();
+      return {};
+    });
+  }
+
+  // The owners whose agent process is gone, left in place (what sweepDead() would drop).
+  std::vector<std::string> deadOwners() const {
+    auto state = read();
+    if (!state) {
+      spdlog::warn("{}: {}", what_, state.error().message);
+      return {};
+    }
+    std::vector<std::string> dead;
+    for (const auto& [owner, entry] : *state) {
+      if (!isAlive(entry.process)) dead.push_back(owner);
+    }
+    return dead;
+  }
+
   // Drops the owners whose agent process is gone; returns them.
   std::vector<std::string> sweepDead() const {
     std::vector<std::string> dead;
@@ -181,6 +209,8 @@ std::unique_ptr<OwnerStore> openExistingOwners(
     void release(const std::string& owner) override { file_.release(owner); }
     std::vector<std::string> owners() const override { return file_.owners(); }
     std::vector<std::string> sweepDead() override { return file_.sweepDead(); }
+    std::vector<std::string> deadOwners() const override { return file_.deadOwners(); }
+    Result<void> adopt(const std::string& owner) override { return file_.adopt(owner); }
 
    private:
     OwnedStateFile<State> file_;

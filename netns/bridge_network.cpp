@@ -196,6 +196,54 @@ void BridgeNetwork::release(const std::string& task_id) {
   ipam_->release(task_id);
 }
 
+Result<TaskInterface> BridgeNetwork::reattach(const std::string& task_id, int slot,
+                                              const std::string& key,
+                                              const std::string& netns_path) {
+  if (auto valid = validateTaskId(task_id); !valid) return fail(valid.error());
+  if (slot < 0 || slot > kMaxSlot) {
+    return fail(ErrorCode::kInvalidArgument, "interface slot {} out of range", slot);
+  }
+  auto addresses = ipam_->addresses(task_id);
+  if (!addresses) return fail(addresses.error());
+  auto address = addresses->find(key);
+  if (address == addresses->end()) {
+    return fail(ErrorCode::kNotFound, "no address of task {} for {} is recorded in {}/ipam.json",
+                task_id, key, options_.state_dir);
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(netns_path, ec)) {
+    return fail(ErrorCode::kNotFound, "network namespace {} is gone", netns_path);
+  }
+  auto netlink = Netlink::open();
+  if (!netlink) return fail(netlink.error());
+  auto bridge = linkIndex(*netlink, options_.bridge_name);
+  if (!bridge) return fail(bridge.error().wrap("bridge"));
+  const std::string veth = vethName(task_id, slot);
+  auto link = netlink->findLink(veth);
+  if (!link) return fail(link.error());
+  if (!*link || (*link)->kind != "veth") {
+    return fail(ErrorCode::kNotFound, "veth {} of {} is gone", veth, netns_path);
+  }
+  if ((*link)->master != *bridge) {
+    return fail(ErrorCode::kNotFound, "veth {} of {} is no longer a port of bridge {}", veth,
+                netns_path, options_.bridge_name);
+  }
+  auto inside = Netlink::openIn(netns_path);
+  if (!inside) return fail(inside.error());
+  auto eth0 = inside->findLink("eth0");
+  if (!eth0) return fail(eth0.error());
+  if (!*eth0) return fail(ErrorCode::kNotFound, "{} has no eth0", netns_path);
+  return TaskInterface{.ip_address = address->second,
+                       .subnet = ipam_->subnet(),
+                       .gateway = ipam_->gateway(),
+                       .prefix_length = ipam_->prefixLength(),
+                       .host_link = veth};
+}
+
+Result<void> BridgeNetwork::adopt(const std::string& task_id) {
+  return ipam_->adopt(task_id);
+}
+
 Result<void> BridgeNetwork::addPortForwards(const std::string& task_id,
                                             const std::vector<PortForward>& forwards) {
   if (auto valid = validateTaskId(task_id); !valid) return fail(valid.error());

@@ -48,6 +48,26 @@ class TaskInterfaceAttacher {
   virtual Result<void> detach(const std::string& task_id, int slot) = 0;
   // Frees the task's addresses. Idempotent.
   virtual void release(const std::string& task_id) = 0;
+
+  // After an agent restart: the interface attach() gave the slot in an earlier agent process,
+  // read back from the records and checked against the kernel, making and changing nothing.
+  // kNotFound naming what is gone (the address record, the namespace, the link). The default
+  // knows no way back.
+  virtual Result<TaskInterface> reattach(const std::string& task_id, int slot,
+                                         const std::string& key, const std::string& netns_path) {
+    (void)slot;
+    (void)key;
+    (void)netns_path;
+    return fail(ErrorCode::kFailedPrecondition,
+                "task {}: this network attachment cannot be recovered after an agent restart",
+                task_id);
+  }
+  // Makes this agent process answer for the task's address records (release() frees them).
+  virtual Result<void> adopt(const std::string& task_id) {
+    return fail(ErrorCode::kFailedPrecondition,
+                "task {}: this network attachment cannot be adopted after an agent restart",
+                task_id);
+  }
 };
 
 class BridgeNetwork : public TaskInterfaceAttacher {
@@ -63,6 +83,11 @@ class BridgeNetwork : public TaskInterfaceAttacher {
                                const std::string& netns_path) override;
   Result<void> detach(const std::string& task_id, int slot) override;
   void release(const std::string& task_id) override;
+  // Checks the address record, the namespace, the host veth (a port of this bridge) and the
+  // eth0 inside the namespace.
+  Result<TaskInterface> reattach(const std::string& task_id, int slot, const std::string& key,
+                                 const std::string& netns_path) override;
+  Result<void> adopt(const std::string& task_id) override;
 
   // The task's DNATs, replacing any it had. Removed by removePortForwards (idempotent).
   Result<void> addPortForwards(const std::string& task_id,

@@ -94,6 +94,16 @@ std::vector<std::string> sweepTaskNetworks(const std::set<std::string>& live,
   return {swept.begin(), swept.end()};
 }
 
+std::vector<std::string> deadAgentTasks(const HostNetworkOptions& options) {
+  const ExistingStores stores(options.state_dir);
+  std::set<std::string> dead;
+  for (OwnerStore* store : stores.all()) {
+    if (store == nullptr) continue;
+    for (auto& id : store->deadOwners()) dead.insert(id);
+  }
+  return {dead.begin(), dead.end()};
+}
+
 std::vector<std::string> sweepDeadAgents(const HostNetworkOptions& options) {
   const ExistingStores stores(options.state_dir);
   std::set<std::string> dead;

@@ -24,6 +24,13 @@ struct HostNetworkOptions {
 std::vector<std::string> sweepTaskNetworks(const std::set<std::string>& live_task_ids,
                                            const std::vector<OwnerStore*>& stores);
 
+// The task IDs whose addresses or host ports an agent process that is gone answers for —
+// what sweepDeadAgents() would free — freeing nothing and creating no store. A restarted agent
+// asks this before any sweep; the tasks it adopts (TaskResource::recover(), which makes this
+// process answer for their records) are then no longer any dead agent's, and the sweep spares
+// them.
+std::vector<std::string> deadAgentTasks(const HostNetworkOptions& options);
+
 // Frees the addresses and host ports whose agent process is gone, then removes the network of
 // every task no live agent answers for: a task is live while an agent still holds an allocation
 // for it, or has its namespace (another agent still starting one makes the namespace first).

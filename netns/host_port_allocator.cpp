@@ -322,6 +322,29 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
     return file_.sweepDead();
   }
 
+  std::vector<std::string> deadOwners() const override {
+    std::lock_guard lock(mutex_);
+    return file_.deadOwners();
+  }
+
+  Result<void> adopt(const std::string& owner) override {
+    std::lock_guard lock(mutex_);
+    return file_.adopt(owner);
+  }
+
+  Result<std::vector<HeldPorts>> held(const std::string& owner) const override {
+    std::lock_guard lock(mutex_);
+    auto state = file_.read();
+    if (!state) return fail(state.error());
+    std::vector<HeldPorts> out;
+    if (auto it = state->find(owner); it != state->end()) {
+      for (const PortBlock& block : it->second.blocks) {
+        out.push_back({.protocol = block.protocol, .first = block.first, .count = block.count});
+      }
+    }
+    return out;
+  }
+
  private:
   Result<int> takeStatic(PortMap& map, const PortRequest& request) {
     int first = *request.host_port;

@@ -32,6 +32,13 @@ struct PortRequest {
   std::optional<int> host_port;  // set and non-zero: this exact (first) host port; else dynamic
 };
 
+// `count` consecutive host ports from `first`, held by one owner.
+struct HeldPorts {
+  Protocol protocol = Protocol::kTcp;
+  int first = 0;
+  int count = 1;
+};
+
 struct HostPortAllocatorOptions {
   std::string state_path;         // a JSON file shared by every agent process on the host
   HostPortRange dynamic_range;    // ECS_DYNAMIC_HOST_PORT_RANGE
@@ -55,7 +62,12 @@ class HostPortAllocator : public OwnerStore {
   // restarted agent adopts a task's ports with allocate(owner, {}).
   virtual Result<std::vector<int>> allocate(const std::string& owner,
                                             const std::vector<PortRequest>& requests) = 0;
-  // release(owner) frees every host port of the owner; owners() and sweepDead() as OwnerStore.
+  // What `owner` holds, in the order allocate() recorded it: for each call, the static requests
+  // in request order, then the dynamic ones in request order. Empty: nothing. For a restarted
+  // agent re-attaching to a task an earlier agent process made; allocates nothing.
+  virtual Result<std::vector<HeldPorts>> held(const std::string& owner) const = 0;
+  // release(owner) frees every host port of the owner; owners(), sweepDead(), deadOwners() and
+  // adopt() as OwnerStore.
 };
 
 // The host-port store at `state_path` for housekeeping that needs no port range (sweeping,

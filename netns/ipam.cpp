@@ -178,6 +178,27 @@ class IpamImpl final : public Ipam {
     return file_.sweepDead();
   }
 
+  std::vector<std::string> deadOwners() const override {
+    std::lock_guard lock(mutex_);
+    return file_.deadOwners();
+  }
+
+  Result<void> adopt(const std::string& owner) override {
+    std::lock_guard lock(mutex_);
+    return file_.adopt(owner);
+  }
+
+  Result<std::map<std::string, std::string>> addresses(const std::string& owner) const override {
+    std::lock_guard lock(mutex_);
+    auto state = file_.read();
+    if (!state) return fail(state.error());
+    std::map<std::string, std::string> out;
+    if (auto it = state->find(owner); it != state->end()) {
+      for (const auto& [key, address] : it->second.addresses) out[key] = formatAddress(address);
+    }
+    return out;
+  }
+
  private:
   // The owner's address for `key` if it has one in this subnet (an address from an earlier,
   // different subnet setting is replaced), else the lowest address nobody holds.

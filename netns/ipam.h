@@ -4,6 +4,7 @@
 // and two agents never hand out the same address.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,7 +29,11 @@ class Ipam : public OwnerStore {
   // An unused address for `owner` (a task ID) under `key` (e.g. a container name); the same
   // (owner, key) again returns the same address. Full: kFailedPrecondition naming the subnet.
   virtual Result<std::string> allocate(const std::string& owner, const std::string& key) = 0;
-  // release(owner) frees every address of the owner; owners() and sweepDead() as OwnerStore.
+  // What `owner` holds, key -> address, without allocating (empty: nothing). For a restarted
+  // agent re-attaching to a task an earlier agent process made.
+  virtual Result<std::map<std::string, std::string>> addresses(const std::string& owner) const = 0;
+  // release(owner) frees every address of the owner; owners(), sweepDead(), deadOwners() and
+  // adopt() as OwnerStore.
 };
 
 // The address store at `state_path` for housekeeping that needs no subnet (sweeping, teardown);

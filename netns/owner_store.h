@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "agent/common/result.h"
+
 namespace ecs::netns {
 
 class OwnerStore {
@@ -19,6 +21,12 @@ class OwnerStore {
   // Frees what owners whose agent process is gone (pid + process start time, recorded with
   // every allocation) held; returns those owners.
   virtual std::vector<std::string> sweepDead() = 0;
+  // The owners whose agent process is gone, without freeing anything: what sweepDead() would
+  // free. A restarted agent asks this before any sweep, to adopt the tasks it can still run.
+  virtual std::vector<std::string> deadOwners() const = 0;
+  // Makes the calling agent process answer for everything `owner` holds, under the store's
+  // lock, so no sweep frees it while this process lives. kNotFound when `owner` holds nothing.
+  virtual Result<void> adopt(const std::string& owner) = 0;
 };
 
 }  // namespace ecs::netns

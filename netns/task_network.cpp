@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "netns/host_network.h"
+#include "netns/iptables.h"
 #include "netns/network_names.h"
 #include "netns/network_namespace.h"
 
@@ -155,6 +156,34 @@ class TaskNetwork : public engine::TaskResource {
       case Mode::kNone:
         return {};
     }
+    return {};
+  }
+
+  // Re-attaches to what create() made in an agent process that is gone: the records (host
+  // ports, addresses) and the kernel objects are checked, only missing port-mapping rules are
+  // made again, and only then do the records become this process's: a task found broken is
+  // adopted in no part, and what the dead agent left stays the sweep's, or cleanup()'s.
+  Result<void> recover() override {
+    Result<void> recovered;
+    switch (mode_) {
+      case Mode::kBridge:
+        recovered = recoverBridge();
+        break;
+      case Mode::kAwsvpc:
+        recovered = recoverAwsvpc();
+        break;
+      case Mode::kHost:
+        recovered = recoverHost();
+        break;
+      case Mode::kNone:
+        break;
+    }
+    if (!recovered) {
+      for (auto& slot : slots_) slot = Slot{};
+      task_slot_ = Slot{};
+      return fail(recovered.error().wrap(fmt::format("recover the network of task {}", task_id_)));
+    }
+    spdlog::info("task {}: {} network recovered", task_id_, modeName(mode_));
     return {};
   }
 
@@ -334,6 +363,123 @@ class TaskNetwork : public engine::TaskResource {
       slots_[plans_[k].container].bindings.push_back(binding(plans_[k], (*ports)[k]));
     }
     return {};
+  }
+
+  // The first host port of each plan, from what the allocator recorded for the task: static
+  // plans by their port, dynamic ones in order (allocate() records statics, then dynamics).
+  Result<std::vector<int>> recordedPorts() {
+    std::vector<int> ports(plans_.size(), 0);
+    if (plans_.empty()) return ports;
+    auto held = host_ports_->held(task_id_);
+    if (!held) return fail(held.error());
+    if (held->empty()) {
+      return fail(ErrorCode::kNotFound, "no host ports of task {} are recorded", task_id_);
+    }
+    std::vector<bool> used(held->size(), false);
+    auto take = [&](const PortPlan& plan) -> std::optional<int> {
+      for (size_t b = 0; b < held->size(); ++b) {
+        const HeldPorts& block = (*held)[b];
+        if (used[b] || block.protocol != plan.protocol || block.count != plan.count) continue;
+        if (plan.host_port && block.first != *plan.host_port) continue;
+        used[b] = true;
+        return block.first;
+      }
+      return std::nullopt;
+    };
+    for (bool statics : {true, false}) {
+      for (size_t k = 0; k < plans_.size(); ++k) {
+        const PortPlan& plan = plans_[k];
+        if (plan.host_port.has_value() != statics) continue;
+        auto first = take(plan);
+        if (!first) {
+          const auto& name = definition_.container_definitions[plan.container].name;
+          return fail(ErrorCode::kNotFound,
+                      "container {}: no {} host port for container port {} is recorded", name,
+                      toString(plan.protocol), plan.container_port);
+        }
+        ports[k] = *first;
+      }
+    }
+    return ports;
+  }
+
+  Result<Slot> reattachSlot(TaskInterfaceAttacher& attacher, int slot, const std::string& netns,
+                            const std::string& key) {
+    auto attached = attacher.reattach(task_id_, slot, key, namespacePath(netns));
+    if (!attached) return fail(attached.error());
+    return Slot{.netns = netns, .interface = *attached};
+  }
+
+  // The task's DNATs as create() made them; made again only when they are not all there.
+  Result<void> ensurePortForwards(const std::vector<PortForward>& forwards) {
+    if (forwards.empty()) return {};
+    auto rules = Iptables::snapshot();
+    if (!rules) return fail(rules.error());
+    if (rules->tagged(taskTag(task_id_)).size() != portForwardRules(task_id_, forwards).size()) {
+      spdlog::warn("task {}: port mappings missing after the agent restart; adding them again",
+                   task_id_);
+    }
+    // Idempotent: rules that are all there are left untouched.
+    if (auto added = bridge_->addPortForwards(task_id_, forwards); !added) {
+      return fail(added.error().wrap("port mappings"));
+    }
+    return {};
+  }
+
+  Result<void> recoverBridge() {
+    auto ports = recordedPorts();
+    if (!ports) return fail(ports.error());
+    const auto& containers = definition_.container_definitions;
+    bool attached = false;
+    for (size_t i = 0; i < containers.size(); ++i) {
+      if (containers[i].disable_networking) continue;
+      const int slot = static_cast<int>(i);
+      auto found =
+          reattachSlot(*bridge_, slot, containerNamespaceName(task_id_, slot), containers[i].name);
+      if (!found) return fail(found.error().wrap(fmt::format("container {}", containers[i].name)));
+      slots_[i] = std::move(*found);
+      attached = true;
+    }
+    std::vector<PortForward> forwards;
+    for (size_t k = 0; k < plans_.size(); ++k) {
+      const PortPlan& plan = plans_[k];
+      Slot& slot = slots_[plan.container];
+      for (int offset = 0; offset < plan.count; ++offset) {
+        forwards.push_back({.protocol = std::string(toString(plan.protocol)),
+                            .host_port = (*ports)[k] + offset,
+                            .container_ip = slot.interface.ip_address,
+                            .container_port = plan.container_port + offset});
+      }
+      slot.bindings.push_back(binding(plan, (*ports)[k]));
+    }
+    if (auto ensured = ensurePortForwards(forwards); !ensured) return ensured;
+    if (!plans_.empty()) {
+      if (auto adopted = host_ports_->adopt(task_id_); !adopted) return adopted;
+    }
+    if (attached) {
+      if (auto adopted = bridge_->adopt(task_id_); !adopted) return adopted;
+    }
+    return {};
+  }
+
+  Result<void> recoverAwsvpc() {
+    auto found = reattachSlot(*awsvpc_attacher_, 0, taskNamespaceName(task_id_), "task");
+    if (!found) return fail(found.error());
+    task_slot_ = std::move(*found);
+    for (const auto& plan : plans_) {
+      slots_[plan.container].bindings.push_back(binding(plan, plan.container_port));
+    }
+    return awsvpc_attacher_->adopt(task_id_);
+  }
+
+  Result<void> recoverHost() {
+    auto ports = recordedPorts();
+    if (!ports) return fail(ports.error());
+    for (size_t k = 0; k < plans_.size(); ++k) {
+      slots_[plans_[k].container].bindings.push_back(binding(plans_[k], (*ports)[k]));
+    }
+    if (plans_.empty()) return {};
+    return host_ports_->adopt(task_id_);
   }
 
   const std::string task_id_;

@@ -7,7 +7,11 @@
 //           tasks wanting one port clash with a clear reason instead of a bind error in the app
 //   none    loopback only
 // cleanup() undoes create() in reverse and is idempotent; sweep() removes at agent start what
-// tasks that no longer exist left behind.
+// tasks that no longer exist left behind. recover(), in a restarted agent, re-attaches to what
+// an earlier (dead) agent process made for the task: it reads the host ports and addresses back
+// from their stores, checks the namespaces, veths and bridge ports are still there (re-adding
+// only missing port-mapping rules), and makes this process answer for the records, so that
+// sweeps spare them and contribute() gives every container what it was given before.
 #pragma once
 
 #include <functional>

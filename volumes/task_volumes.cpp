@@ -193,6 +193,8 @@ class TaskVolumes final : public engine::TaskResource {
   std::string_view name() const override { return "volumes"; }
 
   Result<void> create() override {
+    // Recorded before anything is made, so that what a crash leaves has an owner to sweep by.
+    factory_.recordOwner(task_.id);
     for (const auto& volume : task_.definition->volumes) {
       auto r = createVolume(volume);
       if (!r) {
@@ -200,6 +202,30 @@ class TaskVolumes final : public engine::TaskResource {
         return fail(r.error().wrap(fmt::format("volume '{}'", volume.name)));
       }
     }
+    return {};
+  }
+
+  // Finds again what create() made in an agent process that is gone — the task's record, its
+  // directories, and its mounts both in the state and in the mount table — and makes this
+  // process answer for the task. Makes, mounts and changes nothing else.
+  Result<void> recover() override {
+    if (!factory_.ownerOf(task_.id)) {
+      return fail(ErrorCode::kNotFound,
+                  "recover the volumes of task {}: nothing of it is recorded in {}/state.json",
+                  task_.id, factory_.options_.root);
+    }
+    const auto mounted = factory_.mounter_->mountPoints();
+    for (const auto& volume : task_.definition->volumes) {
+      auto path = recoverVolume(volume, mounted);
+      if (!path) {
+        host_paths_.clear();
+        return fail(path.error().wrap(
+            fmt::format("recover the volumes of task {}: volume '{}'", task_.id, volume.name)));
+      }
+      host_paths_[volume.name] = *path;
+    }
+    factory_.recordOwner(task_.id);
+    spdlog::info("volumes: task {} recovered", task_.id);
     return {};
   }
 
@@ -392,6 +418,60 @@ class TaskVolumes final : public engine::TaskResource {
     return {};
   }
 
+  // The host path create() gave `volume`, checked against the state and the mount table.
+  Result<std::string> recoverVolume(const Volume& volume, const std::vector<std::string>& mounted) {
+    auto directory = [](const fs::path& path) -> Result<void> {
+      std::error_code ec;
+      if (!fs::is_directory(path, ec)) {
+        return fail(ErrorCode::kNotFound, "{} is gone", path.string());
+      }
+      return {};
+    };
+    if (volume.efs_volume_configuration) {
+      auto dir = taskDir("efs", volume.name);
+      if (auto r = expectMount(dir.string(), mounted); !r) return fail(r.error());
+      return dir.string();
+    }
+    if (volume.docker_volume_configuration) {
+      const auto& docker = *volume.docker_volume_configuration;
+      fs::path dir = taskDir("task", volume.name);
+      auto config = docker;
+      if (docker.scope == "shared") {
+        const fs::path shared = fs::path(factory_.options_.root) / "shared" / volume.name;
+        dir = shared / "data";
+        if (auto r = directory(dir); !r) return fail(r.error());
+        auto existing = readVolumeDescription(shared / "volume.json");
+        if (!existing) return fail(existing.error());
+        config = *existing;  // create() mounted it as it was first described
+      }
+      if (auto r = directory(dir); !r) return fail(r.error());
+      auto plan = planLocalVolume(config);
+      if (!plan) return fail(plan.error());
+      if (plan->kind != LocalVolumePlan::Kind::kDirectory) {
+        if (auto r = expectMount(dir.string(), mounted); !r) return fail(r.error());
+      }
+      return dir.string();
+    }
+    if (volume.host && !volume.host->source_path.empty()) {
+      if (auto r = directory(volume.host->source_path); !r) return fail(r.error());
+      return volume.host->source_path;
+    }
+    auto dir = taskDir("task", volume.name);
+    if (auto r = directory(dir); !r) return fail(r.error());
+    return dir.string();
+  }
+
+  // `target` is recorded as mounted for this task, and is mounted.
+  Result<void> expectMount(const std::string& target, const std::vector<std::string>& mounted) {
+    if (!factory_.tracksMountFor(target, task_.id)) {
+      return fail(ErrorCode::kNotFound, "no mount of the task on {} is recorded", target);
+    }
+    if (!hasExactMount(mounted, target)) {
+      return fail(ErrorCode::kNotFound, "{} is no longer mounted", target);
+    }
+    return {};
+  }
+
   static bool hasExactMount(const std::vector<std::string>& mounts, const std::string& path) {
     return std::ranges::find(mounts, path) != mounts.end();
   }
@@ -490,9 +570,43 @@ Result<void> TaskVolumesFactory::mountTracked(const TrackedMount& record,
   return result;
 }
 
+void TaskVolumesFactory::recordOwner(const std::string& task_id) {
+  std::lock_guard lock(mu_);
+  state_.setOwner(task_id, currentProcess());
+  saveLocked();
+}
+
+bool TaskVolumesFactory::ownerOf(const std::string& task_id) {
+  std::lock_guard lock(mu_);
+  return state_.owners().contains(task_id);
+}
+
+bool TaskVolumesFactory::tracksMountFor(const std::string& target, const std::string& task_id) {
+  std::lock_guard lock(mu_);
+  const auto* record = state_.find(target);
+  return record != nullptr && std::ranges::find(record->tasks, task_id) != record->tasks.end();
+}
+
+std::vector<std::string> TaskVolumesFactory::deadOwners() {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> dead;
+  for (const auto& [task, process] : state_.owners()) {
+    if (!isAlive(process)) dead.push_back(task);
+  }
+  return dead;
+}
+
+std::vector<std::string> TaskVolumesFactory::recordedTasks() {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> tasks;
+  for (const auto& [task, process] : state_.owners()) tasks.push_back(task);
+  return tasks;
+}
+
 void TaskVolumesFactory::releaseTask(const std::string& task_id) {
   std::lock_guard lock(mu_);
-  bool changed = false;
+  bool changed = state_.owners().contains(task_id);
+  state_.removeOwner(task_id);
   const std::vector<TrackedMount> mounts = state_.mounts();
   for (auto m : mounts) {
     if (std::ranges::find(m.tasks, task_id) == m.tasks.end()) continue;
@@ -551,6 +665,9 @@ void TaskVolumesFactory::saveLocked() {
 int TaskVolumesFactory::sweep(const std::set<std::string>& live_task_ids) {
   int released = 0;
   std::lock_guard lock(mu_);
+  for (const auto& [task, process] : TaskOwners(state_.owners())) {
+    if (!live_task_ids.contains(task)) state_.removeOwner(task);
+  }
   const std::vector<TrackedMount> mounts = state_.mounts();
   for (auto m : mounts) {
     std::erase_if(m.tasks, [&](const std::string& t) { return !live_task_ids.contains(t); });

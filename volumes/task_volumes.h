@@ -10,7 +10,9 @@
 //
 // Everything mounted lives under the volumes root, never under the task directory the engine
 // removes. Every host mount is recorded in VolumeState before it is made; cleanup() unmounts
-// before removing and never recurses into a directory that still has a mount below it.
+// before removing and never recurses into a directory that still has a mount below it. Each
+// task is recorded with the agent process that answers for it, from create() until cleanup();
+// recover(), in a restarted agent, checks what create() made is still there and adopts the task.
 #pragma once
 
 #include <chrono>
@@ -91,6 +93,14 @@ class TaskVolumesFactory final : public engine::TaskResourceFactory {
   int sweep(const std::set<std::string>& live_task_ids);
 
   std::vector<TrackedMount> trackedMounts();
+
+  // The tasks whose volumes an agent process that is gone answers for (pid + start time, as
+  // recorded from create() until cleanup()), releasing nothing. A restarted agent asks this
+  // before any sweep; recover() makes the calling process answer for a task, so that it is no
+  // longer among them.
+  std::vector<std::string> deadOwners();
+  // Every task recorded, whatever its agent process.
+  std::vector<std::string> recordedTasks();
   const VolumesOptions& options() const { return options_; }
 
  private:
@@ -99,7 +109,12 @@ class TaskVolumesFactory final : public engine::TaskResourceFactory {
 
   // Records then mounts; on failure forgets the record. Called without mu_ held.
   Result<void> mountTracked(const TrackedMount& record, const std::function<Result<void>()>& make);
-  // Drops `task_id` from every record; unmounts those nobody uses any more.
+  // Makes the calling process answer for `task_id` (recorded and saved).
+  void recordOwner(const std::string& task_id);
+  bool ownerOf(const std::string& task_id);
+  // Whether the state records a mount on `target` used by `task_id`.
+  bool tracksMountFor(const std::string& target, const std::string& task_id);
+  // Drops `task_id` from every record and the owners; unmounts those nobody uses any more.
   void releaseTask(const std::string& task_id);
   // Unmounts everything at or below `target`, deepest first. False if something stayed.
   bool unmountAll(const std::string& target);

@@ -25,9 +25,10 @@ Result<VolumeState> VolumeState::load(std::string path) {
   }
   std::stringstream text;
   text << in.rdbuf();
-  auto mounts = parse(text.str());
-  if (!mounts) return fail(mounts.error().wrap(path));
-  state.mounts_ = std::move(*mounts);
+  auto parsed = parse(text.str());
+  if (!parsed) return fail(parsed.error().wrap(path));
+  state.mounts_ = std::move(parsed->mounts);
+  state.owners_ = std::move(parsed->owners);
   return state;
 }
 
@@ -53,14 +54,20 @@ std::string VolumeState::toJson() const {
     mounts.push_back(json::object{
         {"target", m.target}, {"volume", m.volume}, {"kind", m.kind}, {"tasks", std::move(tasks)}});
   }
-  return json::serialize(json::object{{"version", 1}, {"mounts", std::move(mounts)}});
+  json::object owners;
+  for (const auto& [task, process] : owners_) {
+    owners[task] = json::object{{"pid", process.pid}, {"start_time", process.start_time}};
+  }
+  return json::serialize(
+      json::object{{"version", 1}, {"mounts", std::move(mounts)}, {"owners", std::move(owners)}});
 }
 
-Result<std::vector<TrackedMount>> VolumeState::parse(const std::string& text) {
+Result<VolumeState::Parsed> VolumeState::parse(const std::string& text) {
   boost::system::error_code ec;
   auto value = json::parse(text, ec);
   if (ec) return fail(ErrorCode::kDataLoss, "malformed volume state: {}", ec.message());
-  std::vector<TrackedMount> out;
+  Parsed parsed;
+  auto& out = parsed.mounts;
   try {
     for (const auto& m : value.at("mounts").as_array()) {
       const auto& o = m.as_object();
@@ -73,10 +80,17 @@ Result<std::vector<TrackedMount>> VolumeState::parse(const std::string& text) {
       }
       out.push_back(std::move(mount));
     }
+    if (const auto* owners = value.as_object().if_contains("owners")) {
+      for (const auto& [task, record] : owners->as_object()) {
+        const auto& o = record.as_object();
+        parsed.owners[std::string(task)] = ProcessIdentity{
+            json::value_to<int>(o.at("pid")), json::value_to<uint64_t>(o.at("start_time"))};
+      }
+    }
   } catch (const std::exception& e) {
     return fail(ErrorCode::kDataLoss, "malformed volume state: {}", e.what());
   }
-  return out;
+  return parsed;
 }
 
 Result<void> VolumeState::save() const {

@@ -5,9 +5,11 @@
 // Not thread-safe: its owner (TaskVolumesFactory) serialises access.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
+#include "agent/common/process_identity.h"
 #include "agent/common/result.h"
 
 namespace ecs::volumes {
@@ -18,6 +20,11 @@ struct TrackedMount {
   std::string kind;                // "efs", "local" (a docker volume's mount), "shared"
   std::vector<std::string> tasks;  // IDs of the tasks using it; released when none is left
 };
+
+// What the file records of one task: the agent process that answers for its volumes. A task
+// is recorded from the start of its create() until its cleanup(); a restarted agent adopts it
+// (recover()), and the sweep takes the tasks whose process is gone (deadOwners()).
+using TaskOwners = std::map<std::string, ProcessIdentity>;  // task ID -> agent process
 
 class VolumeState {
  public:
@@ -30,15 +37,27 @@ class VolumeState {
   TrackedMount* find(const std::string& target);
   void add(TrackedMount mount);
   void remove(const std::string& target);
+
+  const TaskOwners& owners() const { return owners_; }
+  void setOwner(const std::string& task_id, const ProcessIdentity& process) {
+    owners_[task_id] = process;
+  }
+  void removeOwner(const std::string& task_id) { owners_.erase(task_id); }
   // Writes the file atomically (temporary file, fsync, rename).
   Result<void> save() const;
 
   std::string toJson() const;
-  static Result<std::vector<TrackedMount>> parse(const std::string& json);
+  // A file without "owners" (written before tasks were recorded) has none.
+  struct Parsed {
+    std::vector<TrackedMount> mounts;
+    TaskOwners owners;
+  };
+  static Result<Parsed> parse(const std::string& json);
 
  private:
   std::string path_;
   std::vector<TrackedMount> mounts_;
+  TaskOwners owners_;
 };
 
 }  // namespace ecs::volumes

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -23,6 +24,8 @@
 #include <sstream>
 #include <thread>
 
+#include "netns/host_network.h"
+#include "netns/iptables.h"
 #include "netns/netlink.h"
 #include "netns/network_names.h"
 #include "netns/network_namespace.h"
@@ -33,6 +36,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using namespace std::chrono_literals;
 
 const std::string kBridge = "ecs-test-br";
@@ -259,6 +263,17 @@ engine::TaskDefinition definition(const std::string& mode,
   return d;
 }
 
+// Everything a container was given by the network, as one comparable text.
+std::string describe(const engine::ContainerResources& c) {
+  std::string out = fmt::format("mode={} netns={} ip={} subnet={} gateway={}", c.network_mode,
+                                c.netns_path, c.ip_address, c.ipv4_subnet, c.ipv4_gateway);
+  for (const auto& b : c.network_bindings) {
+    out += fmt::format(" [{} {}:{}->{} {}->{}]", b.protocol, b.bind_ip, b.host_port,
+                       b.container_port, b.host_port_range, b.container_port_range);
+  }
+  return out + "\n";
+}
+
 // One task: its definition, its resource, and what each container was given.
 struct TestTask {
   std::string id = "nt" + randomHex(14);
@@ -339,6 +354,75 @@ class NetnsTaskNetworkTest : public ::testing::Test {
       ASSERT_TRUE(given) << given.error().message;
       task.containers.push_back(out);
     }
+  }
+
+  engine::TaskInfo info(TestTask& task) const {
+    return {.arn = "arn:aws:ecs:local:0:task/test/" + task.id,
+            .id = task.id,
+            .dir = state_dir_.string(),
+            .definition = &task.definition};
+  }
+
+  // An agent process that creates the task's network and dies without cleaning up: a forked
+  // child, so the allocations name a process that is really gone. Returns what each container
+  // was given (describe()), or "error: ...".
+  std::string startInDeadAgent(TestTask& task) {
+    int fds[2];
+    if (::pipe(fds) != 0) return "error: pipe";
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(fds[0]);
+      std::string out;
+      auto resource = factory_->resourceFor(info(task));
+      auto created = resource ? (*resource)->create() : Result<void>(fail(resource.error()));
+      for (size_t i = 0; created && i < task.definition.container_definitions.size(); ++i) {
+        engine::ContainerResources given;
+        created = (*resource)->contribute({.definition = &task.definition.container_definitions[i]},
+                                          given);
+        out += describe(given);
+      }
+      if (!created) out = "error: " + created.error().message;
+      (void)!::write(fds[1], out.data(), out.size());
+      ::_exit(0);  // no cleanup, no destructors: the agent was killed
+    }
+    ::close(fds[1]);
+    std::string out;
+    char buffer[4096];
+    for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;) {
+      out.append(buffer, static_cast<size_t>(n));
+    }
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return out;
+  }
+
+  // The restarted agent: a new factory on the same state, the task's resource recovered.
+  Result<void> recover(TestTask& task) {
+    auto factory = makeFactory(state_dir_);
+    if (!factory) return fail(factory.error());
+    factory_ = std::move(*factory);
+    auto resource = factory_->resourceFor(info(task));
+    if (!resource) return fail(resource.error());
+    task.resource = std::move(*resource);
+    return task.resource->recover();
+  }
+
+  // What every container of a recovered task is given now.
+  std::string contributed(TestTask& task) {
+    std::string out;
+    for (const auto& c : task.definition.container_definitions) {
+      engine::ContainerResources given;
+      auto result = task.resource->contribute({.definition = &c}, given);
+      if (!result) return "error: " + result.error().message;
+      task.containers.push_back(given);
+      out += describe(given);
+    }
+    return out;
+  }
+
+  HostNetworkOptions hostOptions() const {
+    return {.bridge_name = kBridge, .state_dir = state_dir_.string()};
   }
 
   fs::path state_dir_;
@@ -717,6 +801,146 @@ TEST_F(NetnsTaskNetworkTest, SweepRemovesWhatADeadTaskLeftAndKeepsLiveTasks) {
   factory_ = std::move(*restarted);
   live.resource->cleanup();
   EXPECT_EQ(hostState(), before);
+}
+
+TEST_F(NetnsTaskNetworkTest, ABridgeTaskOfAKilledAgentIsRecoveredSparedBySweepsAndReleased) {
+  const HostState before = hostState();
+  const std::string ipam_before = readFile(state_dir_ / "ipam.json");
+  const std::string ports_before = readFile(state_dir_ / "host_ports.json");
+  const int port = freePort();
+  TestTask task;
+  task.definition =
+      definition("bridge", {{mapping(80), mapping(5353, 0, "udp")}, {mapping(81, port)}, {}});
+  engine::PortMapping range;
+  range.container_port_range = "9100-9101";
+  task.definition.container_definitions[2].port_mappings.push_back(range);
+  const std::string given = startInDeadAgent(task);
+  ASSERT_THAT(given, ::testing::Not(::testing::StartsWith("error")));
+  ASSERT_THAT(given, HasSubstr(fmt::format(":{}->81", port)));
+  EXPECT_THAT(deadAgentTasks(hostOptions()), ::testing::ElementsAre(task.id));
+  const HostState crashed = hostState();
+  ASSERT_NE(crashed, before);
+
+  auto recovered = recover(task);
+  ASSERT_TRUE(recovered) << recovered.error().message;
+  // The same namespaces, addresses and host ports, nothing new on the host or in the stores.
+  EXPECT_EQ(contributed(task), given);
+  EXPECT_EQ(hostState(), crashed);
+  EXPECT_THAT(deadAgentTasks(hostOptions()), IsEmpty());
+  EXPECT_THAT(sweepDeadAgents(hostOptions()), IsEmpty());
+  EXPECT_EQ(hostState(), crashed);
+  const std::string ports_adopted = readFile(state_dir_ / "host_ports.json");
+  EXPECT_THAT(ports_adopted, HasSubstr(fmt::format("\"pid\":{}", ::getpid())));
+  // The mappings still carry traffic.
+  const auto& bindings = task.containers[0].network_bindings;
+  ASSERT_EQ(bindings.size(), 2u);
+  Responder server(task.containers[0].netns_path, SOCK_STREAM, "0.0.0.0", 80, "survivor");
+  EXPECT_EQ(exchange("", SOCK_STREAM, "127.0.0.1", bindings[0].host_port), "survivor");
+  // A second start of the same host port fails as it would against a live agent's task.
+  TestTask rival;
+  rival.definition = definition("bridge", {{mapping(81, port)}});
+  auto resource = factory_->resourceFor(info(rival));
+  ASSERT_TRUE(resource);
+  EXPECT_FALSE((*resource)->create());
+  (*resource)->cleanup();
+
+  // The adopted task stops: everything goes, as for a task this process made.
+  task.resource->releaseOnStop();
+  task.resource->cleanup();
+  EXPECT_EQ(hostState(), before);
+  EXPECT_EQ(readFile(state_dir_ / "ipam.json"), ipam_before);
+  EXPECT_EQ(readFile(state_dir_ / "host_ports.json"), ports_before);
+}
+
+TEST_F(NetnsTaskNetworkTest, AwsvpcHostAndNoneTasksOfAKilledAgentAreRecovered) {
+  const HostState before = hostState();
+  const std::string ipam_before = readFile(state_dir_ / "ipam.json");
+  const std::string ports_before = readFile(state_dir_ / "host_ports.json");
+  TestTask awsvpc, host, none;
+  awsvpc.definition = definition("awsvpc", {{mapping(8080)}, {}});
+  host.definition = definition("host", {{mapping(freePort())}});
+  none.definition = definition("none", {{}});
+  std::map<std::string, std::string> given;
+  for (TestTask* task : {&awsvpc, &host, &none}) {
+    given[task->id] = startInDeadAgent(*task);
+    ASSERT_THAT(given[task->id], ::testing::Not(::testing::StartsWith("error")));
+  }
+  EXPECT_THAT(deadAgentTasks(hostOptions()), ::testing::UnorderedElementsAre(awsvpc.id, host.id));
+  const HostState crashed = hostState();
+  for (TestTask* task : {&awsvpc, &host, &none}) {
+    auto recovered = recover(*task);
+    ASSERT_TRUE(recovered) << task->definition.network_mode << ": " << recovered.error().message;
+    EXPECT_EQ(contributed(*task), given[task->id]) << task->definition.network_mode;
+  }
+  EXPECT_THAT(sweepDeadAgents(hostOptions()), IsEmpty());
+  EXPECT_EQ(hostState(), crashed);
+  Responder app(awsvpc.containers[0].netns_path, SOCK_STREAM, "127.0.0.1", 8080, "app");
+  EXPECT_EQ(exchange(awsvpc.containers[1].netns_path, SOCK_STREAM, "127.0.0.1", 8080), "app");
+  for (TestTask* task : {&awsvpc, &host, &none}) task->resource->cleanup();
+  EXPECT_EQ(hostState(), before);
+  EXPECT_EQ(readFile(state_dir_ / "ipam.json"), ipam_before);
+  EXPECT_EQ(readFile(state_dir_ / "host_ports.json"), ports_before);
+}
+
+TEST_F(NetnsTaskNetworkTest, RecoverAddsMissingPortMappingRulesAgain) {
+  TestTask task;
+  task.definition = definition("bridge", {{mapping(80)}});
+  const std::string given = startInDeadAgent(task);
+  ASSERT_THAT(given, ::testing::Not(::testing::StartsWith("error")));
+  const std::string rules = iptablesSave();
+  ASSERT_THAT(rules, HasSubstr(taskTag(task.id)));
+  ASSERT_TRUE(Iptables::deleteTagged(taskTag(task.id)));
+  ASSERT_THAT(iptablesSave(), ::testing::Not(HasSubstr(taskTag(task.id))));
+  auto recovered = recover(task);
+  ASSERT_TRUE(recovered) << recovered.error().message;
+  EXPECT_EQ(iptablesSave(), rules);
+  EXPECT_EQ(contributed(task), given);
+  Responder server(task.containers[0].netns_path, SOCK_STREAM, "0.0.0.0", 80, "remapped");
+  EXPECT_EQ(
+      exchange("", SOCK_STREAM, "127.0.0.1", task.containers[0].network_bindings[0].host_port),
+      "remapped");
+}
+
+TEST_F(NetnsTaskNetworkTest, RecoverFailsNamingWhatIsGoneAndAdoptsNothing) {
+  const HostState before = hostState();
+  const std::string ipam_before = readFile(state_dir_ / "ipam.json");
+  const std::string ports_before = readFile(state_dir_ / "host_ports.json");
+  TestTask task;
+  task.definition = definition("bridge", {{mapping(80)}, {}});
+  ASSERT_THAT(startInDeadAgent(task), ::testing::Not(::testing::StartsWith("error")));
+  const std::string netns = containerNamespaceName(task.id, 1);
+  ASSERT_TRUE(removeNamespace(netns));
+  auto recovered = recover(task);
+  ASSERT_FALSE(recovered);
+  EXPECT_EQ(recovered.error().code, ErrorCode::kNotFound);
+  EXPECT_THAT(
+      recovered.error().message,
+      HasSubstr(fmt::format("container c1: network namespace {} is gone", namespacePath(netns))));
+  // Still the dead agent's: the sweep takes it all.
+  EXPECT_THAT(deadAgentTasks(hostOptions()), ::testing::ElementsAre(task.id));
+  EXPECT_THAT(sweepDeadAgents(hostOptions()), ::testing::ElementsAre(task.id));
+  EXPECT_EQ(hostState(), before);
+  EXPECT_EQ(readFile(state_dir_ / "ipam.json"), ipam_before);
+  EXPECT_EQ(readFile(state_dir_ / "host_ports.json"), ports_before);
+  task.resource->cleanup();
+
+  // Tasks no agent here ever created: nothing to re-attach to.
+  TestTask never_bridge, never_awsvpc, never_host;
+  never_bridge.definition = definition("bridge", {{}});
+  never_awsvpc.definition = definition("awsvpc", {{}});
+  never_host.definition = definition("host", {{mapping(freePort())}});
+  for (TestTask* never : {&never_bridge, &never_awsvpc, &never_host}) {
+    auto result = recover(*never);
+    ASSERT_FALSE(result) << never->definition.network_mode;
+    EXPECT_EQ(result.error().code, ErrorCode::kNotFound);
+    EXPECT_THAT(result.error().message, HasSubstr("recover the network of task " + never->id));
+  }
+  EXPECT_THAT(recover(never_bridge).error().message,
+              HasSubstr("no address of task " + never_bridge.id + " for c0 is recorded"));
+  EXPECT_THAT(recover(never_host).error().message,
+              HasSubstr("no host ports of task " + never_host.id + " are recorded"));
+  EXPECT_EQ(hostState(), before);
+  EXPECT_EQ(readFile(state_dir_ / "host_ports.json"), ports_before);
 }
 
 }  // namespace

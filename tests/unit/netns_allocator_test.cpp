@@ -573,6 +573,56 @@ TEST_F(HostPortAllocatorTest, ARestartedAgentAdoptsItsTasksPorts) {
   EXPECT_EQ(readFile(statePath()), before);
 }
 
+TEST_F(HostPortAllocatorTest, DeadOwnersFreesNothingAndAdoptTakesATaskOverWithWhatItHolds) {
+  ASSERT_TRUE(open()->allocate("mine", {tcp(8090)}));
+  pid_t child = forkChild([&] {
+    auto theirs = HostPortAllocator::open(options());
+    return theirs && (*theirs)->allocate("task", {tcp(), tcp(8080), udp(9000, 3)}).has_value() &&
+           (*theirs)->allocate("other", {udp()}).has_value();
+  });
+  ASSERT_TRUE(reap(child));
+  auto allocator = open();
+  const std::string before = readFile(statePath());
+  EXPECT_THAT(allocator->deadOwners(), ElementsAre("other", "task"));
+  EXPECT_EQ(readFile(statePath()), before);  // looking frees nothing
+  // What the dead agent recorded, statics first as allocate() took them, then the dynamic one.
+  auto held = allocator->held("task");
+  ASSERT_TRUE(held) << held.error().message;
+  ASSERT_EQ(held->size(), 3u);
+  EXPECT_EQ((*held)[0].first, 8080);
+  EXPECT_EQ((*held)[1].protocol, Protocol::kUdp);
+  EXPECT_EQ((*held)[1].first, 9000);
+  EXPECT_EQ((*held)[1].count, 3);
+  EXPECT_EQ((*held)[2].protocol, Protocol::kTcp);
+  EXPECT_EQ((*held)[2].first, 20000);
+  EXPECT_THAT(*allocator->held("nobody"), IsEmpty());
+
+  ASSERT_TRUE(allocator->adopt("task"));
+  EXPECT_THAT(readFile(statePath()),
+              HasSubstr(fmt::format(R"("task":{{"pid":{},"start_time":{},)", ::getpid(),
+                                    currentProcess().start_time)));
+  EXPECT_THAT(allocator->deadOwners(), ElementsAre("other"));
+  EXPECT_THAT(allocator->sweepDead(), ElementsAre("other"));
+  EXPECT_THAT(allocator->owners(), ElementsAre("mine", "task"));
+  // Adopting changed the owner only: the ports are held as before.
+  EXPECT_EQ(allocator->held("task")->size(), 3u);
+  auto taken = allocator->allocate("x", {tcp(8080)});
+  ASSERT_FALSE(taken);
+  EXPECT_THAT(taken.error().message, HasSubstr("already used by task task"));
+  const std::string adopted = readFile(statePath());
+  auto missing = allocator->adopt("nobody");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  EXPECT_THAT(missing.error().message, HasSubstr("no host ports are recorded for task nobody"));
+  EXPECT_EQ(readFile(statePath()), adopted);
+  // The housekeeping view of the same file does the same.
+  auto owners = openHostPortOwners(statePath().string());
+  ASSERT_TRUE(owners);
+  EXPECT_THAT(owners->deadOwners(), IsEmpty());
+  EXPECT_TRUE(owners->adopt("mine"));
+  EXPECT_EQ(owners->adopt("nobody").error().code, ErrorCode::kNotFound);
+}
+
 TEST_F(HostPortAllocatorTest, ThreadsSharingOneAllocatorNeverGetTheSamePort) {
   auto allocator = open({20000, 20999});
   constexpr int kThreads = 8;
@@ -857,6 +907,35 @@ TEST_F(IpamTest, SweepDeadFreesADeadAgentsAddresses) {
   EXPECT_THAT(ipam->sweepDead(), ElementsAre("theirs"));
   EXPECT_THAT(ipam->owners(), ElementsAre("mine"));
   EXPECT_EQ(*ipam->allocate("next", "c"), "172.31.224.3");
+}
+
+TEST_F(IpamTest, AdoptedAddressesSurviveTheSweepAndAreReadBackWithoutAllocating) {
+  auto ipam = open();
+  pid_t child = forkChild([&] {
+    auto theirs = Ipam::open(options());
+    return theirs && (*theirs)->allocate("task", "web").has_value() &&
+           (*theirs)->allocate("task", "sidecar").has_value() &&
+           (*theirs)->allocate("gone", "c").has_value();
+  });
+  ASSERT_TRUE(reap(child));
+  const std::string before = readFile(statePath());
+  EXPECT_THAT(ipam->deadOwners(), ElementsAre("gone", "task"));
+  auto addresses = ipam->addresses("task");
+  ASSERT_TRUE(addresses) << addresses.error().message;
+  EXPECT_EQ(*addresses, (std::map<std::string, std::string>{{"sidecar", "172.31.224.3"},
+                                                            {"web", "172.31.224.2"}}));
+  EXPECT_THAT(*ipam->addresses("nobody"), IsEmpty());
+  EXPECT_EQ(readFile(statePath()), before);
+
+  ASSERT_TRUE(ipam->adopt("task"));
+  EXPECT_THAT(ipam->deadOwners(), ElementsAre("gone"));
+  EXPECT_THAT(ipam->sweepDead(), ElementsAre("gone"));
+  EXPECT_EQ(*ipam->addresses("task"), *addresses);
+  EXPECT_EQ(*ipam->allocate("next", "c"), "172.31.224.4");
+  EXPECT_EQ(ipam->adopt("gone").error().code, ErrorCode::kNotFound);
+  auto owners = openIpamOwners(statePath().string());
+  ASSERT_TRUE(owners);
+  EXPECT_THAT(owners->deadOwners(), IsEmpty());
 }
 
 TEST_F(IpamTest, ProcessesAllocatingConcurrentlyNeverGetTheSameAddress) {

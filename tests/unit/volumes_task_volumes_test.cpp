@@ -505,6 +505,18 @@ TEST(VolumeStateTest, RoundTripsAndRejectsGarbage) {
   ASSERT_TRUE(loaded);
   ASSERT_EQ(loaded->mounts().size(), 2u);
   EXPECT_THAT(loaded->mounts()[1].tasks, ElementsAre("a", "b"));
+  EXPECT_THAT(loaded->owners(), IsEmpty());
+  state.setOwner("t", ProcessIdentity{1234, 5678});
+  ASSERT_TRUE(state.save());
+  loaded = VolumeState::load(path);
+  ASSERT_TRUE(loaded);
+  ASSERT_EQ(loaded->owners().size(), 1u);
+  EXPECT_EQ(loaded->owners().at("t"), (ProcessIdentity{1234, 5678}));
+  // A file written before tasks were recorded has no owners.
+  std::ofstream(path) << R"({"version": 1, "mounts": []})";
+  loaded = VolumeState::load(path);
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_THAT(loaded->owners(), IsEmpty());
   std::ofstream(path) << "{\"mounts\": [{\"target\": 3}]}";
   EXPECT_FALSE(VolumeState::load(path));
   std::ofstream(path) << "not json";

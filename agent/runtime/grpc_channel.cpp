@@ -466,11 +466,46 @@ struct NgCallbacks {
     return 0;
   }
 
-  static int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
-    if (frame->hd.type != NGHTTP2_GOAWAY) return 0;
-    auto& sess = session(user_data);
-    sess.draining = true;  // streams above last_stream_id are closed with REFUSED_STREAM
-    if (sess.channel->current_ == &sess) sess.channel->current_ = nullptr;
+  // The call's status once the server has ended its side (or reset the stream).
+  static GrpcStatus responseStatus(const StreamState& s, uint32_t error_code) {
+    GrpcStatus status;
+    if (s.grpc_status) {
+      status = GrpcStatus{*s.grpc_status, s.grpc_message};
+    } else if (error_code != NGHTTP2_NO_ERROR) {
+      status = statusFromRstStream(error_code);
+    } else if (s.http_status != 200) {
+      status = statusFromHttp(s.http_status);
+    } else {
+      status = GrpcStatus{GrpcCode::kInternal, "the response ended without a grpc-status"};
+    }
+    if (status.ok() && s.decoder.midMessage()) {
+      status = GrpcStatus{GrpcCode::kInternal, "the response ended inside a message"};
+    }
+    return status;
+  }
+
+  static int onFrameRecv(nghttp2_session* ng, const nghttp2_frame* frame, void* user_data) {
+    if (frame->hd.type == NGHTTP2_GOAWAY) {
+      auto& sess = session(user_data);
+      sess.draining = true;  // streams above last_stream_id are closed with REFUSED_STREAM
+      if (sess.channel->current_ == &sess) sess.channel->current_ = nullptr;
+      return 0;
+    }
+    const bool ends_stream =
+        (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (!ends_stream) return 0;
+    StreamState* s = stream(ng, frame->hd.stream_id);
+    if (s == nullptr || s->outcome) return 0;
+    // The server has answered: the call is over even if our side is still open (a Content.Write
+    // refused half-way); end that side too rather than send what nobody reads.
+    s->outcome = responseStatus(*s, NGHTTP2_NO_ERROR);
+    s->out.clear();
+    s->out_bytes = 0;
+    if (nghttp2_session_get_stream_local_close(ng, frame->hd.stream_id) == 0) {
+      nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+    }
+    s->cv.notify_all();
     return 0;
   }
 
@@ -503,22 +538,7 @@ struct NgCallbacks {
     if (found == sess.streams.end()) return 0;
     const std::shared_ptr<StreamState> keep = found->second;
     StreamState& s = *keep;
-    if (!s.outcome) {
-      GrpcStatus status;
-      if (s.grpc_status) {
-        status = GrpcStatus{*s.grpc_status, s.grpc_message};
-      } else if (error_code != NGHTTP2_NO_ERROR) {
-        status = statusFromRstStream(error_code);
-      } else if (s.http_status != 200) {
-        status = statusFromHttp(s.http_status);
-      } else {
-        status = GrpcStatus{GrpcCode::kInternal, "the response ended without a grpc-status"};
-      }
-      if (status.ok() && s.decoder.midMessage()) {
-        status = GrpcStatus{GrpcCode::kInternal, "the response ended inside a message"};
-      }
-      s.outcome = std::move(status);
-    }
+    if (!s.outcome) s.outcome = responseStatus(s, error_code);
     if (s.unconsumed > 0) nghttp2_session_consume_connection(ng, s.unconsumed);
     s.unconsumed = 0;
     s.out.clear();

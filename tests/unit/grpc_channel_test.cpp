@@ -129,6 +129,7 @@ TEST(GrpcWireTest, DecoderRejectsOversizedAndCompressedMessages) {
 //   /t.T/Hang    never answers
 //   /t.T/Many    answers "<count>x<bytes>" with that many messages of that size
 //   /t.T/Count   client streaming: answers with the total size of the messages received
+//   /t.T/Refuse  answers FAILED_PRECONDITION as soon as the request starts (before it ends)
 class FakeGrpcServer {
  public:
   explicit FakeGrpcServer(std::string path) : path_(std::move(path)) {
@@ -267,6 +268,13 @@ class FakeGrpcServer {
         });
     nghttp2_session_callbacks_set_on_frame_recv_callback(
         cb, [](nghttp2_session* ng, const nghttp2_frame* f, void* user) {
+          auto& stream = static_cast<Conn*>(user)->streams[f->hd.stream_id];
+          if (f->hd.type == NGHTTP2_HEADERS && stream.path == "/t.T/Refuse") {
+            const nghttp2_nv only[] = {nv(":status", "200"), nv("content-type", "application/grpc"),
+                                       nv("grpc-status", "9"), nv("grpc-message", "refused")};
+            nghttp2_submit_response(ng, f->hd.stream_id, only, 4, nullptr);
+            return 0;
+          }
           if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
               (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
             respond(ng, f->hd.stream_id, static_cast<Conn*>(user)->streams[f->hd.stream_id]);
@@ -425,6 +433,21 @@ TEST_F(GrpcChannelTest, ClientStreamRespectsFlowControl) {
   ASSERT_TRUE(call->read(&total));
   EXPECT_EQ(total.value(), std::to_string(24 << 20));
   EXPECT_TRUE(call->finish().ok());
+}
+
+TEST_F(GrpcChannelTest, AnAnswerBeforeTheRequestEndsEndsTheCall) {
+  FakeGrpcServer server(socket_);
+  GrpcChannel channel(socket_);
+  CallContext ctx;
+  ctx.setTimeout(60s);
+  auto call = channel.start(ctx, "/t.T/Refuse");
+  const std::string chunk(1 << 20, 'z');
+  int written = 0;
+  while (written < 64 && call->write(text(chunk))) ++written;
+  EXPECT_LT(written, 64);  // the writer learns that nobody reads any more
+  const auto status = call->finish();
+  EXPECT_EQ(status.code, GrpcCode::kFailedPrecondition);
+  EXPECT_EQ(status.message, "refused");
 }
 
 TEST_F(GrpcChannelTest, OversizedRequestFailsLocally) {

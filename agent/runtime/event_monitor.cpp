@@ -103,7 +103,7 @@ void EventMonitorImpl::readerLoop() {
     // While containerd is away this fails at once (UNAVAILABLE) and the backoff below paces
     // the retries.
     auto reader = conn_->open(ctx, rpc::kEventsSubscribe);
-    reader.write(request, true);
+    const bool subscribed = reader.write(request, true);  // if not, finish() says why
     {
       std::lock_guard lock(mutex_);
       ++generation_;
@@ -112,7 +112,7 @@ void EventMonitorImpl::readerLoop() {
     cv_.notify_all();
 
     events::Envelope envelope;
-    while (reader.read(&envelope)) {
+    while (subscribed && reader.read(&envelope)) {
       backoff = kMinBackoff;
       handleEnvelope(envelope);
     }

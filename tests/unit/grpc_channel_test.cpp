@@ -3,7 +3,6 @@
 #include "agent/runtime/grpc_channel.h"
 
 #include <fmt/format.h>
-#include <google/protobuf/wrappers.pb.h>
 #include <gtest/gtest.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
@@ -19,13 +18,15 @@
 #include <mutex>
 #include <thread>
 
+#include "github.com/containerd/containerd/api/services/version/v1/version.pb.h"
 #include "tests/support/wait_for.h"
 
 namespace ecs::runtime::internal {
 namespace {
 
 using namespace std::chrono_literals;
-using google::protobuf::StringValue;
+// Any message with a string field will do.
+using StringValue = ::containerd::services::version::v1::VersionResponse;
 
 // --- wire format ---------------------------------------------------------------------------------
 
@@ -214,7 +215,7 @@ class FakeGrpcServer {
     const nghttp2_nv headers[] = {nv(":status", "200"), nv("content-type", "application/grpc")};
     auto body = [&](const std::string& value) {
       StringValue m;
-      m.set_value(value);
+      m.set_version(value);
       return frameMessage(m.SerializeAsString());
     };
     if (s.path == "/t.T/Hang") return;
@@ -229,7 +230,7 @@ class FakeGrpcServer {
     } else if (s.path == "/t.T/Many") {
       StringValue request;
       request.ParseFromString(messages.at(0));
-      const std::string spec = request.value();
+      const std::string spec = request.version();
       const auto x = spec.find('x');
       const int count = std::stoi(spec.substr(0, x));
       const size_t size = std::stoul(spec.substr(x + 1));
@@ -239,7 +240,7 @@ class FakeGrpcServer {
       for (const auto& m : messages) {
         StringValue v;
         v.ParseFromString(m);
-        total += v.value().size();
+        total += v.version().size();
       }
       s.response = body(std::to_string(total));
     }
@@ -333,7 +334,7 @@ class GrpcChannelTest : public ::testing::Test {
 
   static StringValue text(std::string value) {
     StringValue m;
-    m.set_value(std::move(value));
+    m.set_version(std::move(value));
     return m;
   }
 
@@ -355,7 +356,7 @@ TEST_F(GrpcChannelTest, UnaryCallsShareOneConnectionAcrossThreads) {
         StringValue response;
         const auto status =
             channel.call(ctx, "/t.T/Echo", text(fmt::format("{}-{}", t, i)), &response);
-        if (status.ok() && response.value() == fmt::format("{}-{}", t, i)) ++good;
+        if (status.ok() && response.version() == fmt::format("{}-{}", t, i)) ++good;
       }
     });
   }
@@ -412,8 +413,8 @@ TEST_F(GrpcChannelTest, ServerStreamBeyondTheWindowsArrivesWhole) {
   StringValue message;
   int count = 0;
   while (call->read(&message)) {
-    ASSERT_EQ(message.value().size(), 262144u);
-    ASSERT_EQ(message.value()[0], char('a' + count % 26));
+    ASSERT_EQ(message.version().size(), 262144u);
+    ASSERT_EQ(message.version()[0], char('a' + count % 26));
     ++count;
   }
   EXPECT_TRUE(call->finish().ok());
@@ -431,7 +432,7 @@ TEST_F(GrpcChannelTest, ClientStreamRespectsFlowControl) {
   call->writesDone();
   StringValue total;
   ASSERT_TRUE(call->read(&total));
-  EXPECT_EQ(total.value(), std::to_string(24 << 20));
+  EXPECT_EQ(total.version(), std::to_string(24 << 20));
   EXPECT_TRUE(call->finish().ok());
 }
 
@@ -483,7 +484,7 @@ TEST_F(GrpcChannelTest, ReconnectsAfterTheServerComesBack) {
   server = std::make_unique<FakeGrpcServer>(socket_);
   CallContext ctx;
   EXPECT_TRUE(channel.call(ctx, "/t.T/Echo", text("c"), &response).ok());
-  EXPECT_EQ(response.value(), "c");
+  EXPECT_EQ(response.version(), "c");
 }
 
 }  // namespace

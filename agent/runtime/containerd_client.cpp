@@ -27,6 +27,7 @@ using internal::toProto;
 
 namespace {
 
+namespace rpc = internal::rpc;
 namespace containers_v1 = ::containerd::services::containers::v1;
 namespace content_v1 = ::containerd::services::content::v1;
 namespace diff_v1 = ::containerd::services::diff::v1;
@@ -161,8 +162,7 @@ Result<std::string> ContainerdClient::version() {
   CallContext ctx;
   c.prepare(ctx);
   ::containerd::services::version::v1::VersionResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kVersion, google::protobuf::Empty(), &response);
-      !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kVersion, google::protobuf::Empty(), &response); !s.ok()) {
     return grpcFail(s, "version");
   }
   return response.version();
@@ -182,7 +182,7 @@ Result<std::string> ContainerdClient::createLease(const Labels& labels,
   CallContext ctx;
   c.prepare(ctx);
   leases_v1::CreateResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kLeasesCreate, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kLeasesCreate, request, &response); !s.ok()) {
     return grpcFail(s, "create lease");
   }
   return response.lease().id();
@@ -196,7 +196,7 @@ Result<void> ContainerdClient::deleteLease(const std::string& id, bool sync_gc) 
   CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, internal::rpc::kLeasesDelete, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kLeasesDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete lease {}", id));
   }
   return {};
@@ -207,8 +207,7 @@ Result<std::vector<std::string>> ContainerdClient::listLeases() {
   CallContext ctx;
   c.prepare(ctx);
   leases_v1::ListResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kLeasesList, leases_v1::ListRequest(), &response);
-      !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kLeasesList, leases_v1::ListRequest(), &response); !s.ok()) {
     return grpcFail(s, "list leases");
   }
   std::vector<std::string> ids;
@@ -226,7 +225,7 @@ Result<void> ContainerdClient::addLeaseResource(const std::string& lease, const 
   CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, internal::rpc::kLeasesAddResource, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kLeasesAddResource, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("add {} {} to lease {}", type, id, lease));
   }
   return {};
@@ -242,7 +241,7 @@ Result<void> ContainerdClient::deleteLeaseResource(const std::string& lease, con
   CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, internal::rpc::kLeasesDeleteResource, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kLeasesDeleteResource, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("remove {} {} from lease {}", type, id, lease));
   }
   return {};
@@ -257,7 +256,7 @@ Result<std::optional<ContentInfo>> ContainerdClient::contentInfo(const std::stri
   CallContext ctx;
   c.prepare(ctx);
   content_v1::InfoResponse response;
-  auto s = c.call(ctx, internal::rpc::kContentInfo, request, &response);
+  auto s = c.call(ctx, rpc::kContentInfo, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("content info {}", digest));
   return ContentInfo{response.info().digest(), response.info().size(),
@@ -294,7 +293,7 @@ Result<void> ContainerdClient::Impl::writeOnce(const std::string& lease, const s
   const auto& c = *conn;
   CallContext ctx;
   c.prepare(ctx, lease, c.options.long_call_timeout);
-  auto stream = c.open(ctx, internal::rpc::kContentWrite);
+  auto stream = c.open(ctx, rpc::kContentWrite);
   content_v1::WriteContentResponse response;
 
   // Ends the stream politely (the server closes its writer, releasing the ref) and returns the
@@ -315,7 +314,7 @@ Result<void> ContainerdClient::Impl::writeOnce(const std::string& lease, const s
     CallContext uctx;
     c.prepare(uctx, lease);
     content_v1::UpdateResponse uresponse;
-    if (auto s = c.call(uctx, internal::rpc::kContentUpdate, request, &uresponse); !s.ok()) {
+    if (auto s = c.call(uctx, rpc::kContentUpdate, request, &uresponse); !s.ok()) {
       return grpcFail(s, fmt::format("{}: label existing blob", what));
     }
     return {};
@@ -326,8 +325,7 @@ Result<void> ContainerdClient::Impl::writeOnce(const std::string& lease, const s
     content_v1::AbortRequest abort;
     abort.set_ref(ref);
     google::protobuf::Empty empty;
-    if (auto a = c.call(actx, internal::rpc::kContentAbort, abort, &empty);
-        !a.ok() && !isNotFound(a)) {
+    if (auto a = c.call(actx, rpc::kContentAbort, abort, &empty); !a.ok() && !isNotFound(a)) {
       spdlog::warn("{}: abort ingest: {}", what, a.message);
     }
   };
@@ -488,7 +486,7 @@ Result<std::string> ContainerdClient::readContent(const std::string& digest) {
   request.set_digest(digest);
   CallContext ctx;
   c.prepare(ctx);
-  auto reader = c.open(ctx, internal::rpc::kContentRead);
+  auto reader = c.open(ctx, rpc::kContentRead);
   if (!reader.write(request, true))
     return grpcFail(reader.finish(), fmt::format("read content {}", digest));
   std::string data;
@@ -509,7 +507,7 @@ Result<void> ContainerdClient::updateContentLabels(const std::string& digest,
   CallContext ctx;
   c.prepare(ctx);
   content_v1::UpdateResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kContentUpdate, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kContentUpdate, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("update labels of content {}", digest));
   }
   return {};
@@ -522,7 +520,7 @@ Result<void> ContainerdClient::deleteContent(const std::string& digest) {
   CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, internal::rpc::kContentDelete, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kContentDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete content {}", digest));
   }
   return {};
@@ -532,7 +530,7 @@ Result<std::vector<ContentInfo>> ContainerdClient::listContent() {
   const auto& c = *impl_->conn;
   CallContext ctx;
   c.prepare(ctx);
-  auto reader = c.open(ctx, internal::rpc::kContentList);
+  auto reader = c.open(ctx, rpc::kContentList);
   if (!reader.write(content_v1::ListContentRequest(), true)) {
     return grpcFail(reader.finish(), "list content");
   }
@@ -554,7 +552,7 @@ Result<void> ContainerdClient::abortIngest(const std::string& ref) {
   CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  auto s = c.call(ctx, internal::rpc::kContentAbort, request, &response);
+  auto s = c.call(ctx, rpc::kContentAbort, request, &response);
   if (!s.ok() && !isNotFound(s)) return grpcFail(s, fmt::format("abort ingest {}", ref));
   return {};
 }
@@ -564,8 +562,7 @@ Result<std::vector<IngestStatus>> ContainerdClient::listIngests() {
   CallContext ctx;
   c.prepare(ctx);
   content_v1::ListStatusesResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kContentListStatuses, content_v1::ListStatusesRequest(),
-                      &response);
+  if (auto s = c.call(ctx, rpc::kContentListStatuses, content_v1::ListStatusesRequest(), &response);
       !s.ok()) {
     return grpcFail(s, "list ingests");
   }
@@ -587,7 +584,7 @@ Result<std::optional<SnapshotInfo>> ContainerdClient::statSnapshot(const std::st
   CallContext ctx;
   c.prepare(ctx);
   snapshots_v1::StatSnapshotResponse response;
-  auto s = c.call(ctx, internal::rpc::kSnapshotsStat, request, &response);
+  auto s = c.call(ctx, rpc::kSnapshotsStat, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("stat snapshot {}", key));
   return fromProto(response.info());
@@ -607,7 +604,7 @@ Result<std::vector<Mount>> ContainerdClient::prepareSnapshot(const std::string& 
   CallContext ctx;
   c.prepare(ctx, lease);
   snapshots_v1::PrepareSnapshotResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kSnapshotsPrepare, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kSnapshotsPrepare, request, &response); !s.ok()) {
     return grpcFail(s, parent.empty() ? fmt::format("prepare snapshot {}", key)
                                       : fmt::format("prepare snapshot {} on {}", key, parent));
   }
@@ -625,7 +622,7 @@ Result<std::vector<Mount>> ContainerdClient::snapshotMounts(const std::string& k
   CallContext ctx;
   c.prepare(ctx);
   snapshots_v1::MountsResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kSnapshotsMounts, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kSnapshotsMounts, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("mounts of snapshot {}", key));
   }
   std::vector<Mount> mounts;
@@ -645,7 +642,7 @@ Result<void> ContainerdClient::commitSnapshot(const std::string& lease, const st
   CallContext ctx;
   c.prepare(ctx, lease);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, internal::rpc::kSnapshotsCommit, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kSnapshotsCommit, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("commit snapshot {} as {}", key, name));
   }
   return {};
@@ -660,7 +657,7 @@ Result<void> ContainerdClient::removeSnapshot(const std::string& key,
   CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, internal::rpc::kSnapshotsRemove, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kSnapshotsRemove, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("remove snapshot {}", key));
   }
   return {};
@@ -672,7 +669,7 @@ Result<std::vector<SnapshotInfo>> ContainerdClient::listSnapshots(const std::str
   request.set_snapshotter(snapshotter);
   CallContext ctx;
   c.prepare(ctx);
-  auto reader = c.open(ctx, internal::rpc::kSnapshotsList);
+  auto reader = c.open(ctx, rpc::kSnapshotsList);
   if (!reader.write(request, true)) {
     return grpcFail(reader.finish(), fmt::format("list {} snapshots", snapshotter));
   }
@@ -696,7 +693,7 @@ Result<void> ContainerdClient::Impl::removeSnapshotIfPresent(const std::string& 
   CallContext ctx;
   conn->prepare(ctx);
   google::protobuf::Empty response;
-  auto s = conn->call(ctx, internal::rpc::kSnapshotsRemove, request, &response);
+  auto s = conn->call(ctx, rpc::kSnapshotsRemove, request, &response);
   if (!s.ok() && !isNotFound(s))
     return grpcFail(s, fmt::format("{}: remove snapshot {}", what, key));
   return {};
@@ -713,7 +710,7 @@ Result<Descriptor> ContainerdClient::applyLayer(const Descriptor& layer,
   CallContext ctx;
   c.prepare(ctx, {}, c.options.long_call_timeout);
   diff_v1::ApplyResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kDiffApply, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kDiffApply, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("apply layer {} ({})", layer.digest, layer.media_type));
   }
   return fromProto(response.applied());
@@ -728,7 +725,7 @@ Result<std::optional<ImageRecord>> ContainerdClient::getImage(const std::string&
   CallContext ctx;
   c.prepare(ctx);
   images_v1::GetImageResponse response;
-  auto s = c.call(ctx, internal::rpc::kImagesGet, request, &response);
+  auto s = c.call(ctx, rpc::kImagesGet, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("get image {}", name));
   return fromProto(response.image());
@@ -739,8 +736,7 @@ Result<std::vector<ImageRecord>> ContainerdClient::listImages() {
   CallContext ctx;
   c.prepare(ctx);
   images_v1::ListImagesResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kImagesList, images_v1::ListImagesRequest(), &response);
-      !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kImagesList, images_v1::ListImagesRequest(), &response); !s.ok()) {
     return grpcFail(s, "list images");
   }
   std::vector<ImageRecord> out;
@@ -760,7 +756,7 @@ Result<ImageRecord> ContainerdClient::putImage(const ImageRecord& image) {
     CallContext ctx;
     c.prepare(ctx);
     images_v1::CreateImageResponse response;
-    auto s = c.call(ctx, internal::rpc::kImagesCreate, request, &response);
+    auto s = c.call(ctx, rpc::kImagesCreate, request, &response);
     if (s.ok()) return fromProto(response.image());
     if (s.code != GrpcCode::kAlreadyExists) {
       return grpcFail(s, fmt::format("create image {}", image.name));
@@ -773,7 +769,7 @@ Result<ImageRecord> ContainerdClient::putImage(const ImageRecord& image) {
   CallContext ctx;
   c.prepare(ctx);
   images_v1::UpdateImageResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kImagesUpdate, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kImagesUpdate, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("update image {}", image.name));
   }
   return fromProto(response.image());
@@ -787,7 +783,7 @@ Result<void> ContainerdClient::deleteImage(const std::string& name, bool sync_gc
   CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, internal::rpc::kImagesDelete, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kImagesDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete image {}", name));
   }
   return {};
@@ -851,7 +847,7 @@ Result<ContainerRecord> ContainerdClient::createContainer(const ContainerSpec& s
   CallContext ctx;
   c.prepare(ctx, lease);
   containers_v1::CreateContainerResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kContainersCreate, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kContainersCreate, request, &response); !s.ok()) {
     auto error = grpcError(s, what);
     if (!spec.snapshot_parent.empty()) {
       if (auto removed = impl_->removeSnapshotIfPresent(spec.id, spec.snapshotter, what);
@@ -871,7 +867,7 @@ Result<std::optional<ContainerRecord>> ContainerdClient::getContainer(const std:
   CallContext ctx;
   c.prepare(ctx);
   containers_v1::GetContainerResponse response;
-  auto s = c.call(ctx, internal::rpc::kContainersGet, request, &response);
+  auto s = c.call(ctx, rpc::kContainersGet, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("get container {}", id));
   return fromProto(response.container());
@@ -884,7 +880,7 @@ Result<std::vector<ContainerRecord>> ContainerdClient::listContainers(const Labe
   CallContext ctx;
   c.prepare(ctx);
   containers_v1::ListContainersResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kContainersList, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kContainersList, request, &response); !s.ok()) {
     return grpcFail(s, "list containers");
   }
   std::vector<ContainerRecord> out;
@@ -915,7 +911,7 @@ Result<void> ContainerdClient::deleteContainer(const std::string& id) {
     CallContext ctx;
     c.prepare(ctx);
     google::protobuf::Empty response;
-    if (auto s = c.call(ctx, internal::rpc::kContainersDelete, request, &response);
+    if (auto s = c.call(ctx, rpc::kContainersDelete, request, &response);
         !s.ok() && !isNotFound(s)) {
       return grpcFail(s, what);
     }
@@ -956,7 +952,7 @@ Result<uint32_t> ContainerdClient::startTask(const std::string& container_id,
     CallContext ctx;
     c.prepare(ctx);
     tasks_v1::CreateTaskResponse response;
-    if (auto s = c.call(ctx, internal::rpc::kTasksCreate, create, &response); !s.ok()) {
+    if (auto s = c.call(ctx, rpc::kTasksCreate, create, &response); !s.ok()) {
       return grpcFail(s, fmt::format("{}: create", what));
     }
     impl_->monitor->taskCreated(container_id, response.pid());
@@ -967,7 +963,7 @@ Result<uint32_t> ContainerdClient::startTask(const std::string& container_id,
   CallContext ctx;
   c.prepare(ctx);
   tasks_v1::StartResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kTasksStart, start, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksStart, start, &response); !s.ok()) {
     auto error = grpcError(s, what);
     if (auto deleted = deleteTask(container_id);
         !deleted && deleted.error().code != ErrorCode::kNotFound) {
@@ -985,7 +981,7 @@ Result<std::optional<TaskInfo>> ContainerdClient::getTask(const std::string& con
   CallContext ctx;
   c.prepare(ctx);
   tasks_v1::GetResponse response;
-  auto s = c.call(ctx, internal::rpc::kTasksGet, request, &response);
+  auto s = c.call(ctx, rpc::kTasksGet, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("get task {}", container_id));
   const auto& p = response.process();
@@ -998,8 +994,7 @@ Result<std::vector<TaskInfo>> ContainerdClient::listTasks() {
   CallContext ctx;
   c.prepare(ctx);
   tasks_v1::ListTasksResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kTasksList, tasks_v1::ListTasksRequest(), &response);
-      !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksList, tasks_v1::ListTasksRequest(), &response); !s.ok()) {
     return grpcFail(s, "list tasks");
   }
   std::vector<TaskInfo> out;
@@ -1024,7 +1019,7 @@ Result<void> ContainerdClient::killTask(const std::string& container_id, int sig
   CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, internal::rpc::kTasksKill, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksKill, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("kill task {} with signal {}", container_id, signal));
   }
   return {};
@@ -1044,7 +1039,7 @@ Result<void> ContainerdClient::killProcess(const std::string& container_id,
   CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, internal::rpc::kTasksKill, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksKill, request, &response); !s.ok()) {
     return grpcFail(
         s, fmt::format("kill process {} of {} with signal {}", exec_id, container_id, signal));
   }
@@ -1074,7 +1069,7 @@ Result<uint32_t> ContainerdClient::execProcess(const std::string& container_id,
     CallContext ctx;
     c.prepare(ctx);
     google::protobuf::Empty response;
-    if (auto s = c.call(ctx, internal::rpc::kTasksExec, request, &response); !s.ok())
+    if (auto s = c.call(ctx, rpc::kTasksExec, request, &response); !s.ok())
       return grpcFail(s, what);
   }
   tasks_v1::StartRequest start;
@@ -1083,7 +1078,7 @@ Result<uint32_t> ContainerdClient::execProcess(const std::string& container_id,
   CallContext ctx;
   c.prepare(ctx);
   tasks_v1::StartResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kTasksStart, start, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksStart, start, &response); !s.ok()) {
     auto error = grpcError(s, fmt::format("{}: start", what));
     if (auto deleted = deleteProcess(container_id, exec_id);
         !deleted && deleted.error().code != ErrorCode::kNotFound) {
@@ -1104,7 +1099,7 @@ Result<TaskExit> ContainerdClient::deleteProcess(const std::string& container_id
   CallContext ctx;
   c.prepare(ctx);
   tasks_v1::DeleteResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kTasksDeleteProcess, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksDeleteProcess, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete process {} of {}", exec_id, container_id));
   }
   auto exit = exitFromDelete(container_id, exec_id, response);
@@ -1119,7 +1114,7 @@ Result<TaskExit> ContainerdClient::deleteTask(const std::string& container_id) {
   CallContext ctx;
   c.prepare(ctx);
   tasks_v1::DeleteResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kTasksDelete, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete task {}", container_id));
   }
   auto exit = exitFromDelete(container_id, "", response);
@@ -1134,8 +1129,7 @@ Result<std::vector<std::string>> ContainerdClient::listNamespaces() {
   CallContext ctx;
   c.prepare(ctx);
   namespaces_v1::ListNamespacesResponse response;
-  if (auto s = c.call(ctx, internal::rpc::kNamespacesList, namespaces_v1::ListNamespacesRequest(),
-                      &response);
+  if (auto s = c.call(ctx, rpc::kNamespacesList, namespaces_v1::ListNamespacesRequest(), &response);
       !s.ok()) {
     return grpcFail(s, "list namespaces");
   }
@@ -1151,7 +1145,7 @@ Result<void> ContainerdClient::deleteNamespace(const std::string& name) {
   CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, internal::rpc::kNamespacesDelete, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kNamespacesDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete namespace {}", name));
   }
   return {};

@@ -6,8 +6,8 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   build-essential g++ cmake ninja-build pkg-config clang-format git ccache
-  # containerd gRPC client: protoc, grpc plugin and the API protos Debian ships
-  protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev
+  # containerd client: protoc and the API protos Debian ships; gRPC's HTTP/2 through libnghttp2
+  protobuf-compiler libprotobuf-dev libnghttp2-dev
   golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev
   # libraries
   libboost1.81-dev libboost-json1.81-dev libcurl4-openssl-dev libssl-dev

@@ -13,17 +13,21 @@
 
 namespace ecs::runtime {
 
+using internal::CallContext;
 using internal::Connection;
 using internal::EventMonitorImpl;
 using internal::fromProto;
+using internal::GrpcCode;
 using internal::grpcError;
 using internal::grpcFail;
+using internal::GrpcStatus;
 using internal::labelsFromProto;
 using internal::labelsToProto;
 using internal::toProto;
 
 namespace {
 
+namespace rpc = internal::rpc;
 namespace containers_v1 = ::containerd::services::containers::v1;
 namespace content_v1 = ::containerd::services::content::v1;
 namespace diff_v1 = ::containerd::services::diff::v1;
@@ -41,8 +45,8 @@ constexpr size_t kWritesInFlight = 8;       // Content.Write messages sent but n
 // The lease that protects a container's snapshot between Prepare and Containers.Create.
 constexpr auto kCreateLeaseExpiry = std::chrono::hours(1);
 
-bool isNotFound(const grpc::Status& s) {
-  return s.error_code() == grpc::StatusCode::NOT_FOUND;
+bool isNotFound(const GrpcStatus& s) {
+  return s.code == GrpcCode::kNotFound;
 }
 
 std::string rfc3339(std::chrono::system_clock::time_point t) {
@@ -155,10 +159,10 @@ EventMonitor& ContainerdClient::events() {
 
 Result<std::string> ContainerdClient::version() {
   const auto& c = *impl_->conn;
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   ::containerd::services::version::v1::VersionResponse response;
-  if (auto s = c.version->Version(&ctx, google::protobuf::Empty(), &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kVersion, google::protobuf::Empty(), &response); !s.ok()) {
     return grpcFail(s, "version");
   }
   return response.version();
@@ -175,10 +179,10 @@ Result<std::string> ContainerdClient::createLease(const Labels& labels,
     all[kGcExpireLabel] = rfc3339(std::chrono::system_clock::now() + expire_after);
   }
   labelsToProto(all, request.mutable_labels());
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   leases_v1::CreateResponse response;
-  if (auto s = c.leases->Create(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kLeasesCreate, request, &response); !s.ok()) {
     return grpcFail(s, "create lease");
   }
   return response.lease().id();
@@ -189,10 +193,10 @@ Result<void> ContainerdClient::deleteLease(const std::string& id, bool sync_gc) 
   leases_v1::DeleteRequest request;
   request.set_id(id);
   request.set_sync(sync_gc);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.leases->Delete(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kLeasesDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete lease {}", id));
   }
   return {};
@@ -200,10 +204,10 @@ Result<void> ContainerdClient::deleteLease(const std::string& id, bool sync_gc) 
 
 Result<std::vector<std::string>> ContainerdClient::listLeases() {
   const auto& c = *impl_->conn;
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   leases_v1::ListResponse response;
-  if (auto s = c.leases->List(&ctx, leases_v1::ListRequest(), &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kLeasesList, leases_v1::ListRequest(), &response); !s.ok()) {
     return grpcFail(s, "list leases");
   }
   std::vector<std::string> ids;
@@ -218,10 +222,10 @@ Result<void> ContainerdClient::addLeaseResource(const std::string& lease, const 
   request.set_id(lease);
   request.mutable_resource()->set_id(id);
   request.mutable_resource()->set_type(type);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.leases->AddResource(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kLeasesAddResource, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("add {} {} to lease {}", type, id, lease));
   }
   return {};
@@ -234,10 +238,10 @@ Result<void> ContainerdClient::deleteLeaseResource(const std::string& lease, con
   request.set_id(lease);
   request.mutable_resource()->set_id(id);
   request.mutable_resource()->set_type(type);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.leases->DeleteResource(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kLeasesDeleteResource, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("remove {} {} from lease {}", type, id, lease));
   }
   return {};
@@ -249,10 +253,10 @@ Result<std::optional<ContentInfo>> ContainerdClient::contentInfo(const std::stri
   const auto& c = *impl_->conn;
   content_v1::InfoRequest request;
   request.set_digest(digest);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   content_v1::InfoResponse response;
-  auto s = c.content->Info(&ctx, request, &response);
+  auto s = c.call(ctx, rpc::kContentInfo, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("content info {}", digest));
   return ContentInfo{response.info().digest(), response.info().size(),
@@ -287,18 +291,18 @@ Result<void> ContainerdClient::Impl::writeOnce(const std::string& lease, const s
                                                const ChunkSource& source, const std::string& what,
                                                bool& locked) {
   const auto& c = *conn;
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx, lease, c.options.long_call_timeout);
-  auto stream = c.content->Write(&ctx);
+  auto stream = c.open(ctx, rpc::kContentWrite);
   content_v1::WriteContentResponse response;
 
   // Ends the stream politely (the server closes its writer, releasing the ref) and returns the
   // status containerd ended it with.
   auto finish = [&] {
-    stream->WritesDone();
-    while (stream->Read(&response)) {
+    stream.writesDone();
+    while (stream.read(&response)) {
     }
-    return stream->Finish();
+    return stream.finish();
   };
   // Labels on a blob that was already there: set ours too (GC references, ownership).
   auto alreadyThere = [&]() -> Result<void> {
@@ -307,26 +311,26 @@ Result<void> ContainerdClient::Impl::writeOnce(const std::string& lease, const s
     request.mutable_info()->set_digest(expected.digest);
     labelsToProto(labels, request.mutable_info()->mutable_labels());
     for (const auto& [k, v] : labels) request.mutable_update_mask()->add_paths("labels." + k);
-    grpc::ClientContext uctx;
+    CallContext uctx;
     c.prepare(uctx, lease);
     content_v1::UpdateResponse uresponse;
-    if (auto s = c.content->Update(&uctx, request, &uresponse); !s.ok()) {
+    if (auto s = c.call(uctx, rpc::kContentUpdate, request, &uresponse); !s.ok()) {
       return grpcFail(s, fmt::format("{}: label existing blob", what));
     }
     return {};
   };
   auto abortRef = [&] {
-    grpc::ClientContext actx;
+    CallContext actx;
     c.prepare(actx);
     content_v1::AbortRequest abort;
     abort.set_ref(ref);
     google::protobuf::Empty empty;
-    if (auto a = c.content->Abort(&actx, abort, &empty); !a.ok() && !isNotFound(a)) {
-      spdlog::warn("{}: abort ingest: {}", what, a.error_message());
+    if (auto a = c.call(actx, rpc::kContentAbort, abort, &empty); !a.ok() && !isNotFound(a)) {
+      spdlog::warn("{}: abort ingest: {}", what, a.message);
     }
   };
   auto exchange = [&](const content_v1::WriteContentRequest& request) {
-    return stream->Write(request) && stream->Read(&response);
+    return stream.write(request) && stream.read(&response);
   };
 
   // STAT: open (or resume) the ingest and learn how much of it is already written.
@@ -337,9 +341,8 @@ Result<void> ContainerdClient::Impl::writeOnce(const std::string& lease, const s
   stat.set_expected(expected.digest);
   if (!exchange(stat)) {
     const auto s = finish();
-    if (s.error_code() == grpc::StatusCode::ALREADY_EXISTS) return alreadyThere();
-    locked = s.error_code() == grpc::StatusCode::UNAVAILABLE &&
-             s.error_message().find("locked") != std::string::npos;
+    if (s.code == GrpcCode::kAlreadyExists) return alreadyThere();
+    locked = s.code == GrpcCode::kUnavailable && s.message.find("locked") != std::string::npos;
     return grpcFail(s, fmt::format("{}: open", what));
   }
   int64_t offset = response.offset();
@@ -381,7 +384,7 @@ Result<void> ContainerdClient::Impl::writeOnce(const std::string& lease, const s
   auto awaitAnswer = [&]() -> Result<void> {
     const int64_t want = unanswered.front();
     unanswered.pop_front();
-    if (!stream->Read(&response)) {
+    if (!stream.read(&response)) {
       return grpcFail(finish(), fmt::format("{}: write up to offset {}", what, want));
     }
     if (response.offset() != want) {
@@ -397,7 +400,7 @@ Result<void> ContainerdClient::Impl::writeOnce(const std::string& lease, const s
     request.set_ref(ref);
     request.set_offset(written);
     request.set_data(data.data(), data.size());
-    if (!stream->Write(request)) {
+    if (!stream.write(request)) {
       return grpcFail(finish(), fmt::format("{}: write at offset {}", what, written));
     }
     must_truncate = false;
@@ -465,11 +468,11 @@ Result<void> ContainerdClient::Impl::writeOnce(const std::string& lease, const s
   labelsToProto(labels, commit.mutable_labels());
   if (!exchange(commit)) {
     const auto s = finish();
-    if (s.error_code() == grpc::StatusCode::ALREADY_EXISTS) return alreadyThere();
-    if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
-        s.error_message().find("unexpected commit") != std::string::npos) {
+    if (s.code == GrpcCode::kAlreadyExists) return alreadyThere();
+    if (s.code == GrpcCode::kFailedPrecondition &&
+        s.message.find("unexpected commit") != std::string::npos) {
       abortRef();  // wrong digest or size: the ingest is worthless
-      return fail(ErrorCode::kDataLoss, "{}: commit: {}", what, s.error_message());
+      return fail(ErrorCode::kDataLoss, "{}: commit: {}", what, s.message);
     }
     return grpcFail(s, fmt::format("{}: commit", what));
   }
@@ -481,14 +484,15 @@ Result<std::string> ContainerdClient::readContent(const std::string& digest) {
   const auto& c = *impl_->conn;
   content_v1::ReadContentRequest request;
   request.set_digest(digest);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
-  auto reader = c.content->Read(&ctx, request);
+  auto reader = c.open(ctx, rpc::kContentRead);
+  if (!reader.write(request, true))
+    return grpcFail(reader.finish(), fmt::format("read content {}", digest));
   std::string data;
   content_v1::ReadContentResponse response;
-  while (reader->Read(&response)) data += response.data();
-  if (auto s = reader->Finish(); !s.ok())
-    return grpcFail(s, fmt::format("read content {}", digest));
+  while (reader.read(&response)) data += response.data();
+  if (auto s = reader.finish(); !s.ok()) return grpcFail(s, fmt::format("read content {}", digest));
   return data;
 }
 
@@ -500,10 +504,10 @@ Result<void> ContainerdClient::updateContentLabels(const std::string& digest,
   request.mutable_info()->set_digest(digest);
   labelsToProto(labels, request.mutable_info()->mutable_labels());
   for (const auto& [k, v] : labels) request.mutable_update_mask()->add_paths("labels." + k);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   content_v1::UpdateResponse response;
-  if (auto s = c.content->Update(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kContentUpdate, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("update labels of content {}", digest));
   }
   return {};
@@ -513,10 +517,10 @@ Result<void> ContainerdClient::deleteContent(const std::string& digest) {
   const auto& c = *impl_->conn;
   content_v1::DeleteContentRequest request;
   request.set_digest(digest);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.content->Delete(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kContentDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete content {}", digest));
   }
   return {};
@@ -524,17 +528,20 @@ Result<void> ContainerdClient::deleteContent(const std::string& digest) {
 
 Result<std::vector<ContentInfo>> ContainerdClient::listContent() {
   const auto& c = *impl_->conn;
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
-  auto reader = c.content->List(&ctx, content_v1::ListContentRequest());
+  auto reader = c.open(ctx, rpc::kContentList);
+  if (!reader.write(content_v1::ListContentRequest(), true)) {
+    return grpcFail(reader.finish(), "list content");
+  }
   std::vector<ContentInfo> out;
   content_v1::ListContentResponse response;
-  while (reader->Read(&response)) {
+  while (reader.read(&response)) {
     for (const auto& info : response.info()) {
       out.push_back(ContentInfo{info.digest(), info.size(), labelsFromProto(info.labels())});
     }
   }
-  if (auto s = reader->Finish(); !s.ok()) return grpcFail(s, "list content");
+  if (auto s = reader.finish(); !s.ok()) return grpcFail(s, "list content");
   return out;
 }
 
@@ -542,20 +549,20 @@ Result<void> ContainerdClient::abortIngest(const std::string& ref) {
   const auto& c = *impl_->conn;
   content_v1::AbortRequest request;
   request.set_ref(ref);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  auto s = c.content->Abort(&ctx, request, &response);
+  auto s = c.call(ctx, rpc::kContentAbort, request, &response);
   if (!s.ok() && !isNotFound(s)) return grpcFail(s, fmt::format("abort ingest {}", ref));
   return {};
 }
 
 Result<std::vector<IngestStatus>> ContainerdClient::listIngests() {
   const auto& c = *impl_->conn;
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   content_v1::ListStatusesResponse response;
-  if (auto s = c.content->ListStatuses(&ctx, content_v1::ListStatusesRequest(), &response);
+  if (auto s = c.call(ctx, rpc::kContentListStatuses, content_v1::ListStatusesRequest(), &response);
       !s.ok()) {
     return grpcFail(s, "list ingests");
   }
@@ -574,10 +581,10 @@ Result<std::optional<SnapshotInfo>> ContainerdClient::statSnapshot(const std::st
   snapshots_v1::StatSnapshotRequest request;
   request.set_snapshotter(snapshotter);
   request.set_key(key);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   snapshots_v1::StatSnapshotResponse response;
-  auto s = c.snapshots->Stat(&ctx, request, &response);
+  auto s = c.call(ctx, rpc::kSnapshotsStat, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("stat snapshot {}", key));
   return fromProto(response.info());
@@ -594,10 +601,10 @@ Result<std::vector<Mount>> ContainerdClient::prepareSnapshot(const std::string& 
   request.set_key(key);
   request.set_parent(parent);
   labelsToProto(c.withDefaults(labels), request.mutable_labels());
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx, lease);
   snapshots_v1::PrepareSnapshotResponse response;
-  if (auto s = c.snapshots->Prepare(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kSnapshotsPrepare, request, &response); !s.ok()) {
     return grpcFail(s, parent.empty() ? fmt::format("prepare snapshot {}", key)
                                       : fmt::format("prepare snapshot {} on {}", key, parent));
   }
@@ -612,10 +619,10 @@ Result<std::vector<Mount>> ContainerdClient::snapshotMounts(const std::string& k
   snapshots_v1::MountsRequest request;
   request.set_snapshotter(snapshotter);
   request.set_key(key);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   snapshots_v1::MountsResponse response;
-  if (auto s = c.snapshots->Mounts(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kSnapshotsMounts, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("mounts of snapshot {}", key));
   }
   std::vector<Mount> mounts;
@@ -632,10 +639,10 @@ Result<void> ContainerdClient::commitSnapshot(const std::string& lease, const st
   request.set_name(name);
   request.set_key(key);
   labelsToProto(c.withDefaults(labels), request.mutable_labels());
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx, lease);
   google::protobuf::Empty response;
-  if (auto s = c.snapshots->Commit(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kSnapshotsCommit, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("commit snapshot {} as {}", key, name));
   }
   return {};
@@ -647,10 +654,10 @@ Result<void> ContainerdClient::removeSnapshot(const std::string& key,
   snapshots_v1::RemoveSnapshotRequest request;
   request.set_snapshotter(snapshotter);
   request.set_key(key);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.snapshots->Remove(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kSnapshotsRemove, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("remove snapshot {}", key));
   }
   return {};
@@ -660,15 +667,18 @@ Result<std::vector<SnapshotInfo>> ContainerdClient::listSnapshots(const std::str
   const auto& c = *impl_->conn;
   snapshots_v1::ListSnapshotsRequest request;
   request.set_snapshotter(snapshotter);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
-  auto reader = c.snapshots->List(&ctx, request);
+  auto reader = c.open(ctx, rpc::kSnapshotsList);
+  if (!reader.write(request, true)) {
+    return grpcFail(reader.finish(), fmt::format("list {} snapshots", snapshotter));
+  }
   std::vector<SnapshotInfo> out;
   snapshots_v1::ListSnapshotsResponse response;
-  while (reader->Read(&response)) {
+  while (reader.read(&response)) {
     for (const auto& info : response.info()) out.push_back(fromProto(info));
   }
-  if (auto s = reader->Finish(); !s.ok()) {
+  if (auto s = reader.finish(); !s.ok()) {
     return grpcFail(s, fmt::format("list {} snapshots", snapshotter));
   }
   return out;
@@ -680,10 +690,10 @@ Result<void> ContainerdClient::Impl::removeSnapshotIfPresent(const std::string& 
   snapshots_v1::RemoveSnapshotRequest request;
   request.set_snapshotter(snapshotter);
   request.set_key(key);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   conn->prepare(ctx);
   google::protobuf::Empty response;
-  auto s = conn->snapshots->Remove(&ctx, request, &response);
+  auto s = conn->call(ctx, rpc::kSnapshotsRemove, request, &response);
   if (!s.ok() && !isNotFound(s))
     return grpcFail(s, fmt::format("{}: remove snapshot {}", what, key));
   return {};
@@ -697,10 +707,10 @@ Result<Descriptor> ContainerdClient::applyLayer(const Descriptor& layer,
   diff_v1::ApplyRequest request;
   toProto(layer, request.mutable_diff());
   for (const auto& m : mounts) toProto(m, request.add_mounts());
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx, {}, c.options.long_call_timeout);
   diff_v1::ApplyResponse response;
-  if (auto s = c.diff->Apply(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kDiffApply, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("apply layer {} ({})", layer.digest, layer.media_type));
   }
   return fromProto(response.applied());
@@ -712,10 +722,10 @@ Result<std::optional<ImageRecord>> ContainerdClient::getImage(const std::string&
   const auto& c = *impl_->conn;
   images_v1::GetImageRequest request;
   request.set_name(name);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   images_v1::GetImageResponse response;
-  auto s = c.images->Get(&ctx, request, &response);
+  auto s = c.call(ctx, rpc::kImagesGet, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("get image {}", name));
   return fromProto(response.image());
@@ -723,10 +733,10 @@ Result<std::optional<ImageRecord>> ContainerdClient::getImage(const std::string&
 
 Result<std::vector<ImageRecord>> ContainerdClient::listImages() {
   const auto& c = *impl_->conn;
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   images_v1::ListImagesResponse response;
-  if (auto s = c.images->List(&ctx, images_v1::ListImagesRequest(), &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kImagesList, images_v1::ListImagesRequest(), &response); !s.ok()) {
     return grpcFail(s, "list images");
   }
   std::vector<ImageRecord> out;
@@ -743,12 +753,12 @@ Result<ImageRecord> ContainerdClient::putImage(const ImageRecord& image) {
   {
     images_v1::CreateImageRequest request;
     *request.mutable_image() = proto;
-    grpc::ClientContext ctx;
+    CallContext ctx;
     c.prepare(ctx);
     images_v1::CreateImageResponse response;
-    auto s = c.images->Create(&ctx, request, &response);
+    auto s = c.call(ctx, rpc::kImagesCreate, request, &response);
     if (s.ok()) return fromProto(response.image());
-    if (s.error_code() != grpc::StatusCode::ALREADY_EXISTS) {
+    if (s.code != GrpcCode::kAlreadyExists) {
       return grpcFail(s, fmt::format("create image {}", image.name));
     }
   }
@@ -756,10 +766,10 @@ Result<ImageRecord> ContainerdClient::putImage(const ImageRecord& image) {
   *request.mutable_image() = proto;
   request.mutable_update_mask()->add_paths("target");
   request.mutable_update_mask()->add_paths("labels");
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   images_v1::UpdateImageResponse response;
-  if (auto s = c.images->Update(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kImagesUpdate, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("update image {}", image.name));
   }
   return fromProto(response.image());
@@ -770,10 +780,10 @@ Result<void> ContainerdClient::deleteImage(const std::string& name, bool sync_gc
   images_v1::DeleteImageRequest request;
   request.set_name(name);
   request.set_sync(sync_gc);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.images->Delete(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kImagesDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete image {}", name));
   }
   return {};
@@ -834,10 +844,10 @@ Result<ContainerRecord> ContainerdClient::createContainer(const ContainerSpec& s
     container->set_snapshotter(spec.snapshotter);
     container->set_snapshot_key(spec.id);
   }
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx, lease);
   containers_v1::CreateContainerResponse response;
-  if (auto s = c.containers->Create(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kContainersCreate, request, &response); !s.ok()) {
     auto error = grpcError(s, what);
     if (!spec.snapshot_parent.empty()) {
       if (auto removed = impl_->removeSnapshotIfPresent(spec.id, spec.snapshotter, what);
@@ -854,10 +864,10 @@ Result<std::optional<ContainerRecord>> ContainerdClient::getContainer(const std:
   const auto& c = *impl_->conn;
   containers_v1::GetContainerRequest request;
   request.set_id(id);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   containers_v1::GetContainerResponse response;
-  auto s = c.containers->Get(&ctx, request, &response);
+  auto s = c.call(ctx, rpc::kContainersGet, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("get container {}", id));
   return fromProto(response.container());
@@ -867,10 +877,10 @@ Result<std::vector<ContainerRecord>> ContainerdClient::listContainers(const Labe
   const auto& c = *impl_->conn;
   containers_v1::ListContainersRequest request;
   if (!label_filter.empty()) request.add_filters(labelFilter(label_filter));
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   containers_v1::ListContainersResponse response;
-  if (auto s = c.containers->List(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kContainersList, request, &response); !s.ok()) {
     return grpcFail(s, "list containers");
   }
   std::vector<ContainerRecord> out;
@@ -898,10 +908,11 @@ Result<void> ContainerdClient::deleteContainer(const std::string& id) {
     snapshotter = (*record)->snapshotter;
     containers_v1::DeleteContainerRequest request;
     request.set_id(id);
-    grpc::ClientContext ctx;
+    CallContext ctx;
     c.prepare(ctx);
     google::protobuf::Empty response;
-    if (auto s = c.containers->Delete(&ctx, request, &response); !s.ok() && !isNotFound(s)) {
+    if (auto s = c.call(ctx, rpc::kContainersDelete, request, &response);
+        !s.ok() && !isNotFound(s)) {
       return grpcFail(s, what);
     }
   }
@@ -938,10 +949,10 @@ Result<uint32_t> ContainerdClient::startTask(const std::string& container_id,
   create.set_stderr(io->stderr_uri);
   create.set_terminal(false);
   {
-    grpc::ClientContext ctx;
+    CallContext ctx;
     c.prepare(ctx);
     tasks_v1::CreateTaskResponse response;
-    if (auto s = c.tasks->Create(&ctx, create, &response); !s.ok()) {
+    if (auto s = c.call(ctx, rpc::kTasksCreate, create, &response); !s.ok()) {
       return grpcFail(s, fmt::format("{}: create", what));
     }
     impl_->monitor->taskCreated(container_id, response.pid());
@@ -949,10 +960,10 @@ Result<uint32_t> ContainerdClient::startTask(const std::string& container_id,
 
   tasks_v1::StartRequest start;
   start.set_container_id(container_id);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   tasks_v1::StartResponse response;
-  if (auto s = c.tasks->Start(&ctx, start, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksStart, start, &response); !s.ok()) {
     auto error = grpcError(s, what);
     if (auto deleted = deleteTask(container_id);
         !deleted && deleted.error().code != ErrorCode::kNotFound) {
@@ -967,10 +978,10 @@ Result<std::optional<TaskInfo>> ContainerdClient::getTask(const std::string& con
   const auto& c = *impl_->conn;
   tasks_v1::GetRequest request;
   request.set_container_id(container_id);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   tasks_v1::GetResponse response;
-  auto s = c.tasks->Get(&ctx, request, &response);
+  auto s = c.call(ctx, rpc::kTasksGet, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("get task {}", container_id));
   const auto& p = response.process();
@@ -980,10 +991,10 @@ Result<std::optional<TaskInfo>> ContainerdClient::getTask(const std::string& con
 
 Result<std::vector<TaskInfo>> ContainerdClient::listTasks() {
   const auto& c = *impl_->conn;
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   tasks_v1::ListTasksResponse response;
-  if (auto s = c.tasks->List(&ctx, tasks_v1::ListTasksRequest(), &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksList, tasks_v1::ListTasksRequest(), &response); !s.ok()) {
     return grpcFail(s, "list tasks");
   }
   std::vector<TaskInfo> out;
@@ -1005,10 +1016,10 @@ Result<void> ContainerdClient::killTask(const std::string& container_id, int sig
   request.set_container_id(container_id);
   request.set_signal(static_cast<uint32_t>(signal));
   request.set_all(all);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.tasks->Kill(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksKill, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("kill task {} with signal {}", container_id, signal));
   }
   return {};
@@ -1025,10 +1036,10 @@ Result<void> ContainerdClient::killProcess(const std::string& container_id,
   request.set_container_id(container_id);
   request.set_exec_id(exec_id);
   request.set_signal(static_cast<uint32_t>(signal));
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.tasks->Kill(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksKill, request, &response); !s.ok()) {
     return grpcFail(
         s, fmt::format("kill process {} of {} with signal {}", exec_id, container_id, signal));
   }
@@ -1055,18 +1066,19 @@ Result<uint32_t> ContainerdClient::execProcess(const std::string& container_id,
     request.set_terminal(false);
     request.mutable_spec()->set_type_url(kProcessTypeUrl);
     request.mutable_spec()->set_value(process_spec_json);
-    grpc::ClientContext ctx;
+    CallContext ctx;
     c.prepare(ctx);
     google::protobuf::Empty response;
-    if (auto s = c.tasks->Exec(&ctx, request, &response); !s.ok()) return grpcFail(s, what);
+    if (auto s = c.call(ctx, rpc::kTasksExec, request, &response); !s.ok())
+      return grpcFail(s, what);
   }
   tasks_v1::StartRequest start;
   start.set_container_id(container_id);
   start.set_exec_id(exec_id);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   tasks_v1::StartResponse response;
-  if (auto s = c.tasks->Start(&ctx, start, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksStart, start, &response); !s.ok()) {
     auto error = grpcError(s, fmt::format("{}: start", what));
     if (auto deleted = deleteProcess(container_id, exec_id);
         !deleted && deleted.error().code != ErrorCode::kNotFound) {
@@ -1084,10 +1096,10 @@ Result<TaskExit> ContainerdClient::deleteProcess(const std::string& container_id
   tasks_v1::DeleteProcessRequest request;
   request.set_container_id(container_id);
   request.set_exec_id(exec_id);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   tasks_v1::DeleteResponse response;
-  if (auto s = c.tasks->DeleteProcess(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksDeleteProcess, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete process {} of {}", exec_id, container_id));
   }
   auto exit = exitFromDelete(container_id, exec_id, response);
@@ -1099,10 +1111,10 @@ Result<TaskExit> ContainerdClient::deleteTask(const std::string& container_id) {
   const auto& c = *impl_->conn;
   tasks_v1::DeleteTaskRequest request;
   request.set_container_id(container_id);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   tasks_v1::DeleteResponse response;
-  if (auto s = c.tasks->Delete(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kTasksDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete task {}", container_id));
   }
   auto exit = exitFromDelete(container_id, "", response);
@@ -1114,10 +1126,10 @@ Result<TaskExit> ContainerdClient::deleteTask(const std::string& container_id) {
 
 Result<std::vector<std::string>> ContainerdClient::listNamespaces() {
   const auto& c = *impl_->conn;
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   namespaces_v1::ListNamespacesResponse response;
-  if (auto s = c.namespaces->List(&ctx, namespaces_v1::ListNamespacesRequest(), &response);
+  if (auto s = c.call(ctx, rpc::kNamespacesList, namespaces_v1::ListNamespacesRequest(), &response);
       !s.ok()) {
     return grpcFail(s, "list namespaces");
   }
@@ -1130,10 +1142,10 @@ Result<void> ContainerdClient::deleteNamespace(const std::string& name) {
   const auto& c = *impl_->conn;
   namespaces_v1::DeleteNamespaceRequest request;
   request.set_name(name);
-  grpc::ClientContext ctx;
+  CallContext ctx;
   c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.namespaces->Delete(&ctx, request, &response); !s.ok()) {
+  if (auto s = c.call(ctx, rpc::kNamespacesDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete namespace {}", name));
   }
   return {};

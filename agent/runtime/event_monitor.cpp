@@ -36,9 +36,9 @@ TaskExit exitFromProcess(const std::string& container_id, const std::string& exe
 
 class EventMonitorImpl::ActiveCall {
  public:
-  ActiveCall(EventMonitorImpl& monitor, grpc::ClientContext& ctx) : monitor_(monitor), ctx_(ctx) {
+  ActiveCall(EventMonitorImpl& monitor, CallContext& ctx) : monitor_(monitor), ctx_(ctx) {
     std::lock_guard lock(monitor_.mutex_);
-    if (monitor_.stopping_) ctx_.TryCancel();
+    if (monitor_.stopping_) ctx_.cancel();
     monitor_.active_calls_.insert(&ctx_);
   }
   ~ActiveCall() {
@@ -50,7 +50,7 @@ class EventMonitorImpl::ActiveCall {
 
  private:
   EventMonitorImpl& monitor_;
-  grpc::ClientContext& ctx_;
+  CallContext& ctx_;
 };
 
 EventMonitorImpl::EventMonitorImpl(std::shared_ptr<const Connection> conn)
@@ -60,8 +60,8 @@ EventMonitorImpl::~EventMonitorImpl() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
-    if (stream_ctx_ != nullptr) stream_ctx_->TryCancel();
-    for (auto* ctx : active_calls_) ctx->TryCancel();
+    if (stream_ctx_ != nullptr) stream_ctx_->cancel();
+    for (auto* ctx : active_calls_) ctx->cancel();
   }
   cv_.notify_all();
   if (reader_.joinable()) reader_.join();
@@ -88,10 +88,8 @@ void EventMonitorImpl::readerLoop() {
   auto backoff = std::chrono::milliseconds(kMinBackoff);
   const std::string ns_filter = fmt::format("namespace=={:?}", conn_->options.ns);
   while (true) {
-    grpc::ClientContext ctx;
+    CallContext ctx;
     conn_->prepare(ctx, {}, std::chrono::milliseconds(0));  // a stream: no deadline
-    // While containerd is away, wait for the channel to reconnect instead of failing at once.
-    ctx.set_wait_for_ready(true);
     {
       std::unique_lock lock(mutex_);
       cv_.wait_until(lock, hold_until_, [&] { return stopping_; });
@@ -102,7 +100,10 @@ void EventMonitorImpl::readerLoop() {
     for (const char* topic : {"/tasks/exit", "/tasks/oom", kSyncTopic}) {
       request.add_filters(fmt::format("{},topic=={:?}", ns_filter, topic));
     }
-    auto reader = conn_->events->Subscribe(&ctx, request);
+    // While containerd is away this fails at once (UNAVAILABLE) and the backoff below paces
+    // the retries.
+    auto reader = conn_->open(ctx, rpc::kEventsSubscribe);
+    const bool subscribed = reader.write(request, true);  // if not, finish() says why
     {
       std::lock_guard lock(mutex_);
       ++generation_;
@@ -111,11 +112,11 @@ void EventMonitorImpl::readerLoop() {
     cv_.notify_all();
 
     events::Envelope envelope;
-    while (reader->Read(&envelope)) {
+    while (subscribed && reader.read(&envelope)) {
       backoff = kMinBackoff;
       handleEnvelope(envelope);
     }
-    const grpc::Status status = reader->Finish();
+    const GrpcStatus status = reader.finish();
     uint64_t failures = 0;
     {
       std::lock_guard lock(mutex_);
@@ -218,15 +219,15 @@ void EventMonitorImpl::syncerLoop() {
 }
 
 void EventMonitorImpl::publishSync() {
-  grpc::ClientContext ctx;
+  CallContext ctx;
   conn_->prepare(ctx);
   ActiveCall active(*this, ctx);
   events::PublishRequest request;
   request.set_topic(kSyncTopic);
   request.mutable_event()->set_type_url("types.googleapis.com/google.protobuf.Empty");
   google::protobuf::Empty response;
-  if (auto status = conn_->events->Publish(&ctx, request, &response); !status.ok()) {
-    spdlog::debug("publish {}: {}", kSyncTopic, status.error_message());
+  if (auto status = conn_->call(ctx, rpc::kEventsPublish, request, &response); !status.ok()) {
+    spdlog::debug("publish {}: {}", kSyncTopic, status.message);
   }
 }
 
@@ -238,11 +239,12 @@ void EventMonitorImpl::recheck() {
     std::lock_guard lock(mutex_);
     listed_after = waiter_serial_;
   }
-  grpc::ClientContext ctx;
+  CallContext ctx;
   conn_->prepare(ctx);
   ActiveCall active(*this, ctx);
   tasks::ListTasksResponse listed;
-  if (auto status = conn_->tasks->List(&ctx, tasks::ListTasksRequest(), &listed); !status.ok()) {
+  if (auto status = conn_->call(ctx, rpc::kTasksList, tasks::ListTasksRequest(), &listed);
+      !status.ok()) {
     spdlog::warn("re-check tasks after subscribing: {}", grpcError(status, "list tasks").message);
     return;  // the waiters' own Tasks.Get and the next subscription cover it
   }
@@ -298,15 +300,15 @@ void EventMonitorImpl::recheck() {
 }
 
 Result<std::optional<TaskInfo>> EventMonitorImpl::probe(const Key& key) {
-  grpc::ClientContext ctx;
+  CallContext ctx;
   conn_->prepare(ctx);
   ActiveCall active(*this, ctx);
   tasks::GetRequest request;
   request.set_container_id(key.first);
   request.set_exec_id(key.second);
   tasks::GetResponse response;
-  auto status = conn_->tasks->Get(&ctx, request, &response);
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND) return std::nullopt;
+  auto status = conn_->call(ctx, rpc::kTasksGet, request, &response);
+  if (status.code == GrpcCode::kNotFound) return std::nullopt;
   if (!status.ok()) return grpcFail(status, fmt::format("get task {}", key.first));
   const auto& p = response.process();
   return TaskInfo{key.first, p.pid(), fromProto(p.status()), p.exit_status(),
@@ -485,7 +487,7 @@ EventMonitorStats EventMonitorImpl::stats() const {
 void EventMonitorImpl::dropStreamForTesting(std::chrono::milliseconds pause) {
   std::lock_guard lock(mutex_);
   hold_until_ = std::chrono::steady_clock::now() + pause;
-  if (stream_ctx_ != nullptr) stream_ctx_->TryCancel();
+  if (stream_ctx_ != nullptr) stream_ctx_->cancel();
 }
 
 }  // namespace ecs::runtime::internal

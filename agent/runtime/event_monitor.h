@@ -3,15 +3,15 @@
 // Two threads:
 //  - the reader owns the one Events.Subscribe stream (filters: this namespace's /tasks/exit,
 //    /tasks/oom and our own sync topic), decodes TaskExit/TaskOOM and hands them out; when the
-//    stream breaks it resubscribes with backoff (100 ms doubling to 2 s), waiting for the channel
-//    to reconnect while containerd is away.
+//    stream breaks it resubscribes with backoff (100 ms doubling to 2 s), also while containerd
+//    is away (each attempt dials afresh).
 //  - the syncer makes each new stream trustworthy: it publishes a sync event until the stream
 //    delivers one (proof that containerd registered the subscription; no exit after that point
 //    can be missed), then re-checks with Tasks.List/Tasks.Get for exits that happened while no
 //    stream was live, synthesizing them from the task's exit status.
 // Waiting: waitExit registers a waiter, then looks at the buffer and asks Tasks.Get, then sleeps
 // on a condition variable; an event, a re-check or deleteTask resolves it. The destructor
-// cancels the stream (TryCancel) and joins both threads.
+// cancels the stream and the monitor's calls in flight and joins both threads.
 #pragma once
 
 #include <chrono>
@@ -101,8 +101,8 @@ class EventMonitorImpl final : public EventMonitor {
   std::condition_variable cv_;
   bool started_ = false;
   bool stopping_ = false;
-  grpc::ClientContext* stream_ctx_ = nullptr;
-  std::set<grpc::ClientContext*> active_calls_;
+  CallContext* stream_ctx_ = nullptr;
+  std::set<CallContext*> active_calls_;
   uint64_t generation_ = 0;          // streams opened so far
   uint64_t live_generation_ = 0;     // newest stream that delivered a sync event
   uint64_t checked_generation_ = 0;  // newest stream after which the re-check ran

@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -592,6 +593,142 @@ TEST_F(DaemonTest, TelemetryReportsTheCpuAndMemoryAContainerReallyUses) {
   stop["desiredStatus"] = "STOPPED";
   plane_.pushAcs(payload({stop}));
   ASSERT_TRUE(waitForState(taskArn(8), "STOPPED"));
+}
+
+// --- crash safety -----------------------------------------------------------------------------
+
+TEST_F(DaemonTest, AKilledDaemonTakesItsRunningTaskOverAtTheNextStart) {
+  startAndConnect();
+  auto web = container("web",
+                       "mkdir -p /www && echo still-here > /www/index.html && "
+                       "exec httpd -f -p 80 -h /www");
+  web["portMappings"] = json::array{{{"containerPort", 80}, {"hostPort", 0}, {"protocol", "tcp"}}};
+  auto reader = container("reader",
+                          "while true; do echo own=$(busybox timeout 3 wget -qO- "
+                          "http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI 2>&1); "
+                          "sleep 0.5; done");
+  reader["essential"] = false;
+  auto t = task(20, {web, reader});
+  t["roleCredentials"] = credentials("cred-r", "role-r", "ASIAKEPT", "TaskApplication");
+  auto sent = plane_.pushAcs(payload({t}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", sent.at("messageId")}}, 30s));
+  auto running = waitForState(taskArn(20), "RUNNING");
+  ASSERT_TRUE(running) << daemon_->err();
+  std::map<std::string, std::string> runtime_ids;
+  int port = 0;
+  for (const auto& c : running->at("containers").as_array()) {
+    runtime_ids[std::string(c.at("containerName").as_string())] =
+        std::string(c.at("runtimeId").as_string());
+    if (c.at("containerName") == "web") {
+      port = static_cast<int>(c.at("networkBindings").at(0).at("hostPort").to_number<int64_t>());
+    }
+  }
+  ASSERT_GT(port, 0);
+  auto page = [&] {
+    return runCommand({"curl", "-s", "--max-time", "5", fmt::format("http://127.0.0.1:{}/", port)});
+  };
+  ASSERT_TRUE(waitFor([&] { return page().out == "still-here\n"; }, 10s, "httpd"));
+
+  // kill -9: nothing is stopped, nothing is released.
+  ASSERT_EQ(daemon_->stop(SIGKILL, 30s), 128 + SIGKILL);
+  daemon_.reset();
+  EXPECT_EQ(page().out, "still-here\n");
+
+  startAndConnect();
+  // The same containers, the same port, the same credentials id, served again.
+  EXPECT_TRUE(waitFor(
+      [&] {
+        auto tasks = runCommand({"curl", "-s", "--max-time", "5",
+                                 fmt::format("http://127.0.0.1:{}/v1/tasks", introspection_port_)});
+        return tasks.out.find(hexId(20)) != std::string::npos &&
+               tasks.out.find("\"KnownStatus\":\"RUNNING\"") != std::string::npos;
+      },
+      30s, "the task in introspection"))
+      << daemon_->err();
+  EXPECT_NE(daemon_->err().find("took over 1 task(s)"), std::string::npos) << daemon_->err();
+  EXPECT_EQ(page().out, "still-here\n");
+  auto direct =
+      runCommand({"curl", "-s", "--max-time", "5",
+                  fmt::format("http://127.0.0.1:{}/v2/credentials/cred-r", endpoint_port_)});
+  EXPECT_NE(direct.out.find("ASIAKEPT"), std::string::npos) << direct.describe();
+  // The container reads them through the URI it was started with.
+  const auto before = readFile(stdoutOf(20, "reader")).size();
+  EXPECT_TRUE(waitFor(
+      [&] {
+        auto out = readFile(stdoutOf(20, "reader"));
+        return out.size() > before && out.find("ASIAKEPT", before) != std::string::npos;
+      },
+      30s, "the container to read its credentials after the restart"));
+  auto containers = runCommand(
+      {"ctr", "--address", harnessEnv().containerdAddress(), "-n", ns_, "containers", "ls", "-q"});
+  EXPECT_EQ(std::count(containers.out.begin(), containers.out.end(), '\n'), 2)
+      << containers.describe();
+  for (const auto& [name, id] : runtime_ids) {
+    EXPECT_NE(containers.out.find(id), std::string::npos) << name;
+  }
+
+  // It stops as if nothing had happened, and the cluster heard each status once.
+  auto stop = t;
+  stop["desiredStatus"] = "STOPPED";
+  plane_.pushAcs(payload({stop}));
+  auto stopped = waitForState(taskArn(20), "STOPPED");
+  ASSERT_TRUE(stopped) << daemon_->err();
+  for (const auto& c : stopped->at("containers").as_array()) {
+    EXPECT_TRUE(c.as_object().contains("exitCode")) << json::serialize(c);
+  }
+  acsBarrier();
+  EXPECT_EQ(stateCalls(taskArn(20), "RUNNING"), 1u);
+  EXPECT_EQ(stateCalls(taskArn(20), "STOPPED"), 1u);
+}
+
+TEST_F(DaemonTest, AnExitWhileTheDaemonIsDownIsReportedWithItsCodeAfterTheRestart) {
+  startAndConnect();
+  auto sent = plane_.pushAcs(payload({task(21, {container("app", "exec sleep 300")}, "none")}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", sent.at("messageId")}}, 30s));
+  auto running = waitForState(taskArn(21), "RUNNING");
+  ASSERT_TRUE(running) << daemon_->err();
+  const std::string id(running->at("containers").at(0).at("runtimeId").as_string());
+  ASSERT_EQ(daemon_->stop(SIGKILL, 30s), 128 + SIGKILL);
+  daemon_.reset();
+
+  auto killed = runCommand({"ctr", "--address", harnessEnv().containerdAddress(), "-n", ns_,
+                            "tasks", "kill", "-s", "SIGKILL", id});
+  ASSERT_TRUE(killed.ok()) << killed.describe();
+  ASSERT_TRUE(waitFor(
+      [&] {
+        auto tasks = runCommand(
+            {"ctr", "--address", harnessEnv().containerdAddress(), "-n", ns_, "tasks", "ls"});
+        return tasks.out.find("STOPPED") != std::string::npos;
+      },
+      10s, "the container to exit"));
+
+  startAndConnect();
+  auto stopped = waitForState(taskArn(21), "STOPPED");
+  ASSERT_TRUE(stopped) << daemon_->err();
+  const auto& c = stopped->at("containers").at(0).as_object();
+  EXPECT_EQ(c.at("exitCode").to_number<int64_t>(), 128 + SIGKILL) << json::serialize(c);
+  EXPECT_EQ(stopped->at("reason"), "Essential container in task exited");
+  acsBarrier();
+  EXPECT_EQ(stateCalls(taskArn(21), "RUNNING"), 1u);
+  EXPECT_EQ(stateCalls(taskArn(21), "STOPPED"), 1u);
+}
+
+TEST_F(DaemonTest, AnUnreadableStateStoreIsMovedAsideAndTheDaemonStarts) {
+  {
+    std::ofstream garbage(data_dir_ / "state.db");
+    garbage << std::string(8192, 'x');
+  }
+  startAndConnect();
+  EXPECT_TRUE(waitFor([&] { return daemon_->err().find("moved it aside") != std::string::npos; },
+                      10s, "the log line"))
+      << daemon_->err();
+  bool moved = false;
+  for (const auto& entry : fs::directory_iterator(data_dir_)) {
+    if (entry.path().filename().string().starts_with("state.db.corrupt-")) moved = true;
+  }
+  EXPECT_TRUE(moved);
+  EXPECT_EQ(fs::status(data_dir_ / "state.db").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <set>
 
+#include "agent/common/failpoint.h"
+
 namespace ecs::daemon {
 
 namespace {
@@ -63,6 +65,7 @@ void DaemonAcsHandler::onPayload(acs::AcsPayload payload, acs::AcsReply reply) {
                     payload.message_id, kept.error().message);
       return;
     }
+    failpoint("payload-stored");
   }
   // Tasks the cluster wants stopped go first: their resources (host ports) may be what a new task
   // of the same message needs.

@@ -96,24 +96,32 @@ std::function<Result<std::string>()> pollEndpoint(ecsapi::EcsClient& client,
 }
 
 // Adopts every task, waiting until the engine has taken each over (or a minute has passed).
-void adoptAll(engine::TaskEngine& engine, std::vector<engine::AdoptedTask> tasks) {
-  if (tasks.empty()) return;
+// Returns the tasks nothing of which runs yet: they start afresh after the sweep.
+std::vector<engine::TaskSpec> adoptAll(engine::TaskEngine& engine,
+                                       std::vector<engine::AdoptedTask> tasks) {
+  if (tasks.empty()) return {};
   const auto started = std::chrono::steady_clock::now();
   struct Count {
     std::mutex mutex;
     std::condition_variable done;
     size_t left = 0;
+    std::vector<engine::TaskSpec> afresh;
   };
   auto count = std::make_shared<Count>();
   count->left = tasks.size();
   const size_t total = tasks.size();
   for (auto& task : tasks) {
-    std::string arn = task.spec.arn;
-    engine.adopt(std::move(task), [count, arn](Result<void> result) {
-      if (!result) spdlog::warn("task {}: not adopted: {}", arn, result.error().message);
-      std::lock_guard lock(count->mutex);
-      if (--count->left == 0) count->done.notify_all();
-    });
+    auto spec = task.spec;
+    engine.adopt(std::move(task),
+                 [count, spec = std::move(spec)](Result<engine::Adoption> result) mutable {
+                   if (!result) {
+                     spdlog::warn("task {}: not adopted: {}", spec.arn, result.error().message);
+                   }
+                   std::lock_guard lock(count->mutex);
+                   if (result && *result == engine::Adoption::kStartAfresh)
+                     count->afresh.push_back(std::move(spec));
+                   if (--count->left == 0) count->done.notify_all();
+                 });
   }
   std::unique_lock lock(count->mutex);
   if (!count->done.wait_for(lock, std::chrono::minutes(1), [&] { return count->left == 0; })) {
@@ -123,6 +131,7 @@ void adoptAll(engine::TaskEngine& engine, std::vector<engine::AdoptedTask> tasks
                std::chrono::duration_cast<std::chrono::milliseconds>(
                    std::chrono::steady_clock::now() - started)
                    .count());
+  return std::move(count->afresh);
 }
 
 std::string userAgent(const DaemonOptions& options) {
@@ -281,8 +290,9 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
   std::thread loop([&io] { io.run(); });
 
   // ---- recovery: take over what an earlier process left, then sweep what nothing owns ----
-  adoptAll(engine, std::move(recovered->tasks));
+  auto afresh = adoptAll(engine, std::move(recovered->tasks));
   (*node)->sweep();
+  for (auto& spec : afresh) engine.upsert(std::move(spec));
 
   // ---- the cluster session ----
   boost::asio::io_context acs_io;

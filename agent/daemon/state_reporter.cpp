@@ -5,6 +5,7 @@
 #include <charconv>
 #include <random>
 
+#include "agent/common/failpoint.h"
 #include "agent/common/stop_wait.h"
 
 namespace ecs::daemon {
@@ -326,7 +327,9 @@ void StateReporter::senderLoop(std::stop_token stop) {
     queue.busy = true;
     auto entry = queue.changes.front();
     lock.unlock();
+    failpoint("state-change-sending");
     auto delivery = deliver(entry.change, stop);
+    if (delivery == Delivery::kAccepted) failpoint("state-change-accepted");
     lock.lock();
     auto& after = tasks_[chosen];
     after.busy = false;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <mutex>
 
+#include "agent/common/failpoint.h"
 #include "agent/engine/container_spec.h"
 #include "agent/engine/image_user.h"
 
@@ -365,7 +366,7 @@ void TaskEngine::addTask(TaskSpec spec) {
   step(ref);
 }
 
-void TaskEngine::adopt(AdoptedTask task, std::function<void(Result<void>)> done) {
+void TaskEngine::adopt(AdoptedTask task, std::function<void(Result<Adoption>)> done) {
   boost::asio::post(io_, [this, task = std::move(task), done = std::move(done)]() mutable {
     adoptOnLoop(std::move(task), std::move(done));
   });
@@ -374,6 +375,7 @@ void TaskEngine::adopt(AdoptedTask task, std::function<void(Result<void>)> done)
 // What a worker found of an adopted task: its resources recovered, each container's state in
 // the runtime, and what a running container needs (its image, its resources' contributions).
 struct AdoptedState {
+  bool afresh = false;  // nothing of it runs: started again from the beginning
   Result<void> resources_status;
   std::vector<std::unique_ptr<TaskResource>> resources;
   struct Container {
@@ -386,8 +388,8 @@ struct AdoptedState {
   std::vector<Container> containers;
 };
 
-void TaskEngine::adoptOnLoop(AdoptedTask adopted, std::function<void(Result<void>)> done) {
-  auto finish = [done = std::move(done)](Result<void> result) {
+void TaskEngine::adoptOnLoop(AdoptedTask adopted, std::function<void(Result<Adoption>)> done) {
+  auto finish = [done = std::move(done)](Result<Adoption> result) {
     if (done) done(std::move(result));
   };
   if (findTask(adopted.spec.arn)) {
@@ -415,9 +417,19 @@ void TaskEngine::adoptOnLoop(AdoptedTask adopted, std::function<void(Result<void
   const bool stopped = task.known == ContainerStatus::kStopped;
   offload(
       task.arn,
-      [this, info = task.info(), wanted, stopped,
+      [this, info = task.info(), wanted, stopped, known = task.known,
        definition = &task.definition]() -> std::shared_ptr<AdoptedState> {
         auto found = std::make_shared<AdoptedState>();
+        std::vector<Result<RuntimeContainerState>> states;
+        bool any = false;
+        for (const auto& w : wanted) {
+          states.push_back(deps_.runtime->inspect(w.runtime_id));
+          if (!states.back() || states.back()->exists) any = true;
+        }
+        if (!any && known < ContainerStatus::kRunning && !stopped) {
+          found->afresh = true;
+          return found;
+        }
         // Resources: recovered in creation order; after a failure the rest are only obtained,
         // so that cleanup() can release what they left.
         for (auto* factory : deps_.resources) {
@@ -434,9 +446,10 @@ void TaskEngine::adoptOnLoop(AdoptedTask adopted, std::function<void(Result<void
                 fail(recovered.error().wrap(std::string(found->resources.back()->name())));
           }
         }
-        for (const auto& w : wanted) {
+        for (size_t i = 0; i < wanted.size(); ++i) {
+          const auto& w = wanted[i];
           auto& c = found->containers.emplace_back();
-          c.state = deps_.runtime->inspect(w.runtime_id);
+          c.state = std::move(states[i]);
           if (!c.state || !c.state->exists) continue;
           if (c.state->process == runtime::TaskStatus::kCreated) {
             // Killed between creating the process and starting it: start it afresh.
@@ -484,6 +497,12 @@ void TaskEngine::adoptOnLoop(AdoptedTask adopted, std::function<void(Result<void
         return found;
       },
       [this, desired, finish](Task& t, std::shared_ptr<AdoptedState> found) mutable {
+        if (found->afresh) {
+          spdlog::info("task {}: nothing of it runs yet; it starts afresh", t.arn);
+          for (auto& c : t.containers) by_runtime_id_.erase(c->runtime_id);
+          tasks_.erase(t.arn);  // `t` is gone
+          return finish(Adoption::kStartAfresh);
+        }
         t.resources_busy = false;
         t.resources = std::move(found->resources);
         t.resources_ready = static_cast<bool>(found->resources_status);
@@ -550,7 +569,7 @@ void TaskEngine::adoptOnLoop(AdoptedTask adopted, std::function<void(Result<void
           }
           publish(t);
           cleanup(t);
-          return finish({});
+          return finish(Adoption::kAdopted);
         }
         // What the earlier process may not have reported yet; the reporter drops what the
         // cluster already has.
@@ -574,7 +593,7 @@ void TaskEngine::adoptOnLoop(AdoptedTask adopted, std::function<void(Result<void
           }
         }
         step(t);
-        finish({});
+        finish(Adoption::kAdopted);
       });
 }
 
@@ -988,6 +1007,7 @@ void TaskEngine::pull(Task& task, Container& c) {
             behavior == PullBehavior::kOnce || behavior == PullBehavior::kPreferCached;
         if (cached_first) resolved = deps_.images->resolveLocal(*reference);
         if (!resolved) {
+          failpoint("image-pulling");
           auto pulled = deps_.images->pull(*reference, limits);
           if (pulled) {
             resolved = std::move(*pulled);
@@ -1093,6 +1113,7 @@ void TaskEngine::create(Task& task, Container& c) {
         ct.created = true;
         ct.known = ContainerStatus::kCreated;
         emit(t, &ct);
+        failpoint("container-created");
         step(t);
       });
 }
@@ -1156,7 +1177,11 @@ void TaskEngine::stopContainer(Task& task, Container& c) {
                c.def->name, signal, timeout.count());
   offload(
       task.arn,
-      [this, id = c.runtime_id, signal] { return deps_.runtime->killTask(id, signal, false); },
+      [this, id = c.runtime_id, signal] {
+        auto killed = deps_.runtime->killTask(id, signal, false);
+        failpoint("container-stop-sent");
+        return killed;
+      },
       [](Task&, Result<void> result) {
         if (!result && result.error().code != ErrorCode::kNotFound) {
           spdlog::warn("stop: {}", result.error().message);
@@ -1388,6 +1413,7 @@ void TaskEngine::cleanup(Task& task) {
             spdlog::warn("cleanup: {}", deleted.error().message);
           }
         }
+        failpoint("task-cleanup");
         for (auto* resource : resources) resource->cleanup();
         return true;
       },

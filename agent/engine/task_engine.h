@@ -97,6 +97,15 @@ struct AdoptedTask {
   std::string stop_reason;
 };
 
+// What adopt() made of a task.
+enum class Adoption {
+  kAdopted,
+  // Nothing of it runs in the runtime and it had not run yet: the earlier process died before
+  // creating its containers. The engine does not hold it; the caller starts it afresh with
+  // upsert() once the leftovers of the dead process have been swept.
+  kStartAfresh,
+};
+
 struct EngineDependencies {
   ContainerRuntime* runtime = nullptr;
   ImageSource* images = nullptr;
@@ -127,7 +136,7 @@ class TaskEngine {
   // missing one is created (or, in a task that was already running, reported STOPPED). A task
   // whose resources cannot be recovered is stopped with the reason. `done` (optional) runs on
   // the loop once the task is adopted, with an error if it could not be. Thread-safe.
-  void adopt(AdoptedTask task, std::function<void(Result<void>)> done = nullptr);
+  void adopt(AdoptedTask task, std::function<void(Result<Adoption>)> done = nullptr);
   // Moves a task's desired status to STOPPED with `reason`. Thread-safe.
   void stopTask(const std::string& task_arn, std::string reason);
   // Stops the task like stopTask() and removes it as soon as it has stopped, without the cleanup
@@ -152,7 +161,7 @@ class TaskEngine {
   void apply(TaskSpec spec);
   void addTask(TaskSpec spec);
   Task& makeTask(TaskSpec& spec);
-  void adoptOnLoop(AdoptedTask adopted, std::function<void(Result<void>)> done);
+  void adoptOnLoop(AdoptedTask adopted, std::function<void(Result<Adoption>)> done);
   void rememberFinished(const std::string& task_arn);
   void step(Task& task);
   void stepContainer(Task& task, Container& container);

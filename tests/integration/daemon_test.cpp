@@ -192,6 +192,23 @@ class DaemonTest : public ::testing::Test {
     return n;
   }
 
+  // Waits until the daemon has recorded that the cluster accepted `status` for task `arn` (read
+  // from its state store): after that, a kill cannot make it send the change again.
+  bool waitForRecordedSent(const std::string& arn, const std::string& status) {
+    const std::string script =
+        "import sqlite3,sys\n"
+        "db=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro',uri=True,timeout=5)\n"
+        "row=db.execute('select sent_status from tasks where arn=?',(sys.argv[2],)).fetchone()\n"
+        "print(row[0] if row else '')\n";
+    return waitFor(
+        [&] {
+          auto read = runCommand(
+              {"/usr/bin/python3", "-c", script, (data_dir_ / "state.db").string(), arn});
+          return read.out == status + "\n";
+        },
+        30s, "the accepted status to be recorded");
+  }
+
   // A round trip on the ACS session: everything the agent sent before it has arrived.
   void acsBarrier() {
     auto sent = plane_.pushAcs({{"type", "HeartbeatMessage"}, {"message", json::object{}}});
@@ -628,6 +645,7 @@ TEST_F(DaemonTest, AKilledDaemonTakesItsRunningTaskOverAtTheNextStart) {
     return runCommand({"curl", "-s", "--max-time", "5", fmt::format("http://127.0.0.1:{}/", port)});
   };
   ASSERT_TRUE(waitFor([&] { return page().out == "still-here\n"; }, 10s, "httpd"));
+  ASSERT_TRUE(waitForRecordedSent(taskArn(20), "RUNNING"));
 
   // kill -9: nothing is stopped, nothing is released.
   ASSERT_EQ(daemon_->stop(SIGKILL, 30s), 128 + SIGKILL);
@@ -688,6 +706,7 @@ TEST_F(DaemonTest, AnExitWhileTheDaemonIsDownIsReportedWithItsCodeAfterTheRestar
   auto running = waitForState(taskArn(21), "RUNNING");
   ASSERT_TRUE(running) << daemon_->err();
   const std::string id(running->at("containers").at(0).at("runtimeId").as_string());
+  ASSERT_TRUE(waitForRecordedSent(taskArn(21), "RUNNING"));
   ASSERT_EQ(daemon_->stop(SIGKILL, 30s), 128 + SIGKILL);
   daemon_.reset();
 
@@ -730,5 +749,121 @@ TEST_F(DaemonTest, AnUnreadableStateStoreIsMovedAsideAndTheDaemonStarts) {
   EXPECT_EQ(fs::status(data_dir_ / "state.db").permissions() & fs::perms::all,
             fs::perms::owner_read | fs::perms::owner_write);
 }
+
+// --- failure points: killed at a named moment, restarted, everything happens exactly once -------
+
+struct CrashCase {
+  const char* point;
+  bool while_stopping;  // the point is on the way down: the task runs first, then is stopped
+};
+
+void PrintTo(const CrashCase& crash, std::ostream* out) {
+  *out << crash.point;
+}
+
+class DaemonCrashTest : public DaemonTest, public ::testing::WithParamInterface<CrashCase> {};
+
+TEST_P(DaemonCrashTest, RecoversFromAKillAtThePoint) {
+  const auto& crash = GetParam();
+  const int n = 40;
+  extra_env_ = {std::string("ECS_FAILPOINT=") + crash.point,
+                "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION=1s"};
+  startAndConnect();
+  auto web = container("web",
+                       "mkdir -p /www && echo crash-safe > /www/index.html && "
+                       "exec httpd -f -p 80 -h /www");
+  web["portMappings"] = json::array{{{"containerPort", 80}, {"hostPort", 0}, {"protocol", "tcp"}}};
+  auto t = task(n, {web});
+  t["roleCredentials"] = credentials("cred-crash", "role-c", "ASIACRASH", "TaskApplication");
+  auto stop = t;
+  stop["desiredStatus"] = "STOPPED";
+  plane_.pushAcs(payload({t}));
+  if (crash.while_stopping) {
+    ASSERT_TRUE(waitForState(taskArn(n), "RUNNING")) << daemon_->err();
+    ASSERT_TRUE(waitForRecordedSent(taskArn(n), "RUNNING"));
+    plane_.pushAcs(payload({stop}));
+  }
+  ASSERT_EQ(daemon_->wait(90s), 128 + SIGKILL) << "not killed at " << crash.point << "\n"
+                                               << daemon_->err();
+  ASSERT_NE(daemon_->err().find(std::string("failure point ") + crash.point), std::string::npos);
+  daemon_.reset();
+
+  extra_env_ = {"ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION=1s"};
+  startAndConnect();
+  // The cluster sends again what was not acknowledged.
+  if (std::string(crash.point) == "payload-stored") plane_.pushAcs(payload({t}));
+  if (!crash.while_stopping) {
+    auto running = waitForState(taskArn(n), "RUNNING");
+    ASSERT_TRUE(running) << daemon_->err();
+    int port = static_cast<int>(running->at("containers")
+                                    .at(0)
+                                    .at("networkBindings")
+                                    .at(0)
+                                    .at("hostPort")
+                                    .to_number<int64_t>());
+    ecs::testing::RunResult get;
+    EXPECT_TRUE(waitFor(
+        [&] {
+          get = runCommand(
+              {"curl", "-s", "--max-time", "5", fmt::format("http://127.0.0.1:{}/", port)});
+          return get.out == "crash-safe\n";
+        },
+        15s, "httpd to answer"))
+        << get.describe();
+    auto direct =
+        runCommand({"curl", "-s", "--max-time", "5",
+                    fmt::format("http://127.0.0.1:{}/v2/credentials/cred-crash", endpoint_port_)});
+    EXPECT_NE(direct.out.find("ASIACRASH"), std::string::npos) << direct.describe();
+    auto containers = runCommand({"ctr", "--address", harnessEnv().containerdAddress(), "-n", ns_,
+                                  "containers", "ls", "-q"});
+    EXPECT_EQ(std::count(containers.out.begin(), containers.out.end(), '\n'), 1)
+        << containers.describe();
+    plane_.pushAcs(payload({stop}));
+  }
+  auto stopped = waitForState(taskArn(n), "STOPPED");
+  ASSERT_TRUE(stopped) << daemon_->err();
+  // Removed after the (1 s) cleanup wait: the introspection endpoint no longer lists it.
+  EXPECT_TRUE(waitFor(
+      [&] {
+        auto tasks = runCommand({"curl", "-s", "--max-time", "5",
+                                 fmt::format("http://127.0.0.1:{}/v1/tasks", introspection_port_)});
+        return tasks.ok() && tasks.out.find(hexId(n)) == std::string::npos;
+      },
+      30s, "the task to be cleaned up"))
+      << daemon_->err();
+  acsBarrier();
+  // Each status reaches the cluster once, RUNNING before STOPPED. Killed after the cluster
+  // accepted a change but before the agent recorded it, the agent cannot know it was taken: it
+  // sends that same change once more (ECS takes a repeated status as a no-op).
+  const size_t most = std::string(crash.point) == "state-change-accepted" ? 2u : 1u;
+  EXPECT_GE(stateCalls(taskArn(n), "RUNNING"), 1u);
+  EXPECT_LE(stateCalls(taskArn(n), "RUNNING"), most);
+  EXPECT_GE(stateCalls(taskArn(n), "STOPPED"), 1u);
+  EXPECT_LE(stateCalls(taskArn(n), "STOPPED"), most);
+  std::vector<std::string> order;
+  for (const auto& call : plane_.calls("SubmitTaskStateChange")) {
+    const auto& body = call.at("body").as_object();
+    if (body.at("task") != taskArn(n).c_str()) continue;
+    std::string status(body.at("status").as_string());
+    if (order.empty() || order.back() != status) order.push_back(status);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"RUNNING", "STOPPED"}));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Points, DaemonCrashTest,
+    ::testing::Values(CrashCase{"payload-stored", false}, CrashCase{"image-pulling", false},
+                      CrashCase{"container-created", false},
+                      CrashCase{"state-change-sending", false},
+                      CrashCase{"state-change-accepted", false},
+                      CrashCase{"container-stop-sent", true}, CrashCase{"task-cleanup", true}),
+    [](const ::testing::TestParamInfo<CrashCase>& info) {
+      std::string name;
+      for (const char* c = info.param.point; *c; ++c) {
+        if (*c != '-')
+          name += (c == info.param.point || c[-1] == '-') ? char(std::toupper(*c)) : *c;
+      }
+      return name;
+    });
 
 }  // namespace

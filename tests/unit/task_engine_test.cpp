@@ -836,16 +836,18 @@ class TaskEngineAdoptionTest : public TaskEngineTest {
   // What the earlier process's task directory resource made.
   void leaveTaskDirectory() { std::filesystem::create_directories(data_dir_ / "tasks" / "abc123"); }
 
+  Result<Adoption> outcome_ = fail(ErrorCode::kInternal, "not adopted");
+
   // Adopts and waits until the engine has taken the task over.
   void adopt(TaskSpec s, ContainerStatus known, std::string stop_reason = "") {
     leaveTaskDirectory();
-    std::promise<Result<void>> adopted;
+    std::promise<Result<Adoption>> adopted;
     AdoptedTask task{std::move(s), known, std::move(stop_reason)};
-    engine_->adopt(std::move(task), [&](Result<void> result) { adopted.set_value(result); });
+    engine_->adopt(std::move(task), [&](Result<Adoption> result) { adopted.set_value(result); });
     auto future = adopted.get_future();
     ASSERT_EQ(future.wait_for(kWait), std::future_status::ready);
-    auto result = future.get();
-    ASSERT_TRUE(result) << result.error().message;
+    outcome_ = future.get();
+    ASSERT_TRUE(outcome_) << outcome_.error().message;
   }
 };
 
@@ -904,6 +906,20 @@ TEST_F(TaskEngineAdoptionTest, StartsACreatedContainerAndMakesAMissingOne) {
   EXPECT_THAT(journal_.matching("start "), ElementsAre("start db", "start app"));
   EXPECT_TRUE(journal_.contains("create app"));
   EXPECT_EQ(journal_.count("state task RUNNING"), 1u);
+}
+
+TEST_F(TaskEngineAdoptionTest, ATaskNothingOfWhichRunsIsHandedBackToStartAfresh) {
+  start();
+  // Killed after the task was stored, before any container was created.
+  adopt(spec({container("web")}), ContainerStatus::kNone);
+  EXPECT_EQ(*outcome_, Adoption::kStartAfresh);
+  EXPECT_TRUE(journal_.matching("resource-recover").empty());
+  EXPECT_TRUE(journal_.matching("state").empty());
+  // The engine does not hold it: an upsert starts it from the beginning.
+  engine_->upsert(spec({container("web")}));
+  ASSERT_TRUE(journal_.waitFor("state task RUNNING"));
+  EXPECT_THAT(journal_.matching("resource-create"),
+              ElementsAre("resource-create first", "resource-create second"));
 }
 
 TEST_F(TaskEngineAdoptionTest, StopsATaskWhoseResourcesCannotBeRecovered) {

@@ -31,15 +31,15 @@
 namespace ecs::state {
 
 struct OpenReport {
-  bool created = false;          // there was no store: a new one was made
-  std::string moved_aside;       // path the unusable file was moved to; empty if none
-  std::string reason;            // why it was moved aside ("integrity check failed: ...")
-  int migrated_from = 0;         // schema version before migration; 0 when none ran
+  bool created = false;     // there was no store: a new one was made
+  std::string moved_aside;  // path the unusable file was moved to; empty if none
+  std::string reason;       // why it was moved aside ("integrity check failed: ...")
+  int migrated_from = 0;    // schema version before migration; 0 when none ran
 };
 
 struct TaskRecord {
   std::string arn;
-  std::string payload_json;  // the task object of the ACS PayloadMessage, as received
+  std::string payload_json;    // the task object of the ACS PayloadMessage, as received
   std::string desired_status;  // "RUNNING" / "STOPPED" (the cluster's last word)
   std::string known_status;    // the engine's last published status ("NONE" ... "STOPPED")
   std::string sent_status;     // the last task status the cluster accepted; "" if none
@@ -58,7 +58,7 @@ struct ContainerSentRecord {
 };
 
 struct CredentialsRecord {
-  std::string id;        // the cluster's credentialsId
+  std::string id;  // the cluster's credentialsId
   std::string task_arn;
   std::string role_type;  // "TaskApplication" or "TaskExecution"
   std::string json;       // the credentials object as the cluster sent it (keys, token, expiry)
@@ -68,7 +68,7 @@ struct CredentialsRecord {
 struct OutboxEntry {
   int64_t seq = 0;  // assigned by enqueue, increasing
   std::string task_arn;
-  std::string kind;  // "task" or "container" (which API call carries it)
+  std::string kind;            // "task" or "container" (which API call carries it)
   std::string container_name;  // kind "container": whose change it is
   std::string status;
   std::string body;  // the request body, JSON, ready to send

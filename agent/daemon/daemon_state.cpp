@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "agent/acs/acs_task.h"
+#include "agent/common/json_reader.h"
 
 namespace ecs::daemon {
 
@@ -42,19 +43,6 @@ std::int64_t epochMillis(std::chrono::system_clock::time_point time) {
 
 std::chrono::system_clock::time_point fromEpochMillis(std::int64_t ms) {
   return std::chrono::system_clock::time_point(std::chrono::milliseconds(ms));
-}
-
-std::string stringAt(const json::object& o, std::string_view key) {
-  auto* v = o.if_contains(key);
-  return v && v->is_string() ? std::string(v->get_string()) : std::string();
-}
-
-std::optional<std::int64_t> intAt(const json::object& o, std::string_view key) {
-  auto* v = o.if_contains(key);
-  if (!v) return std::nullopt;
-  if (v->is_int64()) return v->get_int64();
-  if (v->is_uint64()) return static_cast<std::int64_t>(v->get_uint64());
-  return std::nullopt;
 }
 
 // The task object without its credentials: they are kept once, in the credentials table.
@@ -105,62 +93,91 @@ std::string toJson(const ecsapi::TaskStateChange& change) {
   return json::serialize(o);
 }
 
+namespace {
+
+// A status as toJson wrote it; an unknown one is a problem of the document.
+bool readReportedStatus(ecs::json::Reader& reader, const ecs::json::Value& value,
+                        const std::string& path, ReportedStatus& out) {
+  std::string text;
+  if (!ecs::json::readString(reader, value, path, text)) return false;
+  if (auto status = reportedStatus(text)) {
+    out = *status;
+    return true;
+  }
+  reader.error(path, "not a state change status");
+  return false;
+}
+
+bool readPortRange(ecs::json::Reader& reader, const ecs::json::Value& value,
+                   const std::string& path, ecsapi::PortRange& out) {
+  std::vector<int> ports;
+  if (!ecs::json::readValue(reader, value, path, ports, ecs::json::detail::Scalars{})) return false;
+  if (ports.size() != 2) {
+    reader.error(path, "expected [first, last]");
+    return false;
+  }
+  out = {static_cast<uint16_t>(ports[0]), static_cast<uint16_t>(ports[1])};
+  return true;
+}
+
+bool readBinding(ecs::json::Reader& reader, const ecs::json::Value& value, const std::string& path,
+                 ecsapi::NetworkBinding& out) {
+  return ecs::json::readObject(reader, value, path, [&](const ecs::json::Fields& f) {
+    std::string protocol;
+    f.read("bindIP", out.bind_ip);
+    f.read("protocol", protocol);
+    out.protocol =
+        protocol == "udp" ? ecsapi::TransportProtocol::kUdp : ecsapi::TransportProtocol::kTcp;
+    f.read("containerPorts", out.container_ports, readPortRange);
+    f.read("hostPorts", out.host_ports, readPortRange);
+  });
+}
+
+bool readContainerChange(ecs::json::Reader& reader, const ecs::json::Value& value,
+                         const std::string& path, ecsapi::ContainerStateChange& out) {
+  return ecs::json::readObject(reader, value, path, [&](const ecs::json::Fields& f) {
+    f.require("name", out.container_name);
+    f.require("status", out.status, readReportedStatus);
+    f.read("runtimeId", out.runtime_id);
+    f.read("imageDigest", out.image_digest);
+    f.read("exitCode", out.exit_code);
+    f.read("reason", out.reason);
+    f.read("bindings", out.network_bindings, readBinding);
+  });
+}
+
+// Whether `reader` found the kept document sound; the problems (never values) otherwise.
+Result<void> kept(const ecs::json::Reader& reader, std::string_view what) {
+  if (reader.ok()) return {};
+  return fail(ErrorCode::kDataLoss, "kept {} unreadable: {}", what,
+              ecs::json::joinProblems(reader.errors()));
+}
+
+}  // namespace
+
 Result<ecsapi::TaskStateChange> taskStateChangeFromJson(std::string_view text) {
-  boost::system::error_code ec;
-  auto value = json::parse(text, ec);
-  if (ec || !value.is_object())
-    return fail(ErrorCode::kDataLoss, "a kept state change is not JSON");
-  const auto& o = value.get_object();
+  auto value = ecs::json::parse(text, ecs::json::Excerpt::kHide);
+  if (!value) return fail(ErrorCode::kDataLoss, "a kept state change is not JSON");
   ecsapi::TaskStateChange change;
-  change.cluster = stringAt(o, "cluster");
-  change.task_arn = stringAt(o, "task");
-  auto status = reportedStatus(stringAt(o, "status"));
-  if (change.task_arn.empty() || !status) {
-    return fail(ErrorCode::kDataLoss, "a kept state change has no task or status");
-  }
-  change.status = *status;
-  change.reason = stringAt(o, "reason");
-  if (auto ms = intAt(o, "pullStartedAt")) change.pull_started_at = fromEpochMillis(*ms);
-  if (auto ms = intAt(o, "pullStoppedAt")) change.pull_stopped_at = fromEpochMillis(*ms);
-  if (auto ms = intAt(o, "executionStoppedAt")) change.execution_stopped_at = fromEpochMillis(*ms);
-  if (auto* containers = o.if_contains("containers"); containers && containers->is_array()) {
-    for (const auto& item : containers->get_array()) {
-      if (!item.is_object()) continue;
-      const auto& c = item.get_object();
-      ecsapi::ContainerStateChange out;
-      out.container_name = stringAt(c, "name");
-      auto cs = reportedStatus(stringAt(c, "status"));
-      if (out.container_name.empty() || !cs) continue;
-      out.status = *cs;
-      if (c.contains("runtimeId")) out.runtime_id = stringAt(c, "runtimeId");
-      if (c.contains("imageDigest")) out.image_digest = stringAt(c, "imageDigest");
-      if (auto code = intAt(c, "exitCode")) out.exit_code = static_cast<int>(*code);
-      if (c.contains("reason")) out.reason = stringAt(c, "reason");
-      if (auto* bindings = c.if_contains("bindings"); bindings && bindings->is_array()) {
-        for (const auto& b : bindings->get_array()) {
-          if (!b.is_object()) continue;
-          const auto& bo = b.get_object();
-          ecsapi::NetworkBinding binding;
-          binding.bind_ip = stringAt(bo, "bindIP");
-          binding.protocol = stringAt(bo, "protocol") == "udp" ? ecsapi::TransportProtocol::kUdp
-                                                               : ecsapi::TransportProtocol::kTcp;
-          auto range = [&](std::string_view key) {
-            ecsapi::PortRange r;
-            auto* v = bo.if_contains(key);
-            if (v && v->is_array() && v->get_array().size() == 2) {
-              r.first = static_cast<uint16_t>(v->get_array()[0].to_number<int>());
-              r.last = static_cast<uint16_t>(v->get_array()[1].to_number<int>());
-            }
-            return r;
-          };
-          binding.container_ports = range("containerPorts");
-          binding.host_ports = range("hostPorts");
-          out.network_bindings.push_back(binding);
-        }
-      }
-      change.containers.push_back(std::move(out));
-    }
-  }
+  ecs::json::Reader reader;
+  auto millis = [](std::optional<std::int64_t> ms) {
+    return ms ? std::optional(fromEpochMillis(*ms)) : std::nullopt;
+  };
+  ecs::json::readObject(reader, *value, "", [&](const ecs::json::Fields& f) {
+    std::optional<std::int64_t> pull_started, pull_stopped, execution_stopped;
+    f.read("cluster", change.cluster);
+    f.require("task", change.task_arn);
+    f.require("status", change.status, readReportedStatus);
+    f.read("reason", change.reason);
+    f.read("pullStartedAt", pull_started);
+    f.read("pullStoppedAt", pull_stopped);
+    f.read("executionStoppedAt", execution_stopped);
+    f.read("containers", change.containers, readContainerChange);
+    change.pull_started_at = millis(pull_started);
+    change.pull_stopped_at = millis(pull_stopped);
+    change.execution_stopped_at = millis(execution_stopped);
+  });
+  if (auto sound = kept(reader, "state change"); !sound) return fail(sound.error());
   return change;
 }
 
@@ -175,19 +192,21 @@ std::string toJson(const acs::RoleCredentials& c) {
 }
 
 Result<acs::RoleCredentials> roleCredentialsFromJson(std::string_view text) {
-  boost::system::error_code ec;
-  auto value = json::parse(text, ec);
-  if (ec || !value.is_object()) return fail(ErrorCode::kDataLoss, "kept credentials are not JSON");
-  const auto& o = value.get_object();
+  // Never quoted in an error: the text holds a secret key.
+  auto value = ecs::json::parse(text, ecs::json::Excerpt::kHide);
+  if (!value) return fail(ErrorCode::kDataLoss, "kept credentials are not JSON");
   acs::RoleCredentials c;
-  c.credentials_id = stringAt(o, "credentialsId");
-  c.role_arn = stringAt(o, "roleArn");
-  c.access_key_id = stringAt(o, "accessKeyId");
-  c.secret_access_key = stringAt(o, "secretAccessKey");
-  c.session_token = stringAt(o, "sessionToken");
-  c.expiration = stringAt(o, "expiration");
-  c.role_type = stringAt(o, "roleType");
-  if (c.credentials_id.empty()) return fail(ErrorCode::kDataLoss, "kept credentials have no id");
+  ecs::json::Reader reader;
+  ecs::json::readObject(reader, *value, "", [&](const ecs::json::Fields& f) {
+    f.require("credentialsId", c.credentials_id);
+    f.read("roleArn", c.role_arn);
+    f.read("accessKeyId", c.access_key_id);
+    f.read("secretAccessKey", c.secret_access_key);
+    f.read("sessionToken", c.session_token);
+    f.read("expiration", c.expiration);
+    f.read("roleType", c.role_type);
+  });
+  if (auto sound = kept(reader, "credentials"); !sound) return fail(sound.error());
   return c;
 }
 

@@ -60,6 +60,15 @@ std::string describeDuration(std::chrono::milliseconds d) {
   return fmt::format("{}ms", d.count());
 }
 
+// What the task's resources gave a container, into the inputs of its OCI spec.
+void withResources(ContainerSpecInputs& inputs, const ContainerResources& given) {
+  inputs.netns_path = given.netns_path;
+  inputs.ip_address = given.ip_address;
+  inputs.extra_env = given.env;
+  inputs.extra_mounts = given.mounts;
+  inputs.cgroups_path = given.cgroups_path;
+}
+
 }  // namespace
 
 std::string_view toString(ContainerStatus status) {
@@ -483,11 +492,7 @@ void TaskEngine::adoptOnLoop(AdoptedTask adopted, std::function<void(Result<Adop
           c.inputs.task_id = info.id;
           c.inputs.runtime_id = w.runtime_id;
           c.inputs.container_dir = w.info.dir;
-          c.inputs.netns_path = given.netns_path;
-          c.inputs.ip_address = given.ip_address;
-          c.inputs.extra_env = given.env;
-          c.inputs.extra_mounts = given.mounts;
-          c.inputs.cgroups_path = given.cgroups_path;
+          withResources(c.inputs, given);
           c.inputs.resolve_user = [runtime = deps_.runtime, chain_id = c.image.chain_id,
                                    id = w.runtime_id](const std::string& user) {
             return runtime->resolveUser(id, chain_id, user);
@@ -1087,11 +1092,7 @@ void TaskEngine::create(Task& task, Container& c) {
           if (auto added = resource->contribute(info, given); !added)
             return fail(added.error().wrap(std::string(resource->name())));
         }
-        inputs.netns_path = given.netns_path;
-        inputs.ip_address = given.ip_address;
-        inputs.extra_env = given.env;
-        inputs.extra_mounts = given.mounts;
-        inputs.cgroups_path = given.cgroups_path;
+        withResources(inputs, given);
         auto json = buildContainerSpec(inputs);
         if (!json) return fail(json.error());
         spec.oci_spec_json = std::move(*json);

@@ -342,10 +342,7 @@ Result<PullResult> ImagePuller::pullOnce(const ImageReference& image, const Pull
   if (!pulled) {
     // Everything fetched or unpacked under the lease goes with it, synchronously, so a failed
     // pull leaves nothing behind.
-    if (auto removed = containerd_.deleteLease(ctx.lease, /*sync_gc=*/true); !removed) {
-      spdlog::warn("{}: could not delete pull lease {}: {}", what, ctx.lease,
-                   removed.error().message);
-    }
+    containerd_.deleteLeaseSurely(ctx.lease, /*sync_gc=*/true, what);
     // Whatever step noticed the deadline or the cancellation, the reason is the same.
     auto error = pulled.error();
     if (auto go = control.check(); !go) error = go.error();
@@ -353,10 +350,7 @@ Result<PullResult> ImagePuller::pullOnce(const ImageReference& image, const Pull
     return fail(error);
   }
   // The image record now holds the content and snapshots; the lease is no longer needed.
-  if (auto removed = containerd_.deleteLease(ctx.lease, /*sync_gc=*/false); !removed) {
-    spdlog::warn("{}: could not delete pull lease {}: {}", what, ctx.lease,
-                 removed.error().message);
-  }
+  containerd_.deleteLeaseSurely(ctx.lease, /*sync_gc=*/false, what);
   {
     std::lock_guard lock(ctx.mutex);
     spdlog::info(
@@ -743,10 +737,7 @@ Result<ResolvedImage> ImagePuller::resolveLocal(const ImageReference& image) {
   const PullControl unbounded;
   PullContext ctx{image, *lease, unbounded, {}, {}};
   resolved = resolveFromStore(image.str(), (*record)->target, &ctx);
-  if (auto removed = containerd_.deleteLease(*lease, !resolved); !removed) {
-    spdlog::warn("resolve {}: could not delete lease {}: {}", image.str(), *lease,
-                 removed.error().message);
-  }
+  containerd_.deleteLeaseSurely(*lease, !resolved, "resolve " + image.str());
   return resolved;
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <ctime>
 #include <deque>
+#include <random>
 #include <thread>
 
 #include "agent/runtime/containerd_connection.h"
@@ -44,6 +45,8 @@ constexpr size_t kMaxWriteChunk = 1 << 20;  // bytes per Content.Write message
 constexpr size_t kWritesInFlight = 8;       // Content.Write messages sent but not yet answered
 // The lease that protects a container's snapshot between Prepare and Containers.Create.
 constexpr auto kCreateLeaseExpiry = std::chrono::hours(1);
+// How long deleteLeaseSurely keeps trying while containerd is away.
+constexpr auto kLeaseCleanupBudget = std::chrono::minutes(2);
 
 bool isNotFound(const GrpcStatus& s) {
   return s.code == GrpcCode::kNotFound;
@@ -179,11 +182,19 @@ Result<std::string> ContainerdClient::createLease(const Labels& labels,
     all[kGcExpireLabel] = rfc3339(std::chrono::system_clock::now() + expire_after);
   }
   labelsToProto(all, request.mutable_labels());
+  // The id is ours, not containerd's: when the connection drops before the answer, the lease
+  // may exist all the same, and only a known id lets it be deleted.
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  const std::string id = fmt::format("ecs-node-agent-{:016x}", random());
+  request.set_id(id);
   CallContext ctx;
   c.prepare(ctx);
   leases_v1::CreateResponse response;
   if (auto s = c.call(ctx, rpc::kLeasesCreate, request, &response); !s.ok()) {
-    return grpcFail(s, "create lease");
+    auto failed = grpcFail(s, "create lease");
+    if (failed.error().code == ErrorCode::kUnavailable)
+      deleteLeaseSurely(id, false, "create lease");
+    return failed;
   }
   return response.lease().id();
 }
@@ -200,6 +211,35 @@ Result<void> ContainerdClient::deleteLease(const std::string& id, bool sync_gc) 
     return grpcFail(s, fmt::format("delete lease {}", id));
   }
   return {};
+}
+
+// A lease left behind would hold what it protects until it expires, so one that cannot be
+// deleted because containerd is away (restarting) is tried again until containerd is back or
+// kLeaseCleanupBudget has passed.
+void ContainerdClient::deleteLeaseSurely(const std::string& lease, bool sync_gc,
+                                         const std::string& what) {
+  const auto deadline = std::chrono::steady_clock::now() + kLeaseCleanupBudget;
+  auto backoff = std::chrono::milliseconds(200);
+  for (bool logged = false;; logged = true) {
+    auto removed = deleteLease(lease, sync_gc);
+    if (removed || removed.error().code == ErrorCode::kNotFound) {
+      if (logged) spdlog::info("{}: deleted lease {} once containerd was back", what, lease);
+      return;
+    }
+    const bool retry = removed.error().code == ErrorCode::kUnavailable &&
+                       std::chrono::steady_clock::now() + backoff < deadline;
+    if (!retry) {
+      spdlog::warn("{}: could not delete lease {} (containerd drops it when it expires): {}", what,
+                   lease, removed.error().message);
+      return;
+    }
+    if (!logged) {
+      spdlog::warn("{}: could not delete lease {} yet, trying again until containerd is back: {}",
+                   what, lease, removed.error().message);
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
+  }
 }
 
 Result<std::vector<std::string>> ContainerdClient::listLeases() {
@@ -817,9 +857,7 @@ Result<ContainerRecord> ContainerdClient::createContainer(const ContainerSpec& s
     const std::string& lease;
     ~LeaseGuard() {
       if (lease.empty()) return;
-      if (auto d = self->deleteLease(lease, false); !d) {
-        spdlog::warn("{} (it expires by itself)", d.error().message);
-      }
+      self->deleteLeaseSurely(lease, false, "create container");
     }
   } lease_guard{this, lease};
 

@@ -51,6 +51,9 @@ class ContainerdClient {
   // A lease holds content and snapshots made under it against GC until it is deleted.
   Result<std::string> createLease(const Labels& labels, std::chrono::seconds expire_after);
   Result<void> deleteLease(const std::string& id, bool sync_gc);
+  // deleteLease for cleanup paths: while containerd is unavailable (restarting) it tries again
+  // with backoff for up to two minutes, then logs and gives up (the lease expires by itself).
+  void deleteLeaseSurely(const std::string& id, bool sync_gc, const std::string& what);
   Result<std::vector<std::string>> listLeases();
   // Adds an existing object to a lease, protecting it from GC while the lease lives. `type` is
   // "content" (id = digest), "snapshots/<snapshotter>" (id = snapshot key) or "ingests" (id = ref).

@@ -38,6 +38,8 @@ usage() {
 usage: $0 up WORKDIR
        $0 down WORKDIR
        $0 check-leaks WORKDIR [NAMESPACE]
+       $0 kill-containerd WORKDIR     (SIGKILL; the shims and their containers keep running)
+       $0 start-containerd WORKDIR    (again, on the same socket, root and state)
 EOF
   exit 2
 }
@@ -828,6 +830,18 @@ main() {
     check-leaks)
       [[ -S $SOCK ]] || die "no harness in $W (no $SOCK)"
       check_leaks "${3:-}"
+      ;;
+    kill-containerd)
+      local pid
+      pid=$(daemon_pid containerd)
+      pid_is_ours "$pid" || die "no containerd of this harness is running"
+      kill -KILL "$pid"
+      wait_gone "$pid" 10 || die "containerd (pid $pid) survived SIGKILL"
+      rm -f "$PIDS/containerd"
+      ;;
+    start-containerd)
+      daemon_alive containerd && die "containerd is already running"
+      start_containerd
       ;;
     *) usage ;;
   esac

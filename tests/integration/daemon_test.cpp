@@ -750,6 +750,105 @@ TEST_F(DaemonTest, AnUnreadableStateStoreIsMovedAsideAndTheDaemonStarts) {
             fs::perms::owner_read | fs::perms::owner_write);
 }
 
+// The pid of container `id`'s process, from containerd.
+int containerPid(const std::string& ns, const std::string& id) {
+  auto tasks =
+      runCommand({"ctr", "--address", harnessEnv().containerdAddress(), "-n", ns, "tasks", "ls"});
+  std::istringstream lines(tasks.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    std::string task;
+    int pid = 0;
+    if (fields >> task >> pid && task == id) return pid;
+  }
+  return 0;
+}
+
+void harnessContainerd(const std::string& command) {
+  auto done = runCommand({"bash", harnessEnv().harnessScript(), command, harnessEnv().workdir()});
+  ASSERT_TRUE(done.ok()) << done.describe();
+}
+
+TEST_F(DaemonTest, ContainerdRestartingUnderTheDaemonStopsNothingAndMissesNoExit) {
+  startAndConnect();
+  auto web = container("web",
+                       "mkdir -p /www && echo still-here > /www/index.html && "
+                       "exec httpd -f -p 80 -h /www");
+  web["portMappings"] = json::array{{{"containerPort", 80}, {"hostPort", 0}, {"protocol", "tcp"}}};
+  auto served = task(30, {web});
+  served["roleCredentials"] = credentials("cred-c", "role-c", "ASIACTRD", "TaskApplication");
+  auto doomed = task(31, {container("app", "exec sleep 300")}, "none");
+  auto sent = plane_.pushAcs(payload({served, doomed}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", sent.at("messageId")}}, 30s));
+  auto running = waitForState(taskArn(30), "RUNNING");
+  ASSERT_TRUE(running) << daemon_->err();
+  const int port = static_cast<int>(running->at("containers")
+                                        .at(0)
+                                        .at("networkBindings")
+                                        .at(0)
+                                        .at("hostPort")
+                                        .to_number<int64_t>());
+  auto doomed_running = waitForState(taskArn(31), "RUNNING");
+  ASSERT_TRUE(doomed_running) << daemon_->err();
+  const int doomed_pid = containerPid(
+      ns_, std::string(doomed_running->at("containers").at(0).at("runtimeId").as_string()));
+  ASSERT_GT(doomed_pid, 0);
+  auto page = [&] {
+    return runCommand({"curl", "-s", "--max-time", "5", fmt::format("http://127.0.0.1:{}/", port)});
+  };
+  auto own_credentials = [&] {
+    return runCommand({"curl", "-s", "--max-time", "5",
+                       fmt::format("http://127.0.0.1:{}/v2/credentials/cred-c", endpoint_port_)});
+  };
+  ASSERT_TRUE(waitFor([&] { return page().out == "still-here\n"; }, 10s, "httpd"));
+
+  // A third task arrives and containerd dies while it starts.
+  sent = plane_.pushAcs(payload({task(32, {container("late", "exec sleep 300")}, "none")}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", sent.at("messageId")}}, 30s));
+  harnessContainerd("kill-containerd");
+  ASSERT_TRUE(
+      waitFor([&] { return daemon_->err().find("containerd event stream") != std::string::npos; },
+              10s, "the agent to notice"))
+      << daemon_->err();
+  // While containerd is away: a container dies, the others keep running, the endpoints answer.
+  ASSERT_EQ(::kill(doomed_pid, SIGKILL), 0);
+  EXPECT_EQ(page().out, "still-here\n");
+  EXPECT_NE(own_credentials().out.find("ASIACTRD"), std::string::npos);
+  harnessContainerd("start-containerd");
+
+  // The exit it could not hear is reported with its code; the starting task settles either way.
+  auto stopped = waitForState(taskArn(31), "STOPPED");
+  ASSERT_TRUE(stopped) << daemon_->err();
+  EXPECT_EQ(stopped->at("containers").at(0).at("exitCode").to_number<int64_t>(), 128 + SIGKILL);
+  ASSERT_TRUE(waitFor(
+      [&] {
+        return stateCalls(taskArn(32), "RUNNING") > 0 || stateCalls(taskArn(32), "STOPPED") > 0;
+      },
+      60s, "the starting task to settle"))
+      << daemon_->err();
+  if (auto late = waitForState(taskArn(32), "STOPPED", 1ms)) {
+    EXPECT_FALSE(std::string(late->at("reason").as_string()).empty()) << json::serialize(*late);
+  }
+  EXPECT_FALSE(daemon_->exitStatus()) << daemon_->err();
+  EXPECT_EQ(page().out, "still-here\n");
+  EXPECT_NE(own_credentials().out.find("ASIACTRD"), std::string::npos);
+
+  // Everything still stops normally, each status reported once.
+  auto stop_served = served;
+  stop_served["desiredStatus"] = "STOPPED";
+  auto stop_late = task(32, {container("late", "exec sleep 300")}, "none", "STOPPED");
+  plane_.pushAcs(payload({stop_served, stop_late}));
+  ASSERT_TRUE(waitForState(taskArn(30), "STOPPED")) << daemon_->err();
+  ASSERT_TRUE(waitForState(taskArn(32), "STOPPED")) << daemon_->err();
+  acsBarrier();
+  for (int n : {30, 31, 32}) {
+    EXPECT_LE(stateCalls(taskArn(n), "RUNNING"), 1u) << n;
+    EXPECT_EQ(stateCalls(taskArn(n), "STOPPED"), 1u) << n;
+  }
+  EXPECT_EQ(stateCalls(taskArn(30), "RUNNING"), 1u);
+}
+
 // --- failure points: killed at a named moment, restarted, everything happens exactly once -------
 
 struct CrashCase {

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "agent/common/failpoint.h"
+#include "agent/daemon/daemon_state.h"
 
 namespace ecs::daemon {
 
@@ -96,7 +97,10 @@ void DaemonAcsHandler::onPayload(acs::AcsPayload payload, acs::AcsReply reply) {
       storeCredentials(arn, *acs_task.execution_role_credentials,
                        credentials::RoleType::kExecution);
     }
-    tasks_.upsert(acs_task.spec);
+    auto spec = acs_task.spec;
+    spec.document =
+        taskDocument(task->json, spec, payload.cluster_arn, payload.container_instance_arn);
+    tasks_.upsert(std::move(spec));
   }
   // The engine holds the tasks now (the state store will persist them before this point).
   if (!reply.ackPayload(payload)) {

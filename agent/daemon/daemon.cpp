@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -97,6 +98,37 @@ std::function<Result<std::string>()> pollEndpoint(ecsapi::EcsClient& client,
 
 // Adopts every task, waiting until the engine has taken each over (or a minute has passed).
 // Returns the tasks nothing of which runs yet: they start afresh after the sweep.
+// With the state store lost: the tasks whose containers still carry their documents, one per
+// task. A document that cannot be read leaves its containers to the sweep.
+std::vector<DocumentTask> tasksInContainerd(const config::Config& config) {
+  auto containers = node::listAgentContainers(config);
+  if (!containers) {
+    spdlog::warn("could not list containerd's containers to take tasks over: {}",
+                 containers.error().message);
+    return {};
+  }
+  std::vector<DocumentTask> out;
+  std::set<std::string> seen;
+  for (const auto& container : *containers) {
+    auto arn = container.labels.find("com.amazonaws.ecs.task-arn");
+    if (arn == container.labels.end() || seen.contains(arn->second)) continue;
+    if (container.task_document.empty()) continue;
+    auto task = taskFromDocument(container.task_document);
+    if (!task || task->adopted.spec.arn != arn->second) {
+      spdlog::warn("container {}: its task document cannot be read ({}); leaving it to the sweep",
+                   container.id, task ? "another task's" : task.error().message);
+      continue;
+    }
+    seen.insert(arn->second);
+    out.push_back(std::move(*task));
+  }
+  return out;
+}
+
+bool sameCluster(const std::string& cluster_arn, const std::string& cluster) {
+  return cluster_arn.empty() || cluster_arn == cluster || cluster_arn.ends_with("/" + cluster);
+}
+
 std::vector<engine::TaskSpec> adoptAll(engine::TaskEngine& engine,
                                        std::vector<engine::AdoptedTask> tasks) {
   if (tasks.empty()) return {};
@@ -197,6 +229,13 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
     spdlog::info("state store {} created", stateStorePath(config));
   }
   DaemonState state(**store);
+  // A store lost (or never made): containerd may still run tasks an earlier process started.
+  std::vector<DocumentTask> from_containerd;
+  if (opened.created || !opened.moved_aside.empty()) {
+    from_containerd = tasksInContainerd(config);
+    std::erase_if(from_containerd,
+                  [&](const DocumentTask& t) { return !sameCluster(t.cluster, config.cluster); });
+  }
 
   // ---- registration ----
   auto resources = hostResources(config);
@@ -211,7 +250,17 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
   for (const auto& [key, value] : config.container_instance_tags) {
     request.tags.push_back({key, value});
   }
-  if (auto saved = state.instanceArn(config.cluster); !saved.empty()) {
+  std::string saved = state.instanceArn(config.cluster);
+  if (saved.empty()) {
+    for (const auto& t : from_containerd) {
+      if (t.instance_arn.empty()) continue;
+      saved = t.instance_arn;
+      spdlog::info("container instance {}: found on the containers of task {}", saved,
+                   t.adopted.spec.arn);
+      break;
+    }
+  }
+  if (!saved.empty()) {
     request.container_instance_arn = saved;
     spdlog::info("registering again as {}", saved);
   }
@@ -241,6 +290,20 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
     spdlog::error("state store: {} (taking over nothing an earlier start left)",
                   recovered.error().message);
     recovered = RecoveredState{};
+  }
+  if (!from_containerd.empty()) {
+    std::set<std::string> known;
+    for (const auto& t : recovered->tasks) known.insert(t.spec.arn);
+    std::erase_if(from_containerd,
+                  [&](const DocumentTask& t) { return known.contains(t.adopted.spec.arn); });
+    state.keepFromContainerd(from_containerd);
+    for (auto& t : from_containerd) {
+      spdlog::warn(
+          "task {}: not in the state store; taking it over from its containers (its credentials "
+          "are served again once the cluster refreshes them)",
+          t.adopted.spec.arn);
+      recovered->tasks.push_back(std::move(t.adopted));
+    }
   }
 
   // ---- the node ----

@@ -57,6 +57,64 @@ std::string withoutCredentials(const std::string& task_json) {
 
 }  // namespace
 
+// ---- task documents: a task as containerd keeps it on its containers
+// -----------------------------
+
+std::string taskDocument(const std::string& task_json, const engine::TaskSpec& spec,
+                         const std::string& cluster, const std::string& instance_arn) {
+  boost::system::error_code ec;
+  auto task = json::parse(task_json, ec);
+  if (ec || !task.is_object()) return {};
+  task.get_object().erase("roleCredentials");
+  task.get_object().erase("executionRoleCredentials");
+  json::object document{{"version", 1},
+                        {"cluster", cluster},
+                        {"containerInstanceArn", instance_arn},
+                        {"task", std::move(task)}};
+  auto put = [&](const char* key, const std::string& value) {
+    if (!value.empty()) document[key] = value;
+  };
+  put("roleCredentialsId", spec.role_credentials_id);
+  put("executionRoleCredentialsId", spec.execution_role_credentials_id);
+  put("taskRoleArn", spec.definition.task_role_arn);
+  put("executionRoleArn", spec.definition.execution_role_arn);
+  return json::serialize(document);
+}
+
+Result<DocumentTask> taskFromDocument(std::string_view text) {
+  boost::system::error_code ec;
+  auto value = json::parse(text, ec);
+  if (ec || !value.is_object()) return fail(ErrorCode::kInvalidArgument, "not a JSON object");
+  const auto& document = value.get_object();
+  auto text_of = [&](const char* key) -> std::string {
+    const auto* field = document.if_contains(key);
+    return field && field->is_string() ? std::string(field->get_string()) : std::string();
+  };
+  const auto* version = document.if_contains("version");
+  if (!version || !version->is_int64() || version->get_int64() != 1) {
+    return fail(ErrorCode::kInvalidArgument, "unknown document version");
+  }
+  const auto* task = document.if_contains("task");
+  if (!task) return fail(ErrorCode::kInvalidArgument, "no task");
+  auto parsed = acs::parseAcsTask(*task);
+  if (!parsed) return fail(parsed.error());
+  DocumentTask out;
+  out.cluster = text_of("cluster");
+  out.task_json = json::serialize(*task);
+  out.instance_arn = text_of("containerInstanceArn");
+  out.adopted.spec = std::move(parsed->spec);
+  out.adopted.spec.document = std::string(text);
+  out.adopted.spec.role_credentials_id = text_of("roleCredentialsId");
+  out.adopted.spec.execution_role_credentials_id = text_of("executionRoleCredentialsId");
+  out.adopted.spec.definition.task_role_arn = text_of("taskRoleArn");
+  out.adopted.spec.definition.execution_role_arn = text_of("executionRoleArn");
+  out.adopted.spec.desired = ContainerStatus::kRunning;
+  // Whether RUNNING (or STOPPED) reached the cluster is not known: reported again rather than
+  // never.
+  out.adopted.known = ContainerStatus::kRunning;
+  return out;
+}
+
 // ---- JSON forms ---------------------------------------------------------------------------------
 
 std::string toJson(const ecsapi::TaskStateChange& change) {
@@ -328,6 +386,25 @@ void DaemonState::onSnapshot(const engine::TaskSnapshotPtr& task) {
   check(store_.setKnownStatus(task->arn, known), "record a task's status");
   check(store_.setDesiredStatus(task->arn, desired, task->stop_reason),
         "record a task's desired status");
+}
+
+void DaemonState::keepFromContainerd(const std::vector<DocumentTask>& tasks) {
+  std::vector<state::TaskRecord> records;
+  for (const auto& t : tasks) {
+    const auto& spec = t.adopted.spec;
+    state::TaskRecord record;
+    record.arn = spec.arn;
+    record.payload_json = t.task_json;
+    record.desired_status = "RUNNING";
+    record.known_status = "RUNNING";
+    record.role_credentials_id = spec.role_credentials_id;
+    record.execution_role_credentials_id = spec.execution_role_credentials_id;
+    records.push_back(std::move(record));
+    std::lock_guard lock(mutex_);
+    written_[spec.arn] = {"RUNNING", "RUNNING"};
+  }
+  if (!records.empty())
+    check(store_.putTasks(records), "keep the tasks taken over from containerd");
 }
 
 Result<void> DaemonState::payloadArrived(const acs::AcsPayload& payload) {

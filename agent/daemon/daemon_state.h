@@ -42,11 +42,28 @@ struct RecoveredState {
   std::vector<std::string> unreadable;  // tasks whose stored JSON no longer parses
 };
 
+// A task as the daemon puts it on each of its containers (engine::TaskSpec::document): the ACS
+// task without credentials, the credentials ids and role ARNs, and the instance it ran on. With
+// the state store lost, the daemon takes running tasks over from these.
+std::string taskDocument(const std::string& task_json, const engine::TaskSpec& spec,
+                         const std::string& cluster, const std::string& instance_arn);
+
+struct DocumentTask {
+  std::string cluster;
+  std::string instance_arn;
+  std::string task_json;        // the ACS task, without credentials
+  engine::AdoptedTask adopted;  // desired RUNNING, known RUNNING, no sent status
+};
+Result<DocumentTask> taskFromDocument(std::string_view document);
+
 class DaemonState : public HandlerJournal, public ReporterJournal {
  public:
   explicit DaemonState(state::StateStore& store) : store_(store) {}
 
   Result<RecoveredState> recover();
+  // Tasks taken over from their containers' documents (the store was lost): kept as if they had
+  // just arrived, known RUNNING, nothing sent.
+  void keepFromContainerd(const std::vector<DocumentTask>& tasks);
 
   // The container instance this host registered as in `cluster`; empty if none.
   std::string instanceArn(const std::string& cluster);

@@ -154,6 +154,7 @@ struct TaskEngine::Task {
   TaskDefinition definition;
   std::string role_credentials_id;
   std::string execution_role_credentials_id;
+  std::string document;
   std::vector<std::unique_ptr<Container>> containers;
   ContainerStatus known = ContainerStatus::kNone;
   ContainerStatus desired = ContainerStatus::kRunning;
@@ -345,6 +346,7 @@ TaskEngine::Task& TaskEngine::makeTask(TaskSpec& spec) {
   task->definition = std::move(spec.definition);
   task->role_credentials_id = std::move(spec.role_credentials_id);
   task->execution_role_credentials_id = std::move(spec.execution_role_credentials_id);
+  task->document = std::move(spec.document);
   task->dir = (fs::path(options_.data_dir) / "tasks" / task->id).string();
   task->cleanup_timer = std::make_unique<EngineTimer>(io_);
   size_t index = 0;
@@ -1082,6 +1084,7 @@ void TaskEngine::create(Task& task, Container& c) {
   spec.image = c.image.name;
   spec.snapshot_parent = c.image.chain_id;
   spec.labels = containerLabels(task, c);
+  spec.task_document = task.document;
   auto resources = task.resourcePointers();
   offload(
       task.arn,

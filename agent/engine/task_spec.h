@@ -25,6 +25,9 @@ struct TaskSpec {
   // Empty: the task has no role of that kind.
   std::string role_credentials_id;            // served to the containers
   std::string execution_role_credentials_id;  // the agent's own use: pulls, secrets, logs
+  // Opaque to the engine, put on every container it creates (ContainerSpec::task_document): the
+  // daemon's way to take the task over from containerd alone. Never holds secrets.
+  std::string document;
 };
 
 }  // namespace ecs::engine

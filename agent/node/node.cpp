@@ -36,6 +36,15 @@ Result<ImageServices> connectImageServices(const config::Config& config) {
   return services;
 }
 
+Result<std::vector<runtime::ContainerRecord>> listAgentContainers(const config::Config& config) {
+  runtime::ContainerdOptions options;
+  options.address = config.containerd_address;
+  options.ns = config.containerd_namespace;
+  auto containerd = runtime::ContainerdClient::connect(options);
+  if (!containerd) return fail(containerd.error());
+  return (*containerd)->listContainers({{runtime::kLabelManagedBy, runtime::kManagedByValue}});
+}
+
 metadata::MetadataContext metadataContext(const config::Config& config) {
   metadata::MetadataContext context;
   context.cluster = config.cluster;

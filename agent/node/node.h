@@ -57,6 +57,10 @@ struct ImageServices {
 };
 Result<ImageServices> connectImageServices(const config::Config& config);
 
+// The agent's containers in its containerd namespace (with their task documents): what the
+// daemon takes over from containerd alone when its state store is lost.
+Result<std::vector<runtime::ContainerRecord>> listAgentContainers(const config::Config& config);
+
 metadata::MetadataContext metadataContext(const config::Config& config);
 netns::HostNetworkOptions hostNetworkOptions(const config::Config& config);
 netns::TaskNetworkOptions networkOptions(const config::Config& config);

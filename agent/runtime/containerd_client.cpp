@@ -40,6 +40,7 @@ namespace tasks_v1 = ::containerd::services::tasks::v1;
 
 constexpr const char* kSpecTypeUrl = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 constexpr const char* kProcessTypeUrl = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+constexpr const char* kTaskDocumentTypeUrl = "ecs-node-agent/task-document+json";
 constexpr const char* kGcExpireLabel = "containerd.io/gc.expire";
 constexpr size_t kMaxWriteChunk = 1 << 20;  // bytes per Content.Write message
 constexpr size_t kWritesInFlight = 8;       // Content.Write messages sent but not yet answered
@@ -87,8 +88,12 @@ ImageRecord fromProto(const images_v1::Image& image) {
 }
 
 ContainerRecord fromProto(const containers_v1::Container& c) {
-  return ContainerRecord{c.id(), c.image(), c.snapshot_key(), c.snapshotter(),
-                         labelsFromProto(c.labels())};
+  ContainerRecord record{
+      c.id(), c.image(), c.snapshot_key(), c.snapshotter(), labelsFromProto(c.labels()), {}};
+  if (auto it = c.extensions().find(kTaskDocumentExtension); it != c.extensions().end()) {
+    record.task_document = it->second.value();
+  }
+  return record;
 }
 
 TaskExit exitFromDelete(const std::string& container_id, const std::string& exec_id,
@@ -878,6 +883,11 @@ Result<ContainerRecord> ContainerdClient::createContainer(const ContainerSpec& s
   container->mutable_runtime()->set_name(spec.runtime);
   container->mutable_spec()->set_type_url(kSpecTypeUrl);
   container->mutable_spec()->set_value(spec.oci_spec_json);
+  if (!spec.task_document.empty()) {
+    auto& extension = (*container->mutable_extensions())[kTaskDocumentExtension];
+    extension.set_type_url(kTaskDocumentTypeUrl);
+    extension.set_value(spec.task_document);
+  }
   if (!spec.snapshot_parent.empty()) {
     container->set_snapshotter(spec.snapshotter);
     container->set_snapshot_key(spec.id);

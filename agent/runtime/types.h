@@ -68,6 +68,9 @@ struct ContainerSpec {
   std::string runtime = "io.containerd.runc.v2";
   std::string oci_spec_json;  // full OCI runtime spec, as JSON
   Labels labels;
+  // What the agent needs to take the container's task over with nothing but containerd (its
+  // state store lost): kept on the record as an extension, never holds secrets. Empty: none.
+  std::string task_document;
 };
 
 struct ContainerRecord {
@@ -76,6 +79,7 @@ struct ContainerRecord {
   std::string snapshot_key;
   std::string snapshotter;
   Labels labels;
+  std::string task_document;  // see ContainerSpec
 };
 
 struct TaskExit {
@@ -101,5 +105,7 @@ struct TaskInfo {
 inline constexpr const char* kLabelManagedBy = "com.amazonaws.ecs.node-agent.managed-by";
 inline constexpr const char* kManagedByValue = "ecs-node-agent";
 inline constexpr const char* kLabelAgentInstance = "com.amazonaws.ecs.node-agent.instance";
+// The container record's extension that holds ContainerSpec::task_document.
+inline constexpr const char* kTaskDocumentExtension = "com.amazonaws.ecs.node-agent.task";
 
 }  // namespace ecs::runtime

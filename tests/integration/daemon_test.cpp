@@ -11,10 +11,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/common/text.h"
@@ -750,6 +752,97 @@ TEST_F(DaemonTest, AnUnreadableStateStoreIsMovedAsideAndTheDaemonStarts) {
             fs::perms::owner_read | fs::perms::owner_write);
 }
 
+TEST_F(DaemonTest, WithItsStoreCorruptedTheDaemonTakesRunningTasksOverFromContainerd) {
+  startAndConnect();
+  auto first = plane_.waitForCall("RegisterContainerInstance", {}, 10s);
+  ASSERT_TRUE(first);
+  auto web = container("web",
+                       "mkdir -p /www && echo still-here > /www/index.html && "
+                       "exec httpd -f -p 80 -h /www");
+  web["portMappings"] = json::array{{{"containerPort", 80}, {"hostPort", 0}, {"protocol", "tcp"}}};
+  auto t = task(22, {web});
+  t["roleCredentials"] = credentials("cred-l", "role-l", "ASIALOST", "TaskApplication");
+  auto sent = plane_.pushAcs(payload({t}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", sent.at("messageId")}}, 30s));
+  auto running = waitForState(taskArn(22), "RUNNING");
+  ASSERT_TRUE(running) << daemon_->err();
+  const std::string id(running->at("containers").at(0).at("runtimeId").as_string());
+  const int port = static_cast<int>(running->at("containers")
+                                        .at(0)
+                                        .at("networkBindings")
+                                        .at(0)
+                                        .at("hostPort")
+                                        .to_number<int64_t>());
+  auto page = [&] {
+    return runCommand({"curl", "-s", "--max-time", "5", fmt::format("http://127.0.0.1:{}/", port)});
+  };
+  ASSERT_TRUE(waitFor([&] { return page().out == "still-here\n"; }, 10s, "httpd"));
+  ASSERT_TRUE(waitForRecordedSent(taskArn(22), "RUNNING"));
+  ASSERT_EQ(daemon_->stop(SIGKILL, 30s), 128 + SIGKILL);
+  daemon_.reset();
+
+  // The store's header overwritten, its log gone: nothing in it can be read.
+  {
+    std::fstream db(data_dir_ / "state.db", std::ios::in | std::ios::out | std::ios::binary);
+    db.seekp(0);
+    db << std::string(4096, 'x');
+  }
+  fs::remove(data_dir_ / "state.db-wal");
+  fs::remove(data_dir_ / "state.db-shm");
+
+  auto after = plane_.lastSeq();
+  startAndConnect();
+  auto again = plane_.waitForCall("RegisterContainerInstance", {}, 10s, after);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->at("body").at("containerInstanceArn"),
+            first->at("response").at("containerInstance").at("containerInstanceArn"))
+      << "the instance ARN is found on the task's containers";
+  EXPECT_TRUE(waitFor(
+      [&] {
+        auto tasks = runCommand({"curl", "-s", "--max-time", "5",
+                                 fmt::format("http://127.0.0.1:{}/v1/tasks", introspection_port_)});
+        return tasks.out.find(hexId(22)) != std::string::npos &&
+               tasks.out.find("\"KnownStatus\":\"RUNNING\"") != std::string::npos;
+      },
+      30s, "the task in introspection"))
+      << daemon_->err();
+  const auto log = daemon_->err();
+  EXPECT_NE(log.find("moved it aside"), std::string::npos) << log;
+  EXPECT_NE(log.find("taking it over from its containers"), std::string::npos) << log;
+  EXPECT_NE(log.find("took over 1 task(s)"), std::string::npos) << log;
+  EXPECT_EQ(page().out, "still-here\n");
+  auto containers = runCommand(
+      {"ctr", "--address", harnessEnv().containerdAddress(), "-n", ns_, "containers", "ls", "-q"});
+  EXPECT_EQ(containers.out, id + "\n");
+
+  // The secrets were not on the containers: the cluster's next refresh serves them again.
+  auto refresh = plane_.pushAcs(
+      {{"type", "IAMRoleCredentialsMessage"},
+       {"message",
+        {{"taskArn", taskArn(22)},
+         {"roleType", "TaskApplication"},
+         {"roleCredentials", credentials("cred-l", "role-l", "ASIAFOUND", "TaskApplication")}}}});
+  ASSERT_TRUE(plane_.waitForAcsFrame("IAMRoleCredentialsAckRequest",
+                                     {{"messageId", refresh.at("messageId")}}, 10s));
+  auto direct =
+      runCommand({"curl", "-s", "--max-time", "5",
+                  fmt::format("http://127.0.0.1:{}/v2/credentials/cred-l", endpoint_port_)});
+  EXPECT_NE(direct.out.find("ASIAFOUND"), std::string::npos) << direct.describe();
+  auto in_container = runCommand({"ctr", "--address", harnessEnv().containerdAddress(), "-n", ns_,
+                                  "tasks", "exec", "--exec-id", "probe", id, "sh", "-c",
+                                  "busybox wget -qO- "
+                                  "http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"});
+  EXPECT_NE(in_container.out.find("ASIAFOUND"), std::string::npos) << in_container.describe();
+
+  auto stop = t;
+  stop.erase("roleCredentials");
+  stop["desiredStatus"] = "STOPPED";
+  plane_.pushAcs(payload({stop}));
+  auto stopped = waitForState(taskArn(22), "STOPPED");
+  ASSERT_TRUE(stopped) << daemon_->err();
+  EXPECT_TRUE(stopped->at("containers").at(0).as_object().contains("exitCode"));
+}
+
 // The pid of container `id`'s process, from containerd.
 int containerPid(const std::string& ns, const std::string& id) {
   auto tasks =
@@ -847,6 +940,158 @@ TEST_F(DaemonTest, ContainerdRestartingUnderTheDaemonStopsNothingAndMissesNoExit
     EXPECT_EQ(stateCalls(taskArn(n), "STOPPED"), 1u) << n;
   }
   EXPECT_EQ(stateCalls(taskArn(30), "RUNNING"), 1u);
+}
+
+// --- churn: many tasks, random kills ----------------------------------------------------------
+
+// What the host shows of network namespaces, links, iptables rules, mounts and cgroups, sorted
+// and without counters: equal before and after means nothing was left behind.
+std::string hostSnapshot() {
+  auto sorted = [](std::vector<std::string> lines) {
+    std::sort(lines.begin(), lines.end());
+    std::string out;
+    for (const auto& line : lines) out += line + "\n";
+    return out;
+  };
+  auto lines_of = [](const std::string& text, auto keep) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (auto kept = keep(line)) out.push_back(*kept);
+    }
+    return out;
+  };
+  const std::regex counters(R"(\[\d+:\d+\])");
+  std::string out = "--- netns\n";
+  out += sorted(lines_of(runCommand({"ip", "netns", "list"}).out,
+                         [](const std::string& l) { return std::optional<std::string>(l); }));
+  out += "--- links\n";
+  out += sorted(lines_of(runCommand({"ip", "-o", "link", "show"}).out,
+                         [](const std::string& l) -> std::optional<std::string> {
+                           std::istringstream fields(l);
+                           std::string index, name;
+                           fields >> index >> name;
+                           return name;
+                         }));
+  out += "--- iptables\n";
+  out += sorted(lines_of(runCommand({"iptables-save"}).out,
+                         [&](const std::string& l) -> std::optional<std::string> {
+                           if (l.starts_with("#")) return std::nullopt;
+                           return std::regex_replace(l, counters, "");
+                         }));
+  out += "--- mounts\n";
+  out += sorted(lines_of(readFile("/proc/self/mountinfo"),
+                         [](const std::string& l) -> std::optional<std::string> {
+                           std::istringstream fields(l);
+                           std::string id, parent, dev, root, point;
+                           fields >> id >> parent >> dev >> root >> point;
+                           return point;
+                         }));
+  out += "--- cgroups\n";
+  out += sorted(lines_of(
+      runCommand({"find", "/sys/fs/cgroup", "-maxdepth", "4", "-type", "d", "-name", "*ecs*"}).out,
+      [](const std::string& l) { return std::optional<std::string>(l); }));
+  return out;
+}
+
+TEST_F(DaemonTest, TwoHundredTasksThroughRandomKillsLeaveTheHostAsItWas) {
+  const auto before = hostSnapshot();
+  extra_env_ = {"ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION=1s"};
+  const unsigned seed = std::random_device{}();
+  std::mt19937 random(seed);
+  SCOPED_TRACE(fmt::format("random seed {}", seed));
+  startAndConnect();
+
+  constexpr int kBatches = 20, kPerBatch = 10, kFirst = 100;
+  int kills = 0;
+  std::map<int, json::object> current;  // task number -> the form last sent
+  auto stopped = [&](int n) { return stateCalls(taskArn(n), "STOPPED") > 0; };
+  // Sometimes, a random moment after a message: kill -9, restart, and send again what the
+  // cluster still wants of the tasks that have not stopped (as ECS does after a reconnect).
+  auto maybe_kill = [&] {
+    if (std::uniform_int_distribution<int>(0, 9)(random) >= 3) return;
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 600)(random)));
+    ASSERT_EQ(daemon_->stop(SIGKILL, 30s), 128 + SIGKILL);
+    daemon_.reset();
+    ++kills;
+    startAndConnect();
+    json::array again;
+    for (const auto& [n, form] : current) {
+      if (!stopped(n)) again.push_back(form);
+    }
+    if (!again.empty()) plane_.pushAcs(payload(std::move(again)));
+  };
+  for (int batch = 0; batch < kBatches; ++batch) {
+    current.clear();
+    json::array tasks;
+    for (int i = 0; i < kPerBatch; ++i) {
+      const int n = kFirst + batch * kPerBatch + i;
+      json::object t;
+      if (i % 2 == 0) {  // runs until the cluster stops it, with a host port
+        auto web = container("web", "trap 'exit 0' TERM; sleep 300 & wait");
+        web["portMappings"] =
+            json::array{{{"containerPort", 80}, {"hostPort", 0}, {"protocol", "tcp"}}};
+        t = task(n, {web});
+      } else {  // exits by itself
+        t = task(n, {container("brief", "sleep 0.2")}, "none");
+      }
+      current[n] = t;
+      tasks.push_back(t);
+    }
+    plane_.pushAcs(payload(std::move(tasks)));
+    maybe_kill();
+    ASSERT_TRUE(waitFor(
+        [&] {
+          for (const auto& [n, form] : current) {
+            if (stateCalls(taskArn(n), "RUNNING") == 0 && !stopped(n)) return false;
+          }
+          return true;
+        },
+        60s, "the batch to run"))
+        << daemon_->err();
+    json::array stops;
+    for (auto& [n, form] : current) {
+      if (n % 2 != 0) continue;
+      form["desiredStatus"] = "STOPPED";
+      stops.push_back(form);
+    }
+    plane_.pushAcs(payload(std::move(stops)));
+    maybe_kill();
+    ASSERT_TRUE(waitFor(
+        [&] {
+          for (const auto& [n, form] : current) {
+            if (!stopped(n)) return false;
+          }
+          return true;
+        },
+        60s, "the batch to stop"))
+        << daemon_->err();
+  }
+  std::cerr << fmt::format("{} tasks, {} kills (seed {})\n", kBatches * kPerBatch, kills, seed);
+
+  // Everything is cleaned up after its (1 s) wait; then the agent goes, with its bridge.
+  EXPECT_TRUE(waitFor(
+      [&] {
+        auto containers = runCommand({"ctr", "--address", harnessEnv().containerdAddress(), "-n",
+                                      ns_, "containers", "ls", "-q"});
+        return containers.ok() && containers.out.empty();
+      },
+      60s, "every container to be removed"))
+      << daemon_->err();
+  acsBarrier();
+  for (int n = kFirst; n < kFirst + kBatches * kPerBatch; ++n) {
+    // At most twice: killed after the cluster took a change but before the agent recorded it.
+    EXPECT_LE(stateCalls(taskArn(n), "STOPPED"), 2u) << n;
+    EXPECT_LE(stateCalls(taskArn(n), "RUNNING"), 2u) << n;
+  }
+  EXPECT_TRUE(fs::is_empty(data_dir_ / "tasks"));
+  ASSERT_EQ(daemon_->stop(SIGTERM, 120s), 0) << daemon_->err();
+  daemon_.reset();
+  auto teardown = runCommand({agent_, "network", "teardown"}, agentEnv());
+  ASSERT_TRUE(teardown.ok()) << teardown.describe();
+  EXPECT_EQ(hostSnapshot(), before);
 }
 
 // --- failure points: killed at a named moment, restarted, everything happens exactly once -------

@@ -157,8 +157,10 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 struct HttpServer::Impl {
-  HttpServerOptions options;
-  HttpHandler handler;
+  Impl(HttpServerOptions o, HttpHandler h) : options(std::move(o)), handler(std::move(h)) {}
+
+  const HttpServerOptions options;
+  const HttpHandler handler;
   // Before the io_contexts: the sessions they destroy give their slots back to it.
   std::optional<ConnectionLimiter> limiter;
   std::vector<std::unique_ptr<asio::io_context>> ios;
@@ -236,9 +238,7 @@ struct HttpServer::Impl {
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
                                                       HttpHandler handler) {
-  auto impl = std::make_unique<Impl>();
-  impl->options = std::move(options);
-  impl->handler = std::move(handler);
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(handler));
   int threads = std::max(1, impl->options.threads);
   for (int i = 0; i < threads; ++i) {
     impl->ios.push_back(std::make_unique<asio::io_context>(1));
@@ -249,10 +249,6 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
     limits.total = connectionCap(limits.total, fds->soft, impl->options.fd_reserve);
   }
   impl->limiter.emplace(limits);
-  impl->backoff =
-      AcceptBackoff(impl->options.accept_backoff_initial, impl->options.accept_backoff_max);
-  impl->accept_errors_log = LogThrottle(impl->options.log_interval);
-  impl->refusals_log = LogThrottle(impl->options.log_interval);
   try {
     auto address = asio::ip::make_address(impl->options.address);
     tcp::endpoint endpoint(address, impl->options.port);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "agent/cli/commands.h"
+#include "agent/common/fd_limit.h"
 #include "agent/config/config.h"
 
 namespace {
@@ -81,6 +82,14 @@ int main(int argc, char** argv) {
   using ecs::config::LogLevel;
   setUpLogging(config->log_level.value_or(interactive ? LogLevel::kWarn : LogLevel::kInfo));
   for (const auto& warning : config->warnings) spdlog::warn("configuration: {}", warning);
+  // Descriptors are the endpoints' and the stats sampler's first shortage under load; the soft
+  // limit's usual default (1,024) is far below what the hard limit allows.
+  if (auto limit = ecs::raiseFdLimit()) {
+    spdlog::debug("RLIMIT_NOFILE: soft {} -> {}, hard {}", limit->before.soft, limit->after.soft,
+                  limit->after.hard);
+  } else {
+    spdlog::warn("{}", limit.error().message);
+  }
 
   const std::string command = args[0];
   std::vector<std::string> rest(args.begin() + 1, args.end());

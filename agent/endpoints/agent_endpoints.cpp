@@ -11,6 +11,7 @@ AgentEndpoints::AgentEndpoints(EndpointsOptions options, credentials::Credential
   introspection_handler_ = std::make_unique<IntrospectionServer>(
       directory_, options_.context, options_.introspection_options, &metrics_);
   registerAgentMetrics(metrics_, directory_);
+  registerConnectionMetrics();
   pulls_ = &metrics_.counter("ecs_container_image_pulls_total",
                              "Container images pulled for tasks (one per container).");
   pull_duration_ =
@@ -34,6 +35,14 @@ Result<void> AgentEndpoints::start() {
     o.address = address;
     o.port = port;
     o.threads = threads;
+    o.fd_reserve = options_.fd_reserve;
+    if (&slot == &task_server_) {
+      o.max_connections_per_client = options_.task_server_max_connections_per_client;
+      o.max_connections = options_.task_server_max_connections;
+    } else {
+      o.max_connections_per_client = kLoopbackServerConnections;
+      o.max_connections = kLoopbackServerConnections;
+    }
     auto server = HttpServer::start(o, std::move(handler));
     if (!server) {
       stop();
@@ -95,6 +104,36 @@ void AgentEndpoints::update(const engine::TaskSnapshotPtr& task) {
       if (!c.image_id.empty()) pulls_->get().inc();
     }
   }
+}
+
+void AgentEndpoints::registerConnectionMetrics() {
+  auto& open =
+      metrics_.gauge("ecs_endpoint_connections", "Connections open, by server.", {"server"});
+  auto& refused = metrics_.counter(
+      "ecs_endpoint_connections_refused_total",
+      "Connections reset at once because their client or the server was at its cap.", {"server"});
+  auto& errors =
+      metrics_.counter("ecs_endpoint_accept_errors_total",
+                       "Failed accept() calls (out of descriptors or memory).", {"server"});
+  metrics_.addCollector([this, &open, &refused, &errors] {
+    auto collect = [&](const std::unique_ptr<HttpServer>& server, const std::string& name) {
+      if (!server) return;
+      auto c = server->counters();
+      open.labels({name}).set(static_cast<double>(c.open));
+      // The servers count; the registry's counters follow them.
+      auto& r = refused.labels({name});
+      r.inc(static_cast<double>(c.refused) - r.value());
+      auto& e = errors.labels({name});
+      e.inc(static_cast<double>(c.accept_errors) - e.value());
+    };
+    collect(task_server_, "task");
+    collect(introspection_server_, "introspection");
+    collect(metrics_server_, "metrics");
+  });
+}
+
+HttpServerCounters AgentEndpoints::taskServerCounters() const {
+  return task_server_ ? task_server_->counters() : HttpServerCounters{};
 }
 
 uint16_t AgentEndpoints::taskServerPort() const {

@@ -27,6 +27,11 @@ struct EndpointsOptions {
   uint16_t task_server_port = 51679;  // 0 in tests
   int task_server_threads = 2;        // one per core of the 2-core target reaches ~50k req/s
   std::optional<RateLimit> rate_limit = RateLimit{40, 60};  // ECS_TASK_METADATA_RPS_LIMIT
+  // Connections the task endpoint holds open (see http_server.h). Introspection and metrics, on
+  // loopback only, hold at most kLoopbackServerConnections each.
+  size_t task_server_max_connections_per_client = 64;
+  size_t task_server_max_connections = 1024;
+  size_t fd_reserve = 512;  // descriptors no server may take from the rest of the agent
 
   bool introspection = true;
   std::string introspection_address = "127.0.0.1";
@@ -42,6 +47,8 @@ struct EndpointsOptions {
 
 class AgentEndpoints {
  public:
+  static constexpr size_t kLoopbackServerConnections = 64;
+
   // `stats` may be null (stats routes then answer {}); it is fed by update() too.
   AgentEndpoints(EndpointsOptions options, credentials::CredentialsStore& credentials,
                  metadata::StatsSampler* stats);
@@ -63,8 +70,12 @@ class AgentEndpoints {
   uint16_t taskServerPort() const;
   uint16_t introspectionPort() const;
   uint16_t metricsPort() const;
+  // The task endpoint server's connection counters (zero before start()).
+  HttpServerCounters taskServerCounters() const;
 
  private:
+  void registerConnectionMetrics();
+
   EndpointsOptions options_;
   credentials::CredentialsStore& credentials_;
   metadata::StatsSampler* stats_;

@@ -9,6 +9,10 @@
 #include <optional>
 #include <thread>
 
+#include "agent/common/fd_limit.h"
+#include "agent/endpoints/accept_throttle.h"
+#include "agent/endpoints/connection_limiter.h"
+
 namespace ecs::endpoints {
 
 namespace asio = boost::asio;
@@ -18,20 +22,29 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// The peer's IP address, no port; "" if the peer is already gone.
+std::string peerAddress(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  auto endpoint = socket.remote_endpoint(ec);
+  if (ec) return {};
+  auto address = endpoint.address();
+  // A v4-mapped peer on a dual-stack socket is reported as the IPv4 address it is.
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  }
+  return address.to_string();
+}
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, const HttpServerOptions& options, const HttpHandler& handler)
-      : stream_(std::move(socket)), options_(options), handler_(handler) {
+  Session(tcp::socket socket, std::string remote, ConnectionLimiter::Slot slot,
+          const HttpServerOptions& options, const HttpHandler& handler)
+      : stream_(std::move(socket)),
+        options_(options),
+        handler_(handler),
+        remote_(std::move(remote)),
+        slot_(std::move(slot)) {
     boost::system::error_code ec;
-    auto endpoint = stream_.socket().remote_endpoint(ec);
-    if (!ec) {
-      auto address = endpoint.address();
-      // A v4-mapped peer on a dual-stack socket is reported as the IPv4 address it is.
-      if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-        address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
-      }
-      remote_ = address.to_string();
-    }
     stream_.socket().set_option(tcp::no_delay(true), ec);
   }
 
@@ -137,47 +150,105 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
   std::string remote_;
+  ConnectionLimiter::Slot slot_;  // given back when the session ends
   std::vector<char> drain_buffer_;
 };
 
 }  // namespace
 
 struct HttpServer::Impl {
-  HttpServerOptions options;
-  HttpHandler handler;
+  Impl(HttpServerOptions o, HttpHandler h) : options(std::move(o)), handler(std::move(h)) {}
+
+  const HttpServerOptions options;
+  const HttpHandler handler;
+  // Before the io_contexts: the sessions they destroy give their slots back to it.
+  std::optional<ConnectionLimiter> limiter;
   std::vector<std::unique_ptr<asio::io_context>> ios;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   std::optional<tcp::acceptor> acceptor;
+  std::optional<asio::steady_timer> retry_timer;  // the backoff after a failed accept()
   std::vector<std::thread> threads;
   size_t next = 0;
   uint16_t port = 0;
   bool stopped = false;
 
+  // The accepting thread's own (ios[0]'s): no lock.
+  AcceptBackoff backoff{options.accept_backoff_initial, options.accept_backoff_max};
+  LogThrottle accept_errors_log{options.log_interval};
+  LogThrottle refusals_log{options.log_interval};
+
+  std::atomic<uint64_t> accepted{0}, refused{0}, accept_errors{0}, log_lines{0};
+
   void accept() {
     auto& target = *ios[next++ % ios.size()];
     acceptor->async_accept(target, [this](boost::system::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
-      if (ec) {
-        // Out of fds and the like: keep serving the connections we have and try again.
-        spdlog::warn("{} server: accept: {}", options.name, ec.message());
-      } else {
-        std::make_shared<Session>(std::move(socket), options, handler)->run();
-      }
+      // The client gave up before we took its connection: nothing to back off from.
+      if (ec == asio::error::connection_aborted) return accept();
+      if (ec) return acceptFailed(ec);
+      backoff.succeeded();
+      admit(std::move(socket));
       accept();
     });
+  }
+
+  // Out of descriptors (EMFILE, ENFILE), buffers or memory: the next accept() would fail the same
+  // way at once, so wait, and keep serving the connections already open meanwhile.
+  void acceptFailed(const boost::system::error_code& ec) {
+    ++accept_errors;
+    auto delay = backoff.failed();
+    if (auto count = accept_errors_log.record(LogThrottle::Clock::now())) {
+      ++log_lines;
+      spdlog::warn("{} server: accept: {} ({} failure(s) since the last report); retrying in {} ms",
+                   options.name, ec.message(), *count, delay.count());
+    }
+    retry_timer->expires_after(delay);
+    retry_timer->async_wait([this](boost::system::error_code wait_ec) {
+      if (wait_ec || !acceptor->is_open()) return;
+      accept();
+    });
+  }
+
+  void admit(tcp::socket socket) {
+    std::string client = peerAddress(socket);
+    auto slot = limiter->admit(client);
+    if (!slot) return refuse(std::move(socket), client);
+    ++accepted;
+    std::make_shared<Session>(std::move(socket), std::move(client), std::move(*slot), options,
+                              handler)
+        ->run();
+  }
+
+  // Over a cap: reset at once (SO_LINGER 0), the cheapest answer, leaving no TIME_WAIT behind.
+  void refuse(tcp::socket socket, const std::string& client) {
+    ++refused;
+    boost::system::error_code ignored;
+    socket.set_option(asio::socket_base::linger(true, 0), ignored);
+    socket.close(ignored);
+    if (auto count = refusals_log.record(LogThrottle::Clock::now())) {
+      ++log_lines;
+      const auto& limits = limiter->limits();
+      spdlog::warn(
+          "{} server: refused {} connection(s) over the caps ({} per client address, {} in all) "
+          "since the last report; the latest from {}",
+          options.name, *count, limits.per_client, limits.total, client);
+    }
   }
 };
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
                                                       HttpHandler handler) {
-  auto impl = std::make_unique<Impl>();
-  impl->options = std::move(options);
-  impl->handler = std::move(handler);
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(handler));
   int threads = std::max(1, impl->options.threads);
   for (int i = 0; i < threads; ++i) {
     impl->ios.push_back(std::make_unique<asio::io_context>(1));
     impl->guards.push_back(asio::make_work_guard(*impl->ios.back()));
   }
+  ConnectionLimits limits{impl->options.max_connections_per_client, impl->options.max_connections};
+  if (auto fds = fdLimit()) {
+    limits.total = connectionCap(limits.total, fds->soft, impl->options.fd_reserve);
+  }
+  impl->limiter.emplace(limits);
   try {
     auto address = asio::ip::make_address(impl->options.address);
     tcp::endpoint endpoint(address, impl->options.port);
@@ -187,6 +258,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options,
     impl->acceptor->bind(endpoint);
     impl->acceptor->listen(asio::socket_base::max_listen_connections);
     impl->port = impl->acceptor->local_endpoint().port();
+    impl->retry_timer.emplace(*impl->ios[0]);
   } catch (const boost::system::system_error& e) {
     return fail(ErrorCode::kUnavailable, "{} server: listen on {}:{}: {}", impl->options.name,
                 impl->options.address, impl->options.port, e.code().message());
@@ -208,6 +280,19 @@ uint16_t HttpServer::port() const {
   return impl_->port;
 }
 
+HttpServerCounters HttpServer::counters() const {
+  HttpServerCounters c;
+  c.accepted = impl_->accepted;
+  c.refused = impl_->refused;
+  c.accept_errors = impl_->accept_errors;
+  c.log_lines = impl_->log_lines;
+  if (impl_->limiter) {
+    c.open = impl_->limiter->open();
+    c.max_connections = impl_->limiter->limits().total;
+  }
+  return c;
+}
+
 void HttpServer::stop() {
   if (impl_->stopped) return;
   impl_->stopped = true;
@@ -217,6 +302,7 @@ void HttpServer::stop() {
   impl_->threads.clear();
   // Destroying the io_contexts destroys the pending handlers and with them every session.
   impl_->acceptor.reset();
+  impl_->retry_timer.reset();
   impl_->ios.clear();
 }
 

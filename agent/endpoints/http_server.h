@@ -7,6 +7,14 @@
 // behind engine work, and engine work must not wait behind them. Each thread owns one io_context
 // and the connections accepted onto it, so a connection never needs a lock or a strand.
 // Handlers run on those threads and must not block: they read in-memory state only.
+//
+// Under abuse (a task opening thousands of connections, a slow or idle client), it holds at most
+// `max_connections_per_client` connections per client address and `max_connections` in total,
+// the latter lowered to fit the descriptor limit less a reserve kept for the rest of the agent
+// (connection_limiter.h). A connection over a cap is accepted and reset at once, with no log line
+// of its own. A failing accept() (out of descriptors, buffers or memory) is retried after a
+// backoff, not at once (accept_throttle.h). Each of those is logged at most once per
+// `log_interval`, with a count of what happened since the last line.
 #pragma once
 
 #include <chrono>
@@ -50,6 +58,26 @@ struct HttpServerOptions {
   size_t body_limit = 64 * 1024;
   std::chrono::milliseconds read_timeout{5000};  // a whole request, and an idle keep-alive wait
   std::chrono::milliseconds write_timeout{5000};
+
+  size_t max_connections_per_client = 64;
+  size_t max_connections = 1024;
+  // Descriptors left to the rest of the agent (stats sampler, containerd, ACS/TCS, state
+  // database): max_connections is lowered to the RLIMIT_NOFILE soft limit (read at start) less
+  // this many, but never below a quarter of the limit.
+  size_t fd_reserve = 512;
+  std::chrono::milliseconds accept_backoff_initial{10};  // doubling after each failed accept()
+  std::chrono::milliseconds accept_backoff_max{1000};
+  std::chrono::milliseconds log_interval{10000};  // accept failures, refusals: one line each
+};
+
+// What a server has done since it started (counters) and holds now (open).
+struct HttpServerCounters {
+  uint64_t accepted = 0;       // connections served
+  uint64_t refused = 0;        // connections over a cap, reset at once
+  uint64_t accept_errors = 0;  // failed accept() calls
+  uint64_t log_lines = 0;      // accept-failure and refusal lines written
+  size_t open = 0;             // connections open now
+  size_t max_connections = 0;  // the total cap in effect
 };
 
 class HttpServer {
@@ -61,6 +89,7 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   uint16_t port() const;
+  HttpServerCounters counters() const;  // thread-safe
   // Stops accepting, closes every connection and joins the threads. Idempotent.
   void stop();
 

@@ -25,6 +25,7 @@ class BackgroundProcess {
   BackgroundProcess& operator=(const BackgroundProcess&) = delete;
 
   bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }  // also the agent's when argv execs it (prlimit, env)
   std::string out() const;
   std::string err() const;
   // The stdout lines that parse as JSON objects, in order.

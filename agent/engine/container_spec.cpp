@@ -1,7 +1,10 @@
 #include "agent/engine/container_spec.h"
 
+#include <fcntl.h>
 #include <fmt/ranges.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -18,6 +21,7 @@
 #include <set>
 #include <sstream>
 
+#include "agent/common/text.h"
 #include "agent/engine/image_user.h"
 #include "agent/runtime/capabilities.h"
 #include "agent/runtime/seccomp_profile.h"
@@ -26,6 +30,7 @@ namespace ecs::engine {
 
 namespace json = boost::json;
 namespace fs = std::filesystem;
+using text::clip;
 
 namespace {
 
@@ -35,6 +40,7 @@ constexpr int kMinCpuShares = 2;              // the kernel's minimum
 constexpr int kMaxCpuShares = 262144;
 constexpr int kDefaultSwappiness = 60;
 constexpr const char* kInitPath = "/sbin/ecs-init";
+constexpr off_t kMaxEnvironmentFile = 1 << 20;
 
 // --- small helpers ------------------------------------------------------------------------------
 
@@ -130,6 +136,71 @@ const LinuxParameters& linuxParameters(const ContainerDefinition& c) {
 
 // --- environment --------------------------------------------------------------------------------
 
+// An environment file of the task, read beneath `dir` as the agent (root): a path outside it, a
+// link out of it, a non-regular file or one over kMaxEnvironmentFile is refused.
+Result<std::string> readEnvironmentFile(const std::string& dir, const std::string& path) {
+  if (dir.empty()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "{}: local environment files are not allowed on this host (set "
+                "ECS_ENVIRONMENT_FILES_DIR to a directory they may come from)",
+                clip(path));
+  }
+  const fs::path base = fs::path(dir).lexically_normal();
+  const fs::path file = fs::path(path).lexically_normal();
+  auto relative = file.lexically_relative(base);
+  if (!file.is_absolute() || relative.empty() || *relative.begin() == "..") {
+    return fail(ErrorCode::kInvalidArgument, "{}: not beneath {} (ECS_ENVIRONMENT_FILES_DIR)",
+                clip(path), dir);
+  }
+  const int dir_fd = ::open(base.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) {
+    return fail(ErrorCode::kInvalidArgument, "{}: {}", dir, std::strerror(errno));
+  }
+  struct open_how how {};
+  how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  const int fd =
+      static_cast<int>(::syscall(SYS_openat2, dir_fd, relative.c_str(), &how, sizeof(how)));
+  const int open_errno = errno;
+  ::close(dir_fd);
+  if (fd < 0) {
+    if (open_errno == EXDEV) {
+      return fail(ErrorCode::kInvalidArgument, "{}: a link leads out of {}", clip(path), dir);
+    }
+    return fail(ErrorCode::kInvalidArgument, "{}: {}", clip(path), std::strerror(open_errno));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return fail(ErrorCode::kInvalidArgument, "{}: not a regular file", clip(path));
+  }
+  if (st.st_size > kMaxEnvironmentFile) {
+    ::close(fd);
+    return fail(ErrorCode::kInvalidArgument, "{}: larger than {} bytes", clip(path),
+                kMaxEnvironmentFile);
+  }
+  std::string text;
+  char buffer[8192];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int read_errno = errno;
+      ::close(fd);
+      return fail(ErrorCode::kInvalidArgument, "{}: {}", clip(path), std::strerror(read_errno));
+    }
+    if (n == 0) break;
+    if (text.size() + static_cast<size_t>(n) > static_cast<size_t>(kMaxEnvironmentFile)) {
+      ::close(fd);
+      return fail(ErrorCode::kInvalidArgument, "{}: larger than {} bytes", clip(path),
+                  kMaxEnvironmentFile);
+    }
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return text;
+}
+
 // Docker's env-file format: leading whitespace dropped, blank and '#' lines skipped, KEY=VALUE with
 // the value taken verbatim. A line without '=' would import the variable from the caller's
 // environment in Docker; the agent's own environment is not the task's, so it is skipped.
@@ -149,9 +220,13 @@ Result<std::vector<std::pair<std::string, std::string>>> parseEnvFile(std::strin
     if (key.empty()) {
       return fail(ErrorCode::kInvalidArgument, "{} line {}: no variable name", path, number);
     }
+    // Never quote the file: it holds secrets.
     if (key.find_first_of(" \t\v\f") != std::string_view::npos) {
-      return fail(ErrorCode::kInvalidArgument, "{} line {}: variable {:?} contains whitespace",
-                  path, number, std::string(key));
+      return fail(ErrorCode::kInvalidArgument, "{} line {}: the variable name contains whitespace",
+                  path, number);
+    }
+    if (line.find('\0') != std::string_view::npos) {
+      return fail(ErrorCode::kInvalidArgument, "{} line {}: contains a NUL byte", path, number);
     }
     out.emplace_back(std::string(key), std::string(line.substr(eq + 1)));
   }
@@ -172,7 +247,7 @@ Result<std::vector<std::string>> containerEnv(const ContainerSpecInputs& in) {
                   "{}: {:?}: environment files from S3 are not supported yet, only local paths",
                   where, path);
     }
-    auto text = readFile(path);
+    auto text = readEnvironmentFile(in.environment_files_dir, path);
     if (!text) return fail(text.error().wrap(where));
     auto vars = parseEnvFile(*text, path);
     if (!vars) return fail(vars.error().wrap(where));

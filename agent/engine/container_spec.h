@@ -50,6 +50,9 @@ struct ContainerSpecInputs {
   std::string host_dev_dir = "/dev";  // every device of a privileged container
   // initProcessEnabled: a static init (tini) from the host, bind-mounted read-only as PID 1.
   std::string init_binary = "/usr/bin/tini-static";
+  // Where local environmentFiles may come from (ECS_ENVIRONMENT_FILES_DIR; `run` allows "/"):
+  // read beneath it without following links out of it. Empty: local files are refused.
+  std::string environment_files_dir;
 };
 
 // kInvalidArgument naming the field for anything that cannot be honoured (an env file that

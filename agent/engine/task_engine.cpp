@@ -490,6 +490,7 @@ void TaskEngine::adoptOnLoop(AdoptedTask adopted, std::function<void(Result<Adop
           if (!ok) continue;
           c.inputs.task = definition;
           c.inputs.container = w.def;
+          c.inputs.environment_files_dir = options_.environment_files_dir;
           c.inputs.image = c.image_config;
           c.inputs.task_id = info.id;
           c.inputs.runtime_id = w.runtime_id;
@@ -1058,6 +1059,7 @@ void TaskEngine::create(Task& task, Container& c) {
   ContainerSpecInputs inputs;
   inputs.task = &task.definition;
   inputs.container = c.def;
+  inputs.environment_files_dir = options_.environment_files_dir;
   inputs.image = c.image_config;
   inputs.task_id = task.id;
   inputs.runtime_id = c.runtime_id;

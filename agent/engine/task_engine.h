@@ -80,6 +80,8 @@ struct EngineOptions {
   PullBehavior pull_behavior = PullBehavior::kDefault;
   std::chrono::milliseconds pull_timeout{std::chrono::hours(2)};  // ECS_IMAGE_PULL_TIMEOUT
   std::string data_dir = "/var/lib/ecs/data";  // task directories: <data_dir>/tasks/<taskId>/...
+  // Where local environmentFiles may be read from (ContainerSpecInputs); empty: refused.
+  std::string environment_files_dir;
   std::string cluster = "default";
   int workers = 4;                 // containerd calls, resources, health checks
   int pull_workers = 4;            // concurrent pulls; more wait in the pull queue

@@ -2,9 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cinttypes>
+#include <cstdio>
 #include <filesystem>
 
 #include "agent/aws/credentials.h"
+#include "agent/common/process_identity.h"
 #include "agent/node/reconciler.h"
 
 namespace ecs::node {
@@ -35,6 +38,37 @@ Result<ImageServices> connectImageServices(const config::Config& config) {
   services.puller = std::make_unique<images::ImagePuller>(*services.containerd, *services.registry);
   return services;
 }
+
+namespace {
+
+// The leases of agent processes that are gone (killed in the middle of a pull or a create): what
+// they hold would otherwise stay until they expire.
+void sweepLeases(runtime::ContainerdClient& containerd) {
+  auto leases = containerd.listLeasesWithLabels();
+  if (!leases) {
+    spdlog::warn("sweep: could not list leases: {}", leases.error().message);
+    return;
+  }
+  size_t removed = 0;
+  for (const auto& [id, labels] : *leases) {
+    auto owner = labels.find(runtime::kLabelLeaseOwner);
+    if (owner == labels.end()) continue;
+    ProcessIdentity process;
+    if (std::sscanf(owner->second.c_str(), "%d:%" SCNu64, &process.pid, &process.start_time) != 2 ||
+        isAlive(process)) {
+      continue;
+    }
+    if (auto deleted = containerd.deleteLease(id, /*sync_gc=*/false); !deleted) {
+      spdlog::warn("sweep: lease {}: {}", id, deleted.error().message);
+      continue;
+    }
+    ++removed;
+  }
+  if (removed > 0)
+    spdlog::info("sweep: deleted {} lease(s) of agent processes that are gone", removed);
+}
+
+}  // namespace
 
 Result<std::vector<runtime::ContainerRecord>> listAgentContainers(const config::Config& config) {
   runtime::ContainerdOptions options;
@@ -234,6 +268,7 @@ Result<std::unique_ptr<Node>> Node::create(const config::Config& config,
 
 void Node::sweep() {
   sweepDeadAgents(hostNetworkOptions(config_), volumesOptions(config_), volumes_.get());
+  sweepLeases(*images_.containerd);
 }
 
 void Node::stop() {

@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 
+#include "agent/common/process_identity.h"
 #include "agent/runtime/containerd_connection.h"
 #include "agent/runtime/event_monitor.h"
 #include "agent/runtime/task_io.h"
@@ -183,6 +184,8 @@ Result<std::string> ContainerdClient::createLease(const Labels& labels,
   const auto& c = *impl_->conn;
   leases_v1::CreateRequest request;
   Labels all = c.withDefaults(labels);
+  const auto self = currentProcess();
+  all[kLabelLeaseOwner] = fmt::format("{}:{}", self.pid, self.start_time);
   if (expire_after.count() > 0) {
     all[kGcExpireLabel] = rfc3339(std::chrono::system_clock::now() + expire_after);
   }
@@ -258,6 +261,21 @@ Result<std::vector<std::string>> ContainerdClient::listLeases() {
   std::vector<std::string> ids;
   for (const auto& lease : response.leases()) ids.push_back(lease.id());
   return ids;
+}
+
+Result<std::vector<std::pair<std::string, Labels>>> ContainerdClient::listLeasesWithLabels() {
+  const auto& c = *impl_->conn;
+  CallContext ctx;
+  c.prepare(ctx);
+  leases_v1::ListResponse response;
+  if (auto s = c.call(ctx, rpc::kLeasesList, leases_v1::ListRequest(), &response); !s.ok()) {
+    return grpcFail(s, "list leases");
+  }
+  std::vector<std::pair<std::string, Labels>> out;
+  for (const auto& lease : response.leases()) {
+    out.emplace_back(lease.id(), labelsFromProto(lease.labels()));
+  }
+  return out;
 }
 
 Result<void> ContainerdClient::addLeaseResource(const std::string& lease, const std::string& id,

@@ -55,6 +55,7 @@ class ContainerdClient {
   // with backoff for up to two minutes, then logs and gives up (the lease expires by itself).
   void deleteLeaseSurely(const std::string& id, bool sync_gc, const std::string& what);
   Result<std::vector<std::string>> listLeases();
+  Result<std::vector<std::pair<std::string, Labels>>> listLeasesWithLabels();
   // Adds an existing object to a lease, protecting it from GC while the lease lives. `type` is
   // "content" (id = digest), "snapshots/<snapshotter>" (id = snapshot key) or "ingests" (id = ref).
   Result<void> addLeaseResource(const std::string& lease, const std::string& id,

@@ -105,6 +105,9 @@ struct TaskInfo {
 inline constexpr const char* kLabelManagedBy = "com.amazonaws.ecs.node-agent.managed-by";
 inline constexpr const char* kManagedByValue = "ecs-node-agent";
 inline constexpr const char* kLabelAgentInstance = "com.amazonaws.ecs.node-agent.instance";
+// On every lease: the agent process that made it ("<pid>:<start time>", see ProcessIdentity),
+// so that the leases of a killed agent can be told from a live one's and deleted.
+inline constexpr const char* kLabelLeaseOwner = "com.amazonaws.ecs.node-agent.owner";
 // The container record's extension that holds ContainerSpec::task_document.
 inline constexpr const char* kTaskDocumentExtension = "com.amazonaws.ecs.node-agent.task";
 

@@ -155,6 +155,7 @@ TEST_F(ContainerSpecTest, EnvironmentPrecedence) {
   write(dir_ / "b.env", "SHARED=file-b\nFROM_B=b\nDUP=other-file\n");
   container_.environment_files = {{(dir_ / "a.env").string(), "s3"},
                                   {(dir_ / "b.env").string(), "s3"}};
+  inputs_.environment_files_dir = dir_.string();
   container_.environment = {{"SHARED", "environment"}, {"MINE", "1"}};
   inputs_.extra_env = {"MINE=agent", "ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/x"};
 
@@ -176,21 +177,51 @@ TEST_F(ContainerSpecTest, EnvironmentPrecedence) {
 
 TEST_F(ContainerSpecTest, UnreadableEnvironmentFileIsNamed) {
   container_.environment_files = {{(dir_ / "missing.env").string(), "s3"}};
+  inputs_.environment_files_dir = dir_.string();
   const auto err = error();
   EXPECT_EQ(err.code, ErrorCode::kInvalidArgument);
-  EXPECT_NE(err.message.find("container \"web\": environmentFiles[0]: cannot read"),
-            std::string::npos)
+  EXPECT_NE(err.message.find("container \"web\": environmentFiles[0]: "), std::string::npos)
       << err.message;
-  EXPECT_NE(err.message.find("missing.env"), std::string::npos);
+  EXPECT_NE(err.message.find("missing.env: No such file or directory"), std::string::npos)
+      << err.message;
+}
+
+TEST_F(ContainerSpecTest, LocalEnvironmentFilesComeOnlyFromTheAllowedDirectory) {
+  fs::create_directories(dir_ / "allowed");
+  write(dir_ / "secret.env", "SECRET=planted-value\n");
+  write(dir_ / "allowed" / "ok.env", "FINE=1\n");
+  fs::create_symlink(dir_ / "secret.env", dir_ / "allowed" / "link.env");
+  fs::create_symlink("../secret.env", dir_ / "allowed" / "relative-link.env");
+  auto refused = [&](const fs::path& path, const std::string& why) {
+    container_.environment_files = {{path.string(), "s3"}};
+    const auto err = error();
+    EXPECT_NE(err.message.find(why), std::string::npos) << err.message;
+    EXPECT_EQ(err.message.find("planted"), std::string::npos) << err.message;
+  };
+  // None allowed unless a directory is configured.
+  refused(dir_ / "allowed" / "ok.env", "ECS_ENVIRONMENT_FILES_DIR");
+  inputs_.environment_files_dir = (dir_ / "allowed").string();
+  refused(dir_ / "secret.env", "not beneath");
+  refused(dir_ / "allowed" / ".." / "secret.env", "not beneath");
+  refused(dir_ / "allowed" / "link.env", "a link leads out");
+  refused(dir_ / "allowed" / "relative-link.env", "a link leads out");
+  refused(dir_ / "allowed", "not a regular file");
+  write(dir_ / "allowed" / "huge.env", std::string((1 << 20) + 1, 'x'));
+  refused(dir_ / "allowed" / "huge.env", "larger than");
+
+  container_.environment_files = {{(dir_ / "allowed" / "ok.env").string(), "s3"}};
+  EXPECT_TRUE(has(env(spec()), "FINE=1"));
 }
 
 TEST_F(ContainerSpecTest, MalformedEnvironmentFileNamesTheLine) {
   write(dir_ / "bad.env", "OK=1\nBAD KEY=2\n");
   container_.environment_files = {{(dir_ / "bad.env").string(), "s3"}};
+  inputs_.environment_files_dir = dir_.string();
   const auto err = error();
-  EXPECT_NE(err.message.find("bad.env line 2: variable \"BAD KEY\" contains whitespace"),
+  EXPECT_NE(err.message.find("bad.env line 2: the variable name contains whitespace"),
             std::string::npos)
       << err.message;
+  EXPECT_EQ(err.message.find("BAD KEY"), std::string::npos) << "a file's content is never quoted";
 
   container_.environment_files = {{"arn:aws:s3:::bucket/x.env", "s3"}};
   EXPECT_NE(error().message.find("not supported"), std::string::npos);

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "agent/acs/acs_task.h"
 #include "agent/daemon/daemon_state.h"
 
 namespace ecs::daemon {
@@ -71,4 +72,40 @@ TEST(DaemonStateJsonTest, CredentialsReadBackAndAreNeverQuoted) {
 }
 
 }  // namespace
+TEST(DaemonStateJsonTest, ATaskDocumentCarriesTheTaskButNoSecrets) {
+  const std::string task_json = R"({
+    "arn": "arn:aws:ecs:us-west-2:1:task/c/0f3c6d0e1a2b4c5d8e9f001122334455",
+    "family": "doc", "version": "3", "desiredStatus": "RUNNING", "networkMode": "bridge",
+    "roleCredentials": {"credentialsId": "cred-1", "roleArn": "arn:aws:iam::1:role/app",
+      "accessKeyId": "ASIAKEY", "secretAccessKey": "do-not-keep", "sessionToken": "tok",
+      "expiration": "2030-03-25T06:17:19.318+0000"},
+    "containers": [{"name": "web", "image": "busybox", "essential": true, "memory": 32,
+      "portMappings": [{"containerPort": 80, "hostPort": 0}]}]})";
+  auto parsed = acs::parseAcsTask(std::string_view(task_json));
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  const auto document = taskDocument(task_json, parsed->spec, "arn:aws:ecs:us-west-2:1:cluster/c",
+                                     "arn:aws:ecs:us-west-2:1:container-instance/c/i-1");
+  EXPECT_THAT(document, Not(HasSubstr("do-not-keep")));
+  EXPECT_THAT(document, Not(HasSubstr("ASIAKEY")));
+
+  auto back = taskFromDocument(document);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->cluster, "arn:aws:ecs:us-west-2:1:cluster/c");
+  EXPECT_EQ(back->instance_arn, "arn:aws:ecs:us-west-2:1:container-instance/c/i-1");
+  const auto& spec = back->adopted.spec;
+  EXPECT_EQ(spec.arn, parsed->spec.arn);
+  EXPECT_EQ(spec.role_credentials_id, "cred-1");
+  EXPECT_EQ(spec.definition.task_role_arn, "arn:aws:iam::1:role/app");
+  EXPECT_EQ(spec.definition.family, "doc");
+  ASSERT_EQ(spec.definition.container_definitions.size(), 1u);
+  EXPECT_EQ(spec.definition.container_definitions[0].port_mappings.size(), 1u);
+  EXPECT_EQ(spec.document, document);
+  EXPECT_EQ(back->adopted.known, engine::ContainerStatus::kRunning);
+  EXPECT_THAT(back->task_json, Not(HasSubstr("roleCredentials")));
+
+  EXPECT_FALSE(taskFromDocument("{\"version\": 2, \"task\": {}}"));
+  EXPECT_FALSE(taskFromDocument("not json"));
+  EXPECT_FALSE(taskFromDocument("{\"version\": 1, \"task\": {\"arn\": 5}}"));
+}
+
 }  // namespace ecs::daemon

@@ -727,6 +727,49 @@ TEST(AcsTaskTest, ValidationProblemsUseTheContainersName) {
   EXPECT_THAT(message, Not(HasSubstr("containerDefinitions")));
 }
 
+// The cluster's tasks meet the same hostile-value rules as a task definition file.
+TEST(AcsTaskTest, HostileValuesAreRefusedAsInATaskDefinition) {
+  boost::json::value task = bridgeTask();
+  auto& web = task.at("containers").at(0).as_object();
+  web["mountPoints"].as_array()[1].as_object()["containerPath"] = "/proc/sys";
+  std::string message = parseError(task);
+  EXPECT_THAT(message, HasSubstr("containers[0] (name \"web\").mountPoints[1].containerPath: "
+                                 "\"/proc/sys\" must not be in /proc"));
+  // Hostname, ExtraHosts and DnsSearch travel in dockerConfig.
+  task = withDockerConfig(document(kBridgeTask), 0, R"({"Hostname": "web\n10.0.0.1 evil",
+      "Healthcheck": {"Test": ["CMD", "true"]}})",
+                          R"({"ExtraHosts": ["db\nevil:10.0.0.10"], "DnsSearch": ["a..b"]})");
+  message = parseError(task);
+  EXPECT_THAT(message, HasSubstr("containers[0] (name \"web\").hostname: \"web\\n10.0.0.1 evil\" "
+                                 "must not contain a line break"));
+  EXPECT_THAT(message, HasSubstr("containers[0] (name \"web\").extraHosts[0].hostname"));
+  EXPECT_THAT(message, HasSubstr("containers[0] (name \"web\").dnsSearchDomains[0]: \"a..b\""));
+}
+
+TEST(AcsTaskTest, NulCharactersAreRefusedEvenInsideDockerConfig) {
+  boost::json::value task = bridgeTask();
+  task.at("containers").at(0).as_object()["environment"].as_object()["MODE"] =
+      std::string("prod\0x", 6);
+  EXPECT_THAT(parseError(task), HasSubstr("containers[0].environment.MODE: contains a NUL "
+                                          "character"));
+  task = bridgeTask();
+  task.at("containers").at(0).as_object()["environment"].as_object()[std::string("A\0B", 3)] = "1";
+  EXPECT_THAT(parseError(task), HasSubstr("containers[0].environment.A\\0B: the member name "
+                                          "contains a NUL character"));
+  task =
+      withDockerConfig(document(kBridgeTask), 0, R"({"User": "nobody\u0000root"})", kWebHostConfig);
+  std::string message = parseError(task);
+  EXPECT_THAT(message,
+              HasSubstr("containers[0].dockerConfig.config.User: contains a NUL character"));
+  EXPECT_THAT(message, Not(HasSubstr("root")));
+
+  // A stop is only read: it must still stop the task whatever its fields hold.
+  task = bridgeTask();
+  task.as_object()["desiredStatus"] = "STOPPED";
+  task.at("containers").at(0).as_object()["command"] = boost::json::array{std::string("a\0b", 3)};
+  EXPECT_TRUE(parseAcsTask(task));
+}
+
 TEST(AcsTaskTest, EssentialIsFalseWhenAbsent) {
   EXPECT_THAT(parseError(R"({"arn": "t", "family": "f", "desiredStatus": "RUNNING",
       "containers": [{"name": "app", "image": "busybox", "memory": 64}]})"),

@@ -7,7 +7,9 @@
 #include <functional>
 #include <string>
 
+#include "agent/acs/acs_frame.h"
 #include "tests/support/json_pointers.h"
+#include "tests/support/mutation_fuzzer.h"
 
 namespace ecs::acs {
 namespace {
@@ -845,6 +847,49 @@ TEST(AcsTaskFuzzTest, EveryValueReplacedByEveryKind) {
   }
   EXPECT_GT(errors, 500);
   EXPECT_TRUE(parseAcsTask(task));
+}
+
+// Whole ACS frames, as the session reads them (parseAcsFrame, then readPayloadMessage), mutated
+// for a fixed time (ECS_FUZZ_SECONDS; scripts/test.sh gives the sanitizer build 30 s): no
+// crash, no hang, and every task's problem is one bounded line.
+TEST(AcsFrameFuzzTest, TimedMutationsOfWholeFrames) {
+  auto frame = [](boost::json::array tasks) {
+    return boost::json::serialize(boost::json::object{
+        {"type", "PayloadMessage"},
+        {"message", boost::json::object{{"messageId", "m-1"},
+                                        {"clusterArn", "arn:aws:ecs:us-west-2:1:cluster/shop"},
+                                        {"containerInstanceArn", "arn:aws:ecs:us-west-2:1:ci/x"},
+                                        {"seqNum", 7},
+                                        {"generatedAt", 1700000000000},
+                                        {"tasks", std::move(tasks)}}}});
+  };
+  boost::json::value stopped = bridgeTask();
+  stopped.as_object()["desiredStatus"] = "STOPPED";
+  std::vector<std::string> seeds = {
+      frame({bridgeTask()}),
+      frame({stopped, document(R"({"arn": "t2", "desiredStatus": "RUNNING", "family": "f",
+          "containers": [{"name": "a", "image": "busybox", "memory": 64, "essential": true}]})")}),
+      R"({"type": "HeartbeatMessage", "message": {"messageId": "h"}})",
+      R"({"InvalidClusterException": "Invalid cluster"})"};
+  auto options = ecs::testing::MutationFuzzer::optionsFromEnvironment(std::chrono::seconds(2));
+  ecs::testing::MutationFuzzer fuzzer(seeds, options);
+  size_t runs = fuzzer.run([](std::string_view text) {
+    std::optional<AcsFrame> read = parseAcsFrame(text);
+    if (!read) return false;
+    if (read->type != "PayloadMessage") return true;
+    std::optional<AcsPayload> payload = readPayloadMessage(read->message());
+    if (!payload) return true;
+    for (const PayloadTask& task : payload->tasks) {
+      if (task.task) continue;
+      const std::string& message = task.task.error().message;
+      EXPECT_FALSE(message.empty());
+      EXPECT_LT(message.size(), 64u << 10);
+      EXPECT_EQ(message.find_first_of(std::string("\n\r\0", 3)), std::string::npos)
+          << message.substr(0, 1000);
+    }
+    return true;
+  });
+  EXPECT_GT(runs, 100u);
 }
 
 }  // namespace

@@ -4,12 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <random>
+#include <sstream>
 #include <string>
 
 #include "agent/common/text.h"
 #include "tests/support/json_pointers.h"
+#include "tests/support/mutation_fuzzer.h"
 
 namespace ecs::engine {
 namespace {
@@ -1605,6 +1609,43 @@ TEST(TaskDefinitionFuzzTest, EveryValueReplacedByEveryKind) {
   }
   EXPECT_GT(errors, 500);
   EXPECT_TRUE(loadTaskDefinition(boost::json::serialize(document)));
+}
+
+// Task definitions (the sample above and examples/) mutated for a fixed time (ECS_FUZZ_SECONDS;
+// scripts/test.sh gives the sanitizer build 30 s): no crash, no hang, and every message is
+// bounded and on one line.
+TEST(TaskDefinitionFuzzTest, TimedMutations) {
+  std::vector<std::string> seeds = {std::string(kSample),
+                                    R"({"family": "f", "containerDefinitions": [{"name": "a",
+                                        "image": "busybox", "memory": 64}]})"};
+  for (const auto& entry : std::filesystem::directory_iterator(ECS_EXAMPLES_DIR)) {
+    if (entry.path().extension() != ".json") continue;
+    std::ifstream in(entry.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    seeds.push_back(text.str());
+  }
+  ASSERT_GT(seeds.size(), 2u) << "no task definitions in " << ECS_EXAMPLES_DIR;
+  auto options = ecs::testing::MutationFuzzer::optionsFromEnvironment(std::chrono::seconds(2));
+  ecs::testing::MutationFuzzer fuzzer(seeds, options);
+  auto oneBoundedLine = [](const std::string& message, size_t limit) {
+    EXPECT_FALSE(message.empty());
+    EXPECT_LT(message.size(), limit);
+    EXPECT_EQ(message.find_first_of(std::string("\n\r\0", 3)), std::string::npos)
+        << message.substr(0, 1000);
+  };
+  size_t runs = fuzzer.run([&](std::string_view text) {
+    auto parsed = parseTaskDefinition(text);
+    if (!parsed) {
+      oneBoundedLine(parsed.error().message, 64u << 10);
+      return !parsed.error().message.starts_with("malformed JSON");
+    }
+    for (const std::string& problem : validateTaskDefinition(*parsed)) {
+      oneBoundedLine(problem, 4096);
+    }
+    return true;
+  });
+  EXPECT_GT(runs, 100u);
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #   1. install dependencies (scripts/setup.sh)
 #   2. build/ (RelWithDebInfo): build everything, run every test — unit and integration (the
 #      latter against a private containerd and registries started by tests/harness/harness.sh)
-#   3. build-asan/ (ASan + UBSan): build, run the unit tests
+#   3. build-asan/ (ASan + UBSan): build, run the unit tests; the timed fuzz tests of the task
+#      definition and ACS frame readers (*FuzzTest.TimedMutations*) run 30 s each there
+#      (ECS_FUZZ_SECONDS; 2 s in other runs)
 #   4. clang-format check of our C++ sources
 # Every step runs even if an earlier one failed; the summary at the end says which failed.
 # ECS_CI_JOBS (default 2) sets build parallelism; ECS_CI_BUILD_DIR / ECS_CI_ASAN_DIR rename the
@@ -79,7 +81,8 @@ asan_build() {
 }
 
 asan_tests() {
-  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+  ECS_FUZZ_SECONDS=${ECS_FUZZ_SECONDS:-30} \
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
     run_ctest "$ASAN" -j "$JOBS"
 }

@@ -20,6 +20,7 @@
 #include "agent/acs/control_session.h"
 #include "agent/acs/websocket_client.h"
 #include "agent/aws/sigv4.h"
+#include "agent/common/text.h"
 
 namespace ecs::acs {
 
@@ -33,22 +34,6 @@ namespace {
 
 constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
 
-std::string str(const json::object& object, std::string_view key) {
-  if (const auto* value = object.if_contains(key); value && value->is_string()) {
-    return std::string(value->get_string());
-  }
-  return {};
-}
-
-std::int64_t integer(const json::object& object, std::string_view key) {
-  if (const auto* value = object.if_contains(key)) {
-    if (value->is_int64()) return value->get_int64();
-    if (value->is_uint64()) return static_cast<std::int64_t>(value->get_uint64());
-    if (value->is_double()) return static_cast<std::int64_t>(value->get_double());
-  }
-  return 0;
-}
-
 std::vector<TaskIdentifier> taskIdentifiers(const json::object& object, std::string_view key) {
   std::vector<TaskIdentifier> out;
   const auto* list = object.if_contains(key);
@@ -56,7 +41,8 @@ std::vector<TaskIdentifier> taskIdentifiers(const json::object& object, std::str
   for (const auto& item : list->get_array()) {
     if (!item.is_object()) continue;
     const auto& task = item.get_object();
-    out.push_back({str(task, "taskArn"), str(task, "taskClusterArn"), str(task, "desiredStatus")});
+    out.push_back({frameString(task, "taskArn"), frameString(task, "taskClusterArn"),
+                   frameString(task, "desiredStatus")});
   }
   return out;
 }
@@ -83,13 +69,6 @@ bool isException(std::string_view type) {
 }
 
 }  // namespace
-
-bool AcsPayload::allTasksParsed() const {
-  for (const auto& task : tasks) {
-    if (!task.task) return false;
-  }
-  return true;
-}
 
 std::string acsQuery(const AcsSessionOptions& options, bool send_credentials) {
   aws::QueryParameters query{{"agentHash", options.agent_hash},
@@ -332,40 +311,35 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
   }
 
   void dispatch(const std::string& text) {
-    boost::system::error_code ec;
-    json::value frame = json::parse(text, ec);
-    if (ec || !frame.is_object()) {
+    std::optional<AcsFrame> frame = parseAcsFrame(text);
+    if (!frame) {
       spdlog::warn("ACS: dropping a frame that is not a JSON object ({} bytes)", text.size());
       return;
     }
-    const auto& envelope = frame.get_object();
-    std::string type = str(envelope, "type");
-    static const json::object kEmpty;
-    const json::object* message = &kEmpty;
-    if (const auto* m = envelope.if_contains("message"); m && m->is_object()) {
-      message = &m->get_object();
-    }
+    const json::object& envelope = frame->envelope;
+    const std::string& type = frame->type;
+    const json::object* message = &frame->message();
     if (type.empty()) {
       if (envelope.size() == 1 && envelope.begin()->value().is_string()) {
-        spdlog::warn("ACS: {}: {}", std::string(envelope.begin()->key()),
-                     std::string(envelope.begin()->value().get_string()));
+        spdlog::warn("ACS: {}: {}", text::clip(envelope.begin()->key()),
+                     text::clip(envelope.begin()->value().get_string()));
       } else {
         spdlog::warn("ACS: dropping a frame without a type");
       }
       return;
     }
     if (type == "HeartbeatMessage") {
-      reply("HeartbeatAckRequest", json::object{{"messageId", str(*message, "messageId")}});
+      reply("HeartbeatAckRequest", json::object{{"messageId", frameString(*message, "messageId")}});
     } else if (type == "PayloadMessage") {
       onPayload(*message);
     } else if (type == "IAMRoleCredentialsMessage") {
       onCredentials(*message);
     } else if (type == "TaskManifestMessage") {
-      AcsTaskManifest manifest{str(*message, "messageId"),
-                               str(*message, "clusterArn"),
-                               str(*message, "containerInstanceArn"),
-                               integer(*message, "timeline"),
-                               integer(*message, "generatedAt"),
+      AcsTaskManifest manifest{frameString(*message, "messageId"),
+                               frameString(*message, "clusterArn"),
+                               frameString(*message, "containerInstanceArn"),
+                               frameInteger(*message, "timeline"),
+                               frameInteger(*message, "generatedAt"),
                                taskIdentifiers(*message, "tasks")};
       if (manifest.message_id.empty()) {
         spdlog::warn("ACS: dropping a TaskManifestMessage without messageId");
@@ -373,41 +347,32 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
       }
       handler_.onTaskManifest(std::move(manifest), AcsReply(weak_from_this()));
     } else if (type == "TaskStopVerificationAck") {
-      handler_.onStopVerificationAck({str(*message, "messageId"), integer(*message, "generatedAt"),
+      handler_.onStopVerificationAck({frameString(*message, "messageId"),
+                                      frameInteger(*message, "generatedAt"),
                                       taskIdentifiers(*message, "stopTasks")});
     } else if (type == "StageUpdateMessage" || type == "PerformUpdateMessage") {
       spdlog::info("ACS: refusing {}: the package manager updates this agent", type);
       reply("NackRequest",
-            json::object{{"cluster", str(*message, "clusterArn")},
-                         {"containerInstance", str(*message, "containerInstanceArn")},
-                         {"messageId", str(*message, "messageId")},
+            json::object{{"cluster", frameString(*message, "clusterArn")},
+                         {"containerInstance", frameString(*message, "containerInstanceArn")},
+                         {"messageId", frameString(*message, "messageId")},
                          {"reason", "updates are managed by the package manager"}});
     } else if (type == "CloseMessage" || type == "ErrorMessage" || isException(type)) {
-      spdlog::warn("ACS: {}: {}", type, str(*message, "message"));
+      spdlog::warn("ACS: {}: {}", type, text::clip(frameString(*message, "message")));
     } else {
-      spdlog::info("ACS: dropping a {} (not handled by this agent)", type);
+      spdlog::info("ACS: dropping a {} (not handled by this agent)", text::clip(type));
     }
   }
 
   void onPayload(const json::object& message) {
-    AcsPayload payload;
-    payload.message_id = str(message, "messageId");
-    payload.cluster_arn = str(message, "clusterArn");
-    payload.container_instance_arn = str(message, "containerInstanceArn");
-    payload.seq_num = integer(message, "seqNum");
-    payload.generated_at = integer(message, "generatedAt");
-    if (payload.message_id.empty() || payload.cluster_arn.empty() ||
-        payload.container_instance_arn.empty()) {
+    std::optional<AcsPayload> read = readPayloadMessage(message);
+    if (!read) {
       spdlog::warn(
           "ACS: dropping a PayloadMessage without messageId, clusterArn or "
           "containerInstanceArn");
       return;
     }
-    if (const auto* tasks = message.if_contains("tasks"); tasks && tasks->is_array()) {
-      for (const auto& task : tasks->get_array()) {
-        payload.tasks.push_back({acsTaskArn(task), parseAcsTask(task), json::serialize(task)});
-      }
-    }
+    AcsPayload& payload = *read;
     for (std::size_t i = 0; i < payload.tasks.size(); ++i) {
       if (!payload.tasks[i].task) {
         spdlog::warn("ACS: payload {} task {} ({}): {}", payload.message_id, i,
@@ -420,23 +385,23 @@ class AcsSessionState : public std::enable_shared_from_this<AcsSessionState> {
 
   void onCredentials(const json::object& message) {
     AcsCredentialsMessage out;
-    out.message_id = str(message, "messageId");
-    out.task_arn = str(message, "taskArn");
-    out.task_cluster_arn = str(message, "taskClusterArn");
-    std::string role_type = str(message, "roleType");
+    out.message_id = frameString(message, "messageId");
+    out.task_arn = frameString(message, "taskArn");
+    out.task_cluster_arn = frameString(message, "taskClusterArn");
+    std::string role_type = frameString(message, "roleType");
     const auto* creds = message.if_contains("roleCredentials");
     if (out.message_id.empty() || out.task_arn.empty() || role_type.empty() || creds == nullptr ||
-        !creds->is_object() || str(creds->get_object(), "credentialsId").empty()) {
+        !creds->is_object() || frameString(creds->get_object(), "credentialsId").empty()) {
       spdlog::warn("ACS: dropping an incomplete IAMRoleCredentialsMessage");
       return;
     }
     const auto& c = creds->get_object();
-    out.credentials = RoleCredentials{.credentials_id = str(c, "credentialsId"),
-                                      .role_arn = str(c, "roleArn"),
-                                      .access_key_id = str(c, "accessKeyId"),
-                                      .secret_access_key = str(c, "secretAccessKey"),
-                                      .session_token = str(c, "sessionToken"),
-                                      .expiration = str(c, "expiration"),
+    out.credentials = RoleCredentials{.credentials_id = frameString(c, "credentialsId"),
+                                      .role_arn = frameString(c, "roleArn"),
+                                      .access_key_id = frameString(c, "accessKeyId"),
+                                      .secret_access_key = frameString(c, "secretAccessKey"),
+                                      .session_token = frameString(c, "sessionToken"),
+                                      .expiration = frameString(c, "expiration"),
                                       .role_type = role_type};
     handler_.onCredentials(std::move(out), AcsReply(weak_from_this()));
   }

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/acs/acs_frame.h"
 #include "agent/acs/acs_task.h"
 #include "agent/aws/credentials.h"
 #include "agent/common/result.h"
@@ -67,25 +68,6 @@ struct TaskIdentifier {
   std::string task_arn;
   std::string task_cluster_arn;
   std::string desired_status;
-};
-
-// One element of PayloadMessage.tasks: its arn when it has one, and the task or why it could not
-// be read.
-struct PayloadTask {
-  std::optional<std::string> arn;
-  Result<AcsTask> task;
-  std::string json;  // the task object as received (the state store keeps it)
-};
-
-struct AcsPayload {
-  std::string message_id;
-  std::string cluster_arn;
-  std::string container_instance_arn;
-  std::int64_t seq_num = 0;
-  std::int64_t generated_at = 0;
-  std::vector<PayloadTask> tasks;
-
-  bool allTasksParsed() const;
 };
 
 // IAMRoleCredentialsMessage: fresh credentials for a task's role.

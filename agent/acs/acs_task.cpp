@@ -129,6 +129,7 @@ void readEmbeddedObject(const json::Fields& f, std::string_view key, Fill&& fill
     return;
   }
   if (document->is_null()) return;
+  json::refuseNul(f.reader(), *document, f.path(key));
   if (!document->is_object()) {
     f.reader().error(f.path(key),
                      fmt::format("expected a JSON object, got {}", json::describe(*document)));
@@ -671,6 +672,7 @@ Result<AcsTask> parseAcsTask(const boost::json::value& value) {
   json::Reader reader;
   AcsTask task;
   readTask(json::Fields(reader, *object, ""), task);
+  if (task.spec.desired != engine::ContainerStatus::kStopped) json::refuseNul(reader, value, "");
   if (!reader.ok()) {
     return fail(ErrorCode::kInvalidArgument, "{}", json::joinProblems(reader.errors()));
   }

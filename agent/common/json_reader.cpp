@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include "agent/common/text.h"
 
@@ -106,6 +108,28 @@ void Reader::error(const std::string& path, std::string_view message) {
 
 void Reader::typeError(const std::string& path, std::string_view expected, const Value& got) {
   error(path, fmt::format("expected {}, got {}", expected, describe(got)));
+}
+
+void refuseNul(Reader& reader, const Value& value, const std::string& path) {
+  auto hasNul = [](std::string_view text) { return text.find('\0') != std::string_view::npos; };
+  std::vector<std::pair<const Value*, std::string>> pending{{&value, path}};
+  while (!pending.empty()) {
+    auto [next, at] = std::move(pending.back());
+    pending.pop_back();
+    if (const boost::json::string* string = next->if_string()) {
+      if (hasNul(*string)) reader.error(at, "contains a NUL character");
+    } else if (const Array* array = next->if_array()) {
+      for (size_t i = array->size(); i-- > 0;) pending.emplace_back(&(*array)[i], indexPath(at, i));
+    } else if (const Object* object = next->if_object()) {
+      for (auto member = object->rbegin(); member != object->rend(); ++member) {
+        std::string member_path = childPath(at, member->key());
+        if (hasNul(member->key())) {
+          reader.error(member_path, "the member name contains a NUL character");
+        }
+        pending.emplace_back(&member->value(), std::move(member_path));
+      }
+    }
+  }
 }
 
 bool readString(Reader& reader, const Value& value, const std::string& path, std::string& out) {

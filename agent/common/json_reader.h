@@ -74,6 +74,12 @@ class Reader {
   std::vector<std::string> unsupported_;
 };
 
+// Reports every string and member name under `value` (at `path`) that holds a NUL character:
+// text that ends up in C strings (paths, argv, the environment, /etc/hosts) would be cut short
+// there, so a document headed for the kernel refuses it before anything acts on it. Iterative,
+// so any depth is safe.
+void refuseNul(Reader& reader, const Value& value, const std::string& path);
+
 // Scalars. Integers accept whole numbers written with a fraction or an exponent ("512.0",
 // "1e3"); out-of-range values are errors, never wrapped.
 bool readString(Reader& reader, const Value& value, const std::string& path, std::string& out);

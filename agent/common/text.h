@@ -59,13 +59,36 @@ inline std::string_view trimLine(std::string_view s) {
 // The longest value a message quotes: a hostile document must not make huge error messages.
 inline constexpr size_t kMaxQuoted = 200;
 
-// `s` itself when short; else its first kMaxQuoted bytes (never splitting a UTF-8 character)
-// followed by "...".
+// `s` as it may appear in a message: control characters written as escapes (\n, \0, \x1b, ...) so a
+// quoted value cannot break a log line or a reason apart, and at most kMaxQuoted characters of that
+// (never splitting a UTF-8 character) followed by "..." when cut.
 inline std::string clip(std::string_view s) {
-  if (s.size() <= kMaxQuoted) return std::string(s);
-  size_t end = kMaxQuoted;
-  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
-  return std::string(s.substr(0, end)) + "...";
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  size_t i = 0;
+  for (; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    char escape[5] = {'\\', 0, 0, 0, 0};
+    std::string_view piece(&s[i], 1);
+    if (c == '\n' || c == '\r' || c == '\t' || c == '\0') {
+      escape[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : '0';
+      piece = std::string_view(escape, 2);
+    } else if (c < 0x20 || c == 0x7f) {
+      escape[1] = 'x';
+      escape[2] = kHex[c >> 4];
+      escape[3] = kHex[c & 0xf];
+      piece = std::string_view(escape, 4);
+    }
+    if (out.size() + piece.size() > kMaxQuoted) break;
+    out += piece;
+  }
+  if (i == s.size()) return out;
+  // Bytes from 0x80 up are copied one for one, so a cut character is the output's tail.
+  while (i > 0 && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) {
+    --i;
+    out.pop_back();
+  }
+  return out + "...";
 }
 
 }  // namespace ecs::text

@@ -384,6 +384,7 @@ Result<TaskDefinition> parseTaskDefinition(std::string_view json_text) {
                 json::describe(*document));
   }
   json::Reader reader;
+  json::refuseNul(reader, *document, "");
   TaskDefinition definition;
   json::Fields top_fields(reader, *top, "");
   // describe-task-definition output: {"taskDefinition": {...}, "tags": [...]}.

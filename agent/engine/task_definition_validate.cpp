@@ -27,6 +27,7 @@ bool isEcsName(std::string_view name) {
 
 bool isIpAddress(const std::string& text) {
   unsigned char buffer[16];
+  if (text.find('\0') != std::string::npos) return false;  // inet_pton would stop there
   return inet_pton(AF_INET, text.c_str(), buffer) == 1 ||
          inet_pton(AF_INET6, text.c_str(), buffer) == 1;
 }
@@ -36,7 +37,13 @@ constexpr int kMinMemoryMib = 6;  // Docker 20.10+ refuses less (older Docker: 4
 constexpr int kMinTaskCpuUnits = 128;
 constexpr int kMaxTaskCpuUnits = 196608;  // 192 vCPU
 constexpr int kMaxTimeoutSeconds = 120;
-constexpr int kMaxPortRangesPerContainer = 100;
+// ECS allows 100 port ranges per container and documents no limit on its other mappings; 100
+// mappings in all keeps the agent's work (and a task's iptables rules) bounded. A container
+// instance reserves at most 100 fixed host ports, so a task needing more could never be placed.
+constexpr size_t kMaxPortMappingsPerContainer = 100;
+constexpr size_t kMaxFixedHostPortsPerTask = 100;
+constexpr size_t kMaxHostnameLength = 253;
+constexpr size_t kMaxHostnameLabelLength = 63;
 constexpr size_t kMaxIgnoredExitCodes = 50;
 
 constexpr std::array kUlimitNames = {"core",    "cpu",      "data",   "fsize",      "locks",
@@ -61,6 +68,93 @@ bool oneOf(std::string_view value, const std::array<const char*, N>& allowed) {
 
 bool isAbsolutePath(std::string_view path) {
   return !path.empty() && path.front() == '/';
+}
+
+bool hasLineBreak(std::string_view text) {
+  return text.find_first_of("\r\n") != std::string_view::npos;
+}
+
+bool hasControlCharacter(std::string_view text) {
+  return std::any_of(text.begin(), text.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+// A path's components without empty and "." ones: "//proc/./sys/" -> {proc, sys}.
+std::vector<std::string_view> pathComponents(std::string_view path) {
+  std::vector<std::string_view> components;
+  while (!path.empty()) {
+    size_t slash = path.find('/');
+    std::string_view component = path.substr(0, slash);
+    if (!component.empty() && component != ".") components.push_back(component);
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return components;
+}
+
+std::string normalizedPath(std::string_view path) {
+  std::string out;
+  for (std::string_view component : pathComponents(path)) {
+    out += '/';
+    out += component;
+  }
+  return out.empty() ? "/" : out;
+}
+
+bool hasParentComponent(std::string_view path) {
+  auto components = pathComponents(path);
+  return std::find(components.begin(), components.end(), "..") != components.end();
+}
+
+// Why a path inside the container cannot be a mount target, if it cannot: it must be absolute
+// and free of ".." (what it names must not depend on the image's symlinks), and must not be the
+// root or in /proc or /sys, which are the kernel's interfaces that the runtime sets up (and
+// masks) itself.
+std::optional<std::string> mountTargetProblem(std::string_view path) {
+  if (!isAbsolutePath(path)) return "must be an absolute path";
+  if (hasParentComponent(path)) return "must not contain \"..\" components";
+  auto components = pathComponents(path);
+  if (components.empty()) return "must not be the container's root";
+  if (components.front() == "proc" || components.front() == "sys") {
+    return fmt::format("must not be in /{} (the runtime sets it up)", components.front());
+  }
+  return std::nullopt;
+}
+
+// A path on the host: absolute, and without ".." so it names what it seems to.
+std::optional<std::string> hostPathProblem(std::string_view path) {
+  if (!isAbsolutePath(path)) return "must be an absolute path";
+  if (hasParentComponent(path)) return "must not contain \"..\" components";
+  return std::nullopt;
+}
+
+// Why a host name (hostname, an extraHosts name, a DNS search domain) is refused, if it is:
+// labels of 1-63 letters, digits, '-' or '_' joined by '.', 253 characters in all (one trailing
+// '.' allowed), so it can neither break the files it is written to (/etc/hosts, /etc/hostname,
+// resolv.conf) nor add names or lines to them.
+std::optional<std::string> hostnameProblem(std::string_view name) {
+  if (name.size() > kMaxHostnameLength) {
+    return fmt::format("is {} characters long (at most {})", name.size(), kMaxHostnameLength);
+  }
+  if (hasLineBreak(name)) return "must not contain a line break";
+  std::string_view labels = name;
+  if (labels.size() > 1 && labels.back() == '.') labels.remove_suffix(1);
+  while (true) {
+    size_t dot = labels.find('.');
+    std::string_view label = labels.substr(0, dot);
+    if (label.empty()) return "has an empty label (\"..\", or a leading '.')";
+    if (label.size() > kMaxHostnameLabelLength) {
+      return fmt::format("has a label of {} characters (at most {})", label.size(),
+                         kMaxHostnameLabelLength);
+    }
+    if (!std::all_of(label.begin(), label.end(), [](char c) {
+          return text::isAlpha(c) || text::isDigit(c) || c == '-' || c == '_';
+        })) {
+      return "may only hold letters, digits, '-', '_' and '.'";
+    }
+    if (dot == std::string_view::npos) return std::nullopt;
+    labels.remove_prefix(dot + 1);
+  }
 }
 
 class Problems {
@@ -190,9 +284,10 @@ void validateNames(const TaskDefinition& d, TaskView& view, Problems& problems) 
 void validateEfsVolume(const std::string& prefix, const EfsVolumeConfiguration& efs,
                        Problems& problems) {
   if (efs.file_system_id.empty()) problems.add("{}.fileSystemId: required", prefix);
-  if (!efs.root_directory.empty() && !isAbsolutePath(efs.root_directory)) {
-    problems.add("{}.rootDirectory: \"{}\" must be an absolute path", prefix,
-                 clip(efs.root_directory));
+  if (!efs.root_directory.empty()) {
+    if (auto problem = hostPathProblem(efs.root_directory)) {
+      problems.add("{}.rootDirectory: \"{}\" {}", prefix, clip(efs.root_directory), *problem);
+    }
   }
   if (efs.transit_encryption_port &&
       (*efs.transit_encryption_port < 1 || *efs.transit_encryption_port > 65535)) {
@@ -239,10 +334,11 @@ void validateVolumes(const TaskDefinition& d, TaskView& view, Problems& problems
           "{}: only one of host, dockerVolumeConfiguration and efsVolumeConfiguration may be set",
           label);
     }
-    if (volume.host && !volume.host->source_path.empty() &&
-        !isAbsolutePath(volume.host->source_path)) {
-      problems.add("{}.host.sourcePath: \"{}\" must be an absolute path", label,
-                   clip(volume.host->source_path));
+    if (volume.host && !volume.host->source_path.empty()) {
+      if (auto problem = hostPathProblem(volume.host->source_path)) {
+        problems.add("{}.host.sourcePath: \"{}\" {}", label, clip(volume.host->source_path),
+                     *problem);
+      }
     }
     if (const auto& docker = volume.docker_volume_configuration) {
       if (docker->scope != "task" && docker->scope != "shared") {
@@ -412,16 +508,15 @@ void validatePorts(const TaskView& view, Problems& problems) {
       problems.add("{}.portMappings: not allowed with networkMode \"none\"", label);
       continue;
     }
+    if (c.port_mappings.size() > kMaxPortMappingsPerContainer) {
+      problems.add("{}.portMappings: {} mappings is more than the limit of {} per container", label,
+                   c.port_mappings.size(), kMaxPortMappingsPerContainer);
+      continue;
+    }
     PortClaims claims;
     for (size_t j = 0; j < c.port_mappings.size(); ++j) {
       validatePortMapping(d.network_mode, c.port_mappings[j],
                           fmt::format("{}.portMappings[{}]", label, j), claims, problems);
-    }
-    auto ranges = std::count_if(c.port_mappings.begin(), c.port_mappings.end(),
-                                [](const auto& m) { return !m.container_port_range.empty(); });
-    if (ranges > kMaxPortRangesPerContainer) {
-      problems.add("{}.portMappings: {} port ranges is more than the limit of {}", label, ranges,
-                   kMaxPortRangesPerContainer);
     }
     task_claims.host.insert(task_claims.host.end(), claims.host.begin(), claims.host.end());
     if (view.sharesNetworkNamespace()) {
@@ -430,6 +525,14 @@ void validatePorts(const TaskView& view, Problems& problems) {
     } else {
       reportOverlaps(std::move(claims.container), "container", problems);
     }
+  }
+  size_t fixed_host_ports =
+      task_claims.host.size() + (d.network_mode == "host" ? task_claims.container.size() : 0);
+  if (fixed_host_ports > kMaxFixedHostPortsPerTask) {
+    problems.add(
+        "portMappings: the task reserves {} fixed host ports, more than the {} a container "
+        "instance can reserve",
+        fixed_host_ports, kMaxFixedHostPortsPerTask);
   }
   reportOverlaps(std::move(task_claims.container), "container", problems);
   reportOverlaps(std::move(task_claims.host), "host", problems);
@@ -511,12 +614,13 @@ void validateLinuxParameters(const std::string& label, const LinuxParameters& p,
   for (size_t i = 0; i < p.devices.size(); ++i) {
     const Device& device = p.devices[i];
     std::string field = fmt::format("{}.devices[{}]", prefix, i);
-    if (!isAbsolutePath(device.host_path)) {
-      problems.add("{}.hostPath: \"{}\" must be an absolute path", field, clip(device.host_path));
+    if (auto problem = hostPathProblem(device.host_path)) {
+      problems.add("{}.hostPath: \"{}\" {}", field, clip(device.host_path), *problem);
     }
-    if (!device.container_path.empty() && !isAbsolutePath(device.container_path)) {
-      problems.add("{}.containerPath: \"{}\" must be an absolute path", field,
-                   clip(device.container_path));
+    if (!device.container_path.empty()) {
+      if (auto problem = mountTargetProblem(device.container_path)) {
+        problems.add("{}.containerPath: \"{}\" {}", field, clip(device.container_path), *problem);
+      }
     }
     for (size_t j = 0; j < device.permissions.size(); ++j) {
       const auto& permission = device.permissions[j];
@@ -529,9 +633,8 @@ void validateLinuxParameters(const std::string& label, const LinuxParameters& p,
   for (size_t i = 0; i < p.tmpfs.size(); ++i) {
     const Tmpfs& tmpfs = p.tmpfs[i];
     std::string field = fmt::format("{}.tmpfs[{}]", prefix, i);
-    if (!isAbsolutePath(tmpfs.container_path)) {
-      problems.add("{}.containerPath: \"{}\" must be an absolute path", field,
-                   clip(tmpfs.container_path));
+    if (auto problem = mountTargetProblem(tmpfs.container_path)) {
+      problems.add("{}.containerPath: \"{}\" {}", field, clip(tmpfs.container_path), *problem);
     }
     if (tmpfs.size_mib <= 0)
       problems.add("{}.size: {} MiB must be positive", field, tmpfs.size_mib);
@@ -634,7 +737,7 @@ void validateReferences(const TaskView& view, const ContainerDefinition& c,
   }
 }
 
-// mountPoints and tmpfs: known volumes, absolute paths, each path mounted once.
+// mountPoints and tmpfs: known volumes, targets the runtime can mount, each mounted once.
 void validateMounts(const TaskView& view, const ContainerDefinition& c, const std::string& label,
                     Problems& problems) {
   std::set<std::string> container_paths;
@@ -646,10 +749,9 @@ void validateMounts(const TaskView& view, const ContainerDefinition& c, const st
     } else if (!view.volumes.contains(mount.source_volume)) {
       problems.add("{}.sourceVolume: unknown volume \"{}\"", field, clip(mount.source_volume));
     }
-    if (!isAbsolutePath(mount.container_path)) {
-      problems.add("{}.containerPath: \"{}\" must be an absolute path", field,
-                   clip(mount.container_path));
-    } else if (!container_paths.insert(mount.container_path).second) {
+    if (auto problem = mountTargetProblem(mount.container_path)) {
+      problems.add("{}.containerPath: \"{}\" {}", field, clip(mount.container_path), *problem);
+    } else if (!container_paths.insert(normalizedPath(mount.container_path)).second) {
       problems.add("{}.containerPath: \"{}\" is mounted twice", field, clip(mount.container_path));
     }
   }
@@ -657,7 +759,7 @@ void validateMounts(const TaskView& view, const ContainerDefinition& c, const st
     validateLinuxParameters(label, *c.linux_parameters, problems);
     for (size_t i = 0; i < c.linux_parameters->tmpfs.size(); ++i) {
       const std::string& path = c.linux_parameters->tmpfs[i].container_path;
-      if (isAbsolutePath(path) && !container_paths.insert(path).second) {
+      if (!mountTargetProblem(path) && !container_paths.insert(normalizedPath(path)).second) {
         problems.add("{}.linuxParameters.tmpfs[{}].containerPath: \"{}\" is mounted twice", label,
                      i, clip(path));
       }
@@ -673,6 +775,9 @@ void validateEnvironment(const ContainerDefinition& c, const std::string& label,
       problems.add("{}.environment[{}].name: required", label, i);
     } else if (name.find('=') != std::string::npos) {
       problems.add("{}.environment[{}].name: \"{}\" must not contain '='", label, i, clip(name));
+    } else if (hasControlCharacter(name)) {
+      problems.add("{}.environment[{}].name: \"{}\" must not contain control characters", label, i,
+                   clip(name));
     }
   }
   for (size_t i = 0; i < c.environment_files.size(); ++i) {
@@ -683,7 +788,13 @@ void validateEnvironment(const ContainerDefinition& c, const std::string& label,
     }
   }
   for (size_t i = 0; i < c.secrets.size(); ++i) {
-    if (c.secrets[i].name.empty()) problems.add("{}.secrets[{}].name: required", label, i);
+    const std::string& name = c.secrets[i].name;
+    if (name.empty()) {
+      problems.add("{}.secrets[{}].name: required", label, i);
+    } else if (hasControlCharacter(name) || name.find('=') != std::string::npos) {
+      problems.add("{}.secrets[{}].name: \"{}\" must not contain '=' or control characters", label,
+                   i, clip(name));
+    }
     if (c.secrets[i].value_from.empty()) {
       problems.add("{}.secrets[{}].valueFrom: required", label, i);
     }
@@ -707,6 +818,17 @@ void validateNetworkSettings(const TaskDefinition& d, const ContainerDefinition&
       problems.add("{}.extraHosts: not allowed with networkMode awsvpc", label);
     }
   }
+  if (!c.hostname.empty()) {
+    if (auto problem = hostnameProblem(c.hostname)) {
+      problems.add("{}.hostname: \"{}\" {}", label, clip(c.hostname), *problem);
+    }
+  }
+  for (size_t i = 0; i < c.dns_search_domains.size(); ++i) {
+    if (auto problem = hostnameProblem(c.dns_search_domains[i])) {
+      problems.add("{}.dnsSearchDomains[{}]: \"{}\" {}", label, i, clip(c.dns_search_domains[i]),
+                   *problem);
+    }
+  }
   for (size_t i = 0; i < c.dns_servers.size(); ++i) {
     if (!isIpAddress(c.dns_servers[i])) {
       problems.add("{}.dnsServers[{}]: \"{}\" is not an IP address", label, i,
@@ -715,7 +837,12 @@ void validateNetworkSettings(const TaskDefinition& d, const ContainerDefinition&
   }
   for (size_t i = 0; i < c.extra_hosts.size(); ++i) {
     const HostEntry& entry = c.extra_hosts[i];
-    if (entry.hostname.empty()) problems.add("{}.extraHosts[{}].hostname: required", label, i);
+    if (entry.hostname.empty()) {
+      problems.add("{}.extraHosts[{}].hostname: required", label, i);
+    } else if (auto problem = hostnameProblem(entry.hostname)) {
+      problems.add("{}.extraHosts[{}].hostname: \"{}\" {}", label, i, clip(entry.hostname),
+                   *problem);
+    }
     if (!isIpAddress(entry.ip_address)) {
       problems.add("{}.extraHosts[{}].ipAddress: \"{}\" is not an IP address", label, i,
                    clip(entry.ip_address));
@@ -732,6 +859,12 @@ void validateSecurityAndLimits(const ContainerDefinition& c, const std::string& 
   }
   for (const auto& [key, value] : c.docker_labels) {
     if (key.empty()) problems.add("{}.dockerLabels: a label name must not be empty", label);
+    if (hasLineBreak(key)) {
+      problems.add("{}.dockerLabels: label name \"{}\" must not contain a line break", label,
+                   clip(key));
+    } else if (hasLineBreak(value)) {
+      problems.add("{}.dockerLabels.{}: the value must not contain a line break", label, clip(key));
+    }
   }
   for (size_t i = 0; i < c.ulimits.size(); ++i) {
     const Ulimit& ulimit = c.ulimits[i];
@@ -797,7 +930,7 @@ void validateProcessSettings(const ContainerDefinition& c, const std::string& la
     problems.add("{}.image: required", label);
   } else if (auto reference = images::ImageReference::parse(c.image); !reference) {
     // The reference's message quotes the whole image.
-    if (c.image.size() > text::kMaxQuoted) {
+    if (c.image.size() > text::kMaxQuoted || hasControlCharacter(c.image)) {
       problems.add("{}.image: \"{}\" ({} characters) is not a valid image reference", label,
                    clip(c.image), c.image.size());
     } else {
@@ -869,7 +1002,7 @@ std::string describeCycle(const std::vector<ContainerDefinition>& containers,
     return entry.second == Via::kDependsOn;
   });
   std::string text = only_depends_on ? "dependsOn cycle: " : "dependency cycle: ";
-  text += containers[cycle.front().first].name;
+  text += clip(containers[cycle.front().first].name);
   for (size_t k = 1; k < cycle.size(); ++k) {
     switch (cycle[k].second) {
       case Via::kDependsOn:
@@ -882,7 +1015,7 @@ std::string describeCycle(const std::vector<ContainerDefinition>& containers,
         text += " -(volumesFrom)-> ";
         break;
     }
-    text += containers[cycle[k].first].name;
+    text += clip(containers[cycle[k].first].name);
   }
   return text;
 }

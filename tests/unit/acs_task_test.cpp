@@ -7,7 +7,9 @@
 #include <functional>
 #include <string>
 
+#include "agent/acs/acs_frame.h"
 #include "tests/support/json_pointers.h"
+#include "tests/support/mutation_fuzzer.h"
 
 namespace ecs::acs {
 namespace {
@@ -727,6 +729,49 @@ TEST(AcsTaskTest, ValidationProblemsUseTheContainersName) {
   EXPECT_THAT(message, Not(HasSubstr("containerDefinitions")));
 }
 
+// The cluster's tasks meet the same hostile-value rules as a task definition file.
+TEST(AcsTaskTest, HostileValuesAreRefusedAsInATaskDefinition) {
+  boost::json::value task = bridgeTask();
+  auto& web = task.at("containers").at(0).as_object();
+  web["mountPoints"].as_array()[1].as_object()["containerPath"] = "/proc/sys";
+  std::string message = parseError(task);
+  EXPECT_THAT(message, HasSubstr("containers[0] (name \"web\").mountPoints[1].containerPath: "
+                                 "\"/proc/sys\" must not be in /proc"));
+  // Hostname, ExtraHosts and DnsSearch travel in dockerConfig.
+  task = withDockerConfig(document(kBridgeTask), 0, R"({"Hostname": "web\n10.0.0.1 evil",
+      "Healthcheck": {"Test": ["CMD", "true"]}})",
+                          R"({"ExtraHosts": ["db\nevil:10.0.0.10"], "DnsSearch": ["a..b"]})");
+  message = parseError(task);
+  EXPECT_THAT(message, HasSubstr("containers[0] (name \"web\").hostname: \"web\\n10.0.0.1 evil\" "
+                                 "must not contain a line break"));
+  EXPECT_THAT(message, HasSubstr("containers[0] (name \"web\").extraHosts[0].hostname"));
+  EXPECT_THAT(message, HasSubstr("containers[0] (name \"web\").dnsSearchDomains[0]: \"a..b\""));
+}
+
+TEST(AcsTaskTest, NulCharactersAreRefusedEvenInsideDockerConfig) {
+  boost::json::value task = bridgeTask();
+  task.at("containers").at(0).as_object()["environment"].as_object()["MODE"] =
+      std::string("prod\0x", 6);
+  EXPECT_THAT(parseError(task), HasSubstr("containers[0].environment.MODE: contains a NUL "
+                                          "character"));
+  task = bridgeTask();
+  task.at("containers").at(0).as_object()["environment"].as_object()[std::string("A\0B", 3)] = "1";
+  EXPECT_THAT(parseError(task), HasSubstr("containers[0].environment.A\\0B: the member name "
+                                          "contains a NUL character"));
+  task =
+      withDockerConfig(document(kBridgeTask), 0, R"({"User": "nobody\u0000root"})", kWebHostConfig);
+  std::string message = parseError(task);
+  EXPECT_THAT(message,
+              HasSubstr("containers[0].dockerConfig.config.User: contains a NUL character"));
+  EXPECT_THAT(message, Not(HasSubstr("root")));
+
+  // A stop is only read: it must still stop the task whatever its fields hold.
+  task = bridgeTask();
+  task.as_object()["desiredStatus"] = "STOPPED";
+  task.at("containers").at(0).as_object()["command"] = boost::json::array{std::string("a\0b", 3)};
+  EXPECT_TRUE(parseAcsTask(task));
+}
+
 TEST(AcsTaskTest, EssentialIsFalseWhenAbsent) {
   EXPECT_THAT(parseError(R"({"arn": "t", "family": "f", "desiredStatus": "RUNNING",
       "containers": [{"name": "app", "image": "busybox", "memory": 64}]})"),
@@ -802,6 +847,49 @@ TEST(AcsTaskFuzzTest, EveryValueReplacedByEveryKind) {
   }
   EXPECT_GT(errors, 500);
   EXPECT_TRUE(parseAcsTask(task));
+}
+
+// Whole ACS frames, as the session reads them (parseAcsFrame, then readPayloadMessage), mutated
+// for a fixed time (ECS_FUZZ_SECONDS; scripts/test.sh gives the sanitizer build 30 s): no
+// crash, no hang, and every task's problem is one bounded line.
+TEST(AcsFrameFuzzTest, TimedMutationsOfWholeFrames) {
+  auto frame = [](boost::json::array tasks) {
+    return boost::json::serialize(boost::json::object{
+        {"type", "PayloadMessage"},
+        {"message", boost::json::object{{"messageId", "m-1"},
+                                        {"clusterArn", "arn:aws:ecs:us-west-2:1:cluster/shop"},
+                                        {"containerInstanceArn", "arn:aws:ecs:us-west-2:1:ci/x"},
+                                        {"seqNum", 7},
+                                        {"generatedAt", 1700000000000},
+                                        {"tasks", std::move(tasks)}}}});
+  };
+  boost::json::value stopped = bridgeTask();
+  stopped.as_object()["desiredStatus"] = "STOPPED";
+  std::vector<std::string> seeds = {
+      frame({bridgeTask()}),
+      frame({stopped, document(R"({"arn": "t2", "desiredStatus": "RUNNING", "family": "f",
+          "containers": [{"name": "a", "image": "busybox", "memory": 64, "essential": true}]})")}),
+      R"({"type": "HeartbeatMessage", "message": {"messageId": "h"}})",
+      R"({"InvalidClusterException": "Invalid cluster"})"};
+  auto options = ecs::testing::MutationFuzzer::optionsFromEnvironment(std::chrono::seconds(2));
+  ecs::testing::MutationFuzzer fuzzer(seeds, options);
+  size_t runs = fuzzer.run([](std::string_view text) {
+    std::optional<AcsFrame> read = parseAcsFrame(text);
+    if (!read) return false;
+    if (read->type != "PayloadMessage") return true;
+    std::optional<AcsPayload> payload = readPayloadMessage(read->message());
+    if (!payload) return true;
+    for (const PayloadTask& task : payload->tasks) {
+      if (task.task) continue;
+      const std::string& message = task.task.error().message;
+      EXPECT_FALSE(message.empty());
+      EXPECT_LT(message.size(), 64u << 10);
+      EXPECT_EQ(message.find_first_of(std::string("\n\r\0", 3)), std::string::npos)
+          << message.substr(0, 1000);
+    }
+    return true;
+  });
+  EXPECT_GT(runs, 100u);
 }
 
 }  // namespace

@@ -4,11 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <random>
+#include <sstream>
 #include <string>
 
+#include "agent/common/text.h"
 #include "tests/support/json_pointers.h"
+#include "tests/support/mutation_fuzzer.h"
 
 namespace ecs::engine {
 namespace {
@@ -913,8 +918,8 @@ TEST(TaskDefinitionValidateTest, ContainerPortRanges) {
                                     fmt::format("{}-{}", 20000 + 2 * i, 20001 + 2 * i), "", ""});
   }
   EXPECT_PROBLEM(d,
-                 "containerDefinitions[0] (name \"web\").portMappings: 101 port ranges is more "
-                 "than the limit of 100");
+                 "containerDefinitions[0] (name \"web\").portMappings: 102 mappings is more than "
+                 "the limit of 100 per container");
 }
 
 TEST(TaskDefinitionValidateTest, DuplicatePorts) {
@@ -1290,6 +1295,240 @@ TEST(TaskDefinitionValidateTest, LongProblemListsAreCut) {
   EXPECT_THAT(loaded.error().message, Not(HasSubstr("environment[50]")));
 }
 
+// --- hostile values ------------------------------------------------------------------------------
+
+TEST(TaskDefinitionValidateTest, MountTargetsTheRuntimeOwnsAreRefused) {
+  const std::string prefix = "containerDefinitions[0] (name \"web\").mountPoints";
+  struct Case {
+    std::string path;
+    std::string problem;
+  };
+  const std::vector<Case> cases = {
+      {"/", "must not be the container's root"},
+      {"//./", "must not be the container's root"},
+      {"/proc", "must not be in /proc"},
+      {"/proc/sys", "must not be in /proc"},
+      {"//proc/./sys/kernel", "must not be in /proc"},
+      {"/sys", "must not be in /sys"},
+      {"/sys/fs/cgroup", "must not be in /sys"},
+      {"data", "must be an absolute path"},
+      {"./data", "must be an absolute path"},
+      {"/data/../proc", "must not contain \"..\" components"},
+      {"/..", "must not contain \"..\" components"},
+  };
+  for (const Case& c : cases) {
+    TaskDefinition d = sample();
+    web(d).mount_points.push_back({"scratch", c.path, false});
+    EXPECT_PROBLEM(d, fmt::format("{}[2].containerPath: \"{}\" {}", prefix, c.path, c.problem));
+
+    d = sample();
+    web(d).linux_parameters->tmpfs[0].container_path = c.path;
+    EXPECT_PROBLEM(d, fmt::format("containerDefinitions[0] (name \"web\").linuxParameters."
+                                  "tmpfs[0].containerPath: \"{}\" {}",
+                                  c.path, c.problem));
+  }
+  // Names that only look alike are fine.
+  for (std::string path : {"/procfs", "/system", "/srv/proc", "/data/..x", "/a/.hidden"}) {
+    TaskDefinition d = sample();
+    web(d).mount_points.push_back({"scratch", path, false});
+    EXPECT_NO_PROBLEMS(d) << path;
+  }
+  // Spellings of one path are one target.
+  TaskDefinition d = sample();
+  web(d).mount_points.push_back({"scratch", "//assets/.", false});
+  EXPECT_PROBLEM(d, prefix + "[2].containerPath: \"//assets/.\" is mounted twice");
+}
+
+TEST(TaskDefinitionValidateTest, HostPathsWithParentComponentsAreRefused) {
+  TaskDefinition d = sample();
+  d.volumes[0].host->source_path = "/srv/../etc";
+  web(d).linux_parameters->devices.push_back({"/dev/../etc/shadow", "/proc/x", {}});
+  EXPECT_PROBLEM(d,
+                 "volumes[0] (name \"static\").host.sourcePath: \"/srv/../etc\" must not contain "
+                 "\"..\" components");
+  const std::string device = "containerDefinitions[0] (name \"web\").linuxParameters.devices[";
+  EXPECT_PROBLEM(d, device + "1].hostPath: \"/dev/../etc/shadow\" must not contain \"..\"");
+  EXPECT_PROBLEM(d, device + "1].containerPath: \"/proc/x\" must not be in /proc");
+}
+
+TEST(TaskDefinitionParseTest, NulCharactersAnywhereAreRefused) {
+  // JSON can only carry NUL as an escape; every string and member name is checked, whatever
+  // the field (and whether the agent reads it).
+  struct Case {
+    std::string json;
+    std::string field;
+  };
+  const std::string container = R"({"family": "f", "containerDefinitions": [{"name": "a",
+      "image": "busybox", "memory": 64, )";
+  const std::vector<Case> cases = {
+      {container + R"("environment": [{"name": "A\u0000B", "value": "1"}]}]})",
+       "containerDefinitions[0].environment[0].name: contains a NUL character"},
+      {container + R"("environment": [{"name": "A", "value": "x\u0000y"}]}]})",
+       "containerDefinitions[0].environment[0].value: contains a NUL character"},
+      {container + R"("command": ["sh", "-c", "\u0000"]}]})",
+       "containerDefinitions[0].command[2]: contains a NUL character"},
+      {container + R"("entryPoint": ["/bin/sh\u0000x"]}]})",
+       "containerDefinitions[0].entryPoint[0]: contains a NUL character"},
+      {container + R"("dockerLabels": {"a\u0000b": "v"}}]})",
+       "containerDefinitions[0].dockerLabels.a\\0b: the member name contains a NUL character"},
+      {container + R"("futureField": "\u0000"}]})",
+       "containerDefinitions[0].futureField: contains a NUL character"},
+      {R"({"family": "f", "volumes": [{"name": "v", "host": {"sourcePath": "/tmp/x\u0000y"}}],
+          "containerDefinitions": []})",
+       "volumes[0].host.sourcePath: contains a NUL character"},
+  };
+  for (const Case& c : cases) EXPECT_THAT(parseError(c.json), HasSubstr(c.field)) << c.json;
+}
+
+TEST(TaskDefinitionValidateTest, HostnamesAreRfc1123Sized) {
+  const std::string prefix = "containerDefinitions[0] (name \"web\")";
+  const std::string label63(63, 'a');
+  const std::string name253 = label63 + "." + label63 + "." + label63 + "." + std::string(61, 'b');
+  for (const std::string& good :
+       {std::string("web-1"), std::string("db_2.example.com."), label63, name253}) {
+    TaskDefinition d = sample();
+    web(d).hostname = good;
+    web(d).extra_hosts[0].hostname = good;
+    web(d).dns_search_domains.push_back(good);
+    EXPECT_NO_PROBLEMS(d) << good;
+  }
+  struct Case {
+    std::string name;
+    std::string problem;
+  };
+  const std::vector<Case> cases = {
+      {std::string(64, 'a'), "has a label of 64 characters (at most 63)"},
+      {name253 + "b", "is 254 characters long (at most 253)"},
+      {std::string(300, 'a'), "is 300 characters long (at most 253)"},
+      {"web\n10.0.0.1 evil", "must not contain a line break"},
+      {"web\r", "must not contain a line break"},
+      {"web evil", "may only hold letters, digits, '-', '_' and '.'"},
+      {"web#x", "may only hold letters, digits, '-', '_' and '.'"},
+      {"a..b", "has an empty label"},
+      {".a", "has an empty label"},
+  };
+  for (const Case& c : cases) {
+    TaskDefinition d = sample();
+    web(d).hostname = c.name;
+    web(d).extra_hosts[0].hostname = c.name;
+    web(d).dns_search_domains.push_back(c.name);
+    const std::string quoted = text::clip(c.name);
+    EXPECT_PROBLEM(d, fmt::format("{}.hostname: \"{}\" {}", prefix, quoted, c.problem));
+    EXPECT_PROBLEM(d,
+                   fmt::format("{}.extraHosts[0].hostname: \"{}\" {}", prefix, quoted, c.problem));
+    EXPECT_PROBLEM(d, fmt::format("{}.dnsSearchDomains[{}]: \"{}\" {}", prefix,
+                                  web(d).dns_search_domains.size() - 1, quoted, c.problem));
+  }
+}
+
+TEST(TaskDefinitionValidateTest, LineBreaksInAddressesEnvironmentAndLabels) {
+  const std::string prefix = "containerDefinitions[0] (name \"web\")";
+  TaskDefinition d = sample();
+  web(d).extra_hosts[0].ip_address = "10.0.0.10\n10.0.0.11 evil";
+  web(d).dns_servers.push_back("10.0.0.2\nsearch evil");
+  web(d).environment.push_back({"A\nB", "multi\nline values are fine"});
+  web(d).secrets.push_back({"S\rT", "arn:aws:ssm:us-east-1:1:parameter/x"});
+  web(d).docker_labels["evil\nkey"] = "v";
+  web(d).docker_labels["key"] = "evil\nvalue";
+  EXPECT_PROBLEM(d, prefix +
+                        ".extraHosts[0].ipAddress: \"10.0.0.10\\n10.0.0.11 evil\" is not an "
+                        "IP address");
+  EXPECT_PROBLEM(d, prefix + ".dnsServers[2]: \"10.0.0.2\\nsearch evil\" is not an IP address");
+  EXPECT_PROBLEM(d, prefix + ".environment[2].name: \"A\\nB\" must not contain control characters");
+  EXPECT_PROBLEM(d, prefix + ".secrets[1].name: \"S\\rT\" must not contain '=' or control");
+  EXPECT_PROBLEM(d,
+                 prefix + ".dockerLabels: label name \"evil\\nkey\" must not contain a line break");
+  EXPECT_PROBLEM(d, prefix + ".dockerLabels.key: the value must not contain a line break");
+  EXPECT_EQ(validateTaskDefinition(d).size(), 6u) << "environment values may hold line breaks";
+
+  // A NUL the JSON reader would refuse, in a definition built by code: not an address either.
+  d = sample();
+  web(d).dns_servers.push_back(std::string("10.0.0.2\0junk", 13));
+  EXPECT_PROBLEM(d, prefix + ".dnsServers[2]: \"10.0.0.2\\0junk\" is not an IP address");
+}
+
+TEST(TaskDefinitionValidateTest, PortMappingCountsAndRanges) {
+  const std::string prefix = "containerDefinitions[0] (name \"web\").portMappings";
+  TaskDefinition d = minimal();
+  for (int i = 0; i < 100; ++i) {
+    d.container_definitions[0].port_mappings.push_back({1000 + i, std::nullopt, "tcp", "", "", ""});
+  }
+  EXPECT_NO_PROBLEMS(d) << "100 dynamic mappings";
+  d.container_definitions[0].port_mappings.push_back({2000, std::nullopt, "tcp", "", "", ""});
+  EXPECT_THAT(validateTaskDefinition(d),
+              ElementsAre("containerDefinitions[0] (name \"app\").portMappings: 101 mappings is "
+                          "more than the limit of 100 per container"));
+
+  // 10,000 identical mappings: one problem, not 10,000.
+  d = minimal();
+  d.container_definitions[0].port_mappings.assign(10000, {80, 80, "tcp", "", "", ""});
+  EXPECT_EQ(validateTaskDefinition(d).size(), 1u);
+
+  // Fixed host ports: at most 100 per task, across containers (bridge) or container ports (host).
+  d = minimal();
+  d.container_definitions.push_back(d.container_definitions[0]);
+  d.container_definitions[1].name = "app2";
+  for (int i = 0; i < 51; ++i) {
+    d.container_definitions[0].port_mappings.push_back({1000 + i, 1000 + i, "tcp", "", "", ""});
+    d.container_definitions[1].port_mappings.push_back({1000 + i, 2000 + i, "tcp", "", "", ""});
+  }
+  EXPECT_PROBLEM(d,
+                 "portMappings: the task reserves 102 fixed host ports, more than the 100 a "
+                 "container instance can reserve");
+  d.container_definitions[1].port_mappings.resize(49);
+  EXPECT_NO_PROBLEMS(d);
+  d = minimal();
+  d.network_mode = "host";
+  for (int i = 0; i < 100; ++i) {
+    d.container_definitions[0].port_mappings.push_back({1000 + i, std::nullopt, "tcp", "", "", ""});
+  }
+  EXPECT_NO_PROBLEMS(d);
+  d.container_definitions.push_back(d.container_definitions[0]);
+  d.container_definitions[1].name = "app2";
+  d.container_definitions[1].port_mappings = {{3000, std::nullopt, "udp", "", "", ""}};
+  EXPECT_PROBLEM(d, "portMappings: the task reserves 101 fixed host ports");
+
+  // Numbers and range forms.
+  d = sample();
+  web(d).port_mappings[0].container_port = 65536;
+  web(d).port_mappings[0].host_port = -1;
+  EXPECT_PROBLEM(d, prefix + "[0].containerPort: 65536 is outside 1..65535");
+  EXPECT_PROBLEM(d, prefix + "[0].hostPort: -1 is outside 0..65535");
+  for (std::string range : {"-", "8000-", "-8000", "80-80", "90-80", "0-10", "1-65536", " 80-90",
+                            "+80-90", "80-90-100", "0x50-0x60", "99999999999-1", "80\n-90"}) {
+    d = sample();
+    web(d).port_mappings[1].container_port_range = range;
+    auto problems = validateTaskDefinition(d);
+    EXPECT_THAT(problems, Contains(HasSubstr(prefix + "[1].containerPortRange: \"" +
+                                             text::clip(range) + "\"")))
+        << range;
+  }
+}
+
+// Whatever its size, a bad value is quoted in at most text::kMaxQuoted characters, escaped.
+TEST(TaskDefinitionValidateTest, ProblemsQuoteAtMost200Characters) {
+  const std::string huge(1 << 20, 'x');
+  TaskDefinition d = sample();
+  web(d).hostname = huge;
+  web(d).mount_points.push_back({"scratch", huge, false});
+  web(d).image = huge;
+  web(d).name = huge;
+  d.family = huge;
+  web(d).depends_on.push_back({huge, ContainerDependency::Condition::kStart});
+  auto problems = validateTaskDefinition(d);
+  ASSERT_FALSE(problems.empty());
+  for (const std::string& problem : problems) EXPECT_LT(problem.size(), 1000u) << problem;
+  auto loaded = loadTaskDefinition(
+      R"({"family": "f", "containerDefinitions": [{"name": "a", "image": "busybox", "memory": 64,
+          "hostname": ")" +
+      huge + R"("}]})");
+  ASSERT_FALSE(loaded);
+  EXPECT_LT(loaded.error().message.size(), 400u) << loaded.error().message;
+  EXPECT_THAT(loaded.error().message,
+              HasSubstr("containerDefinitions[0] (name \"a\").hostname: \"" +
+                        std::string(200, 'x') + "...\""));
+}
+
 // --- robustness ----------------------------------------------------------------------------------
 
 // Every proper prefix of the sample is incomplete JSON: an error naming a position, never a crash.
@@ -1370,6 +1609,43 @@ TEST(TaskDefinitionFuzzTest, EveryValueReplacedByEveryKind) {
   }
   EXPECT_GT(errors, 500);
   EXPECT_TRUE(loadTaskDefinition(boost::json::serialize(document)));
+}
+
+// Task definitions (the sample above and examples/) mutated for a fixed time (ECS_FUZZ_SECONDS;
+// scripts/test.sh gives the sanitizer build 30 s): no crash, no hang, and every message is
+// bounded and on one line.
+TEST(TaskDefinitionFuzzTest, TimedMutations) {
+  std::vector<std::string> seeds = {std::string(kSample),
+                                    R"({"family": "f", "containerDefinitions": [{"name": "a",
+                                        "image": "busybox", "memory": 64}]})"};
+  for (const auto& entry : std::filesystem::directory_iterator(ECS_EXAMPLES_DIR)) {
+    if (entry.path().extension() != ".json") continue;
+    std::ifstream in(entry.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    seeds.push_back(text.str());
+  }
+  ASSERT_GT(seeds.size(), 2u) << "no task definitions in " << ECS_EXAMPLES_DIR;
+  auto options = ecs::testing::MutationFuzzer::optionsFromEnvironment(std::chrono::seconds(2));
+  ecs::testing::MutationFuzzer fuzzer(seeds, options);
+  auto oneBoundedLine = [](const std::string& message, size_t limit) {
+    EXPECT_FALSE(message.empty());
+    EXPECT_LT(message.size(), limit);
+    EXPECT_EQ(message.find_first_of(std::string("\n\r\0", 3)), std::string::npos)
+        << message.substr(0, 1000);
+  };
+  size_t runs = fuzzer.run([&](std::string_view text) {
+    auto parsed = parseTaskDefinition(text);
+    if (!parsed) {
+      oneBoundedLine(parsed.error().message, 64u << 10);
+      return !parsed.error().message.starts_with("malformed JSON");
+    }
+    for (const std::string& problem : validateTaskDefinition(*parsed)) {
+      oneBoundedLine(problem, 4096);
+    }
+    return true;
+  });
+  EXPECT_GT(runs, 100u);
 }
 
 }  // namespace

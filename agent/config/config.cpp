@@ -441,8 +441,7 @@ Result<Config> load(const ConfigSources& sources) {
       [](std::string_view v) -> Result<uint64_t> {
         auto size = parseByteSize(v);
         if (!size) return fail(size.error());
-        if (*size < 64 * 1024)
-          return fail(ErrorCode::kInvalidArgument, "below the minimum of 64k");
+        if (*size < 64 * 1024) return fail(ErrorCode::kInvalidArgument, "below the minimum of 64k");
         return *size;
       });
   set("ECS_CONTAINER_LOG_MAX_FILES", config.container_log_max_files,

@@ -88,7 +88,7 @@ struct Config {
   // files (1..100, the current one included) are kept; a task definition's json-file options
   // `max-size` and `max-file` override them per container.
   uint64_t container_log_max_size = 10 * 1024 * 1024;  // ECS_CONTAINER_LOG_MAX_SIZE ("10m")
-  uint32_t container_log_max_files = 5;                 // ECS_CONTAINER_LOG_MAX_FILES
+  uint32_t container_log_max_files = 5;                // ECS_CONTAINER_LOG_MAX_FILES
 
   // network (netns/)
   std::string bridge_name = "ecs-br0";               // ECS_BRIDGE_NAME (ours)

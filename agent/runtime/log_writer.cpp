@@ -124,7 +124,7 @@ Result<void> RotatingLogFile::open() {
   if (fd_ >= 0) return {};
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (fd_ < 0) return fail(ErrorCode::kInternal, "open {}: {}", path_, std::strerror(errno));
-  struct stat st{};
+  struct stat st {};
   size_ = ::fstat(fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
   // Files past the count from an earlier writer with a larger one.
   for (uint32_t n = limits_.max_files; n <= OutputLimits::kMaxMaxFiles; ++n) {
@@ -184,7 +184,7 @@ RotatingLogReader::~RotatingLogReader() {
 bool RotatingLogReader::openFile(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
     return false;
@@ -196,8 +196,7 @@ bool RotatingLogReader::openFile(const std::string& path) {
   return true;
 }
 
-size_t RotatingLogReader::readOpen(size_t budget, bool unbounded, const Emit& emit,
-                                   bool& at_end) {
+size_t RotatingLogReader::readOpen(size_t budget, bool unbounded, const Emit& emit, bool& at_end) {
   if (buffer_.empty()) buffer_.resize(kLogReadChunkBytes);
   const auto line = [&](std::string_view text) { emit(text, text.size() == splitter_.max()); };
   size_t total = 0;
@@ -221,7 +220,7 @@ size_t RotatingLogReader::readOpen(size_t budget, bool unbounded, const Emit& em
 std::string RotatingLogReader::successor() const {
   uint32_t oldest = 0;
   for (uint32_t n = 1; n <= OutputLimits::kMaxMaxFiles; ++n) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(numbered(path_, n).c_str(), &st) != 0) break;
     if (st.st_dev == dev_ && st.st_ino == ino_) return n == 1 ? path_ : numbered(path_, n - 1);
     oldest = n;
@@ -237,7 +236,7 @@ size_t RotatingLogReader::read(size_t budget, bool final, const Emit& emit) {
     bool at_end = false;
     total += readOpen(final ? 0 : budget - std::min(budget, total), final, emit, at_end);
     if (!at_end) break;  // the budget is spent
-    struct stat st{};
+    struct stat st {};
     if (::stat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) break;
     // Rotated: the writer is done with this file, and what it wrote before the rename is there.
     total += readOpen(0, true, emit, at_end);
@@ -330,7 +329,8 @@ int runLogWriter(const LogWriterOptions& options, int stdout_fd, int stderr_fd, 
     for (nfds_t i = 0; i < count; ++i) {
       if (fds[i].revents == 0) continue;
       Stream& s = *polled[i];
-      const ssize_t n = (fds[i].revents & POLLNVAL) ? 0 : ::read(s.fd, buffer.data(), buffer.size());
+      const ssize_t n =
+          (fds[i].revents & POLLNVAL) ? 0 : ::read(s.fd, buffer.data(), buffer.size());
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       const auto emit = [&s](std::string_view line) {
         if (s.file) s.file->appendLine(line);

@@ -38,7 +38,7 @@ struct OutputLimits {
   static constexpr uint64_t kMinMaxSize = 64 * 1024;
   static constexpr uint32_t kMaxMaxFiles = 100;
 
-  uint64_t max_size = kDefaultMaxSize;  // bytes per file
+  uint64_t max_size = kDefaultMaxSize;    // bytes per file
   uint32_t max_files = kDefaultMaxFiles;  // files per stream, the current one included
   bool operator==(const OutputLimits&) const = default;
 };
@@ -99,7 +99,7 @@ class RotatingLogFile {
   void flush();
   const std::string& path() const { return path_; }
   uint64_t size() const { return size_ + buffer_.size(); }  // of the current file
-  uint64_t dropped() const { return dropped_; }  // bytes lost to write errors
+  uint64_t dropped() const { return dropped_; }             // bytes lost to write errors
 
  private:
   void rotate();

@@ -174,8 +174,8 @@ TEST(ConfigTest, ContainerLogLimits) {
   EXPECT_EQ(defaults->container_log_max_size, 10u * 1024 * 1024);
   EXPECT_EQ(defaults->container_log_max_files, 5u);
 
-  auto config = load(envOnly(
-      {{"ECS_CONTAINER_LOG_MAX_SIZE", "512k"}, {"ECS_CONTAINER_LOG_MAX_FILES", "2"}}));
+  auto config =
+      load(envOnly({{"ECS_CONTAINER_LOG_MAX_SIZE", "512k"}, {"ECS_CONTAINER_LOG_MAX_FILES", "2"}}));
   ASSERT_TRUE(config);
   EXPECT_EQ(config->container_log_max_size, 512u * 1024);
   EXPECT_EQ(config->container_log_max_files, 2u);

@@ -53,8 +53,7 @@ TEST(OutputLimitsTest, JsonFileOptionsOverrideTheDefaults) {
             (OutputLimits{8 << 20, 1}));
   EXPECT_TRUE(warnings.empty());
 
-  EXPECT_EQ(containerOutputLimits(defaults,
-                                  {{"max-size", "big"}, {"max-file", "0"}}, warnings),
+  EXPECT_EQ(containerOutputLimits(defaults, {{"max-size", "big"}, {"max-file", "0"}}, warnings),
             defaults);
   ASSERT_EQ(warnings.size(), 2u);
   EXPECT_NE(warnings[0].find("max-size"), std::string::npos) << warnings[0];
@@ -92,8 +91,7 @@ TEST(LineSplitterTest, WholeLinesAcrossChunks) {
 
 TEST(LineSplitterTest, TheWriterSplitsLongLinesIntoFullPieces) {
   // 20 bytes: two pieces of 8 and the last 4.
-  EXPECT_EQ(split(kWriter, 8, {"0123456789abcdefghij\n"}),
-            (Lines{"01234567", "89abcdef", "ghij"}));
+  EXPECT_EQ(split(kWriter, 8, {"0123456789abcdefghij\n"}), (Lines{"01234567", "89abcdef", "ghij"}));
   // Exactly 8: the full piece, then an empty last piece, so a full line always continues.
   EXPECT_EQ(split(kWriter, 8, {"01234567\n", "x\n"}), (Lines{"01234567", "", "x"}));
   // A byte at a time gives the same.
@@ -279,13 +277,12 @@ TEST(LogWriterTest, ArgumentsRoundTripAndBadOnesAreRefused) {
   EXPECT_EQ(parsed->stderr_path, options.stderr_path);
   EXPECT_EQ(parsed->limits, options.limits);
   EXPECT_TRUE(parseLogWriterArgs({}));  // both discarded
-  for (const auto& bad : std::vector<std::vector<std::string>>{
-           {"--stdout"},
-           {"--stdout", "relative.log"},
-           {"--max-size", "10m"},
-           {"--max-size", "100"},
-           {"--max-files", "0"},
-           {"--colour", "x"}}) {
+  for (const auto& bad : std::vector<std::vector<std::string>>{{"--stdout"},
+                                                               {"--stdout", "relative.log"},
+                                                               {"--max-size", "10m"},
+                                                               {"--max-size", "100"},
+                                                               {"--max-files", "0"},
+                                                               {"--colour", "x"}}) {
     EXPECT_FALSE(parseLogWriterArgs(bad)) << bad[0];
   }
 }

@@ -296,14 +296,18 @@ std::vector<std::string> logWriterArgs(const LogWriterOptions& options) {
 int runLogWriter(const LogWriterOptions& options, int stdout_fd, int stderr_fd, int ready_fd) {
   struct Stream {
     int fd;
-    std::unique_ptr<RotatingLogFile> file;  // null: discarded
+    std::shared_ptr<RotatingLogFile> file;  // null: discarded
     LineSplitter splitter{LineSplitter::Mode::kSplitAtMax};
   };
   std::array<Stream, 2> streams{Stream{stdout_fd, nullptr}, Stream{stderr_fd, nullptr}};
   const std::array<const std::string*, 2> paths{&options.stdout_path, &options.stderr_path};
   for (size_t i = 0; i < streams.size(); ++i) {
     if (paths[i]->empty()) continue;
-    streams[i].file = std::make_unique<RotatingLogFile>(*paths[i], options.limits);
+    if (i == 1 && streams[0].file && *paths[1] == *paths[0]) {
+      streams[1].file = streams[0].file;  // one file for both: whole lines interleave
+      continue;
+    }
+    streams[i].file = std::make_shared<RotatingLogFile>(*paths[i], options.limits);
     // An error here is retried as lines come; the container runs either way.
     if (auto opened = streams[i].file->open(); !opened) {
       std::fprintf(stderr, "log-writer: %s\n", opened.error().message.c_str());

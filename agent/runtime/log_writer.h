@@ -144,7 +144,9 @@ class RotatingLogReader {
 };
 
 struct LogWriterOptions {
-  std::string stdout_path;  // empty: the stream is read and discarded
+  // Empty: the stream is read and discarded. The same path for both: one file, whole lines of
+  // either stream in the order they were read.
+  std::string stdout_path;
   std::string stderr_path;
   OutputLimits limits;
 };

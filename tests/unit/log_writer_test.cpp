@@ -331,5 +331,22 @@ TEST_F(LogFilesTest, TheWriterCopiesBothPipesInBoundedFilesAndSignalsReady) {
   EXPECT_GT(pieces, 0u);
 }
 
+TEST_F(LogFilesTest, TheWriterPutsBothStreamsInOneFileWhenGivenOnePath) {
+  int out[2], err[2];
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  ASSERT_EQ(pipe2(err, O_CLOEXEC), 0);
+  ASSERT_EQ(::write(out[1], "o1\n", 3), 3);
+  ASSERT_EQ(::write(err[1], "e1\n", 3), 3);
+  ::close(out[1]);
+  ::close(err[1]);
+  LogWriterOptions options{path_, path_, OutputLimits{kSize, 2}};
+  EXPECT_EQ(runLogWriter(options, out[0], err[0], -1), 0);
+  ::close(out[0]);
+  ::close(err[0]);
+  const auto text = readAll(path_);
+  EXPECT_TRUE(text == "o1\ne1\n" || text == "e1\no1\n") << text;
+  EXPECT_EQ(names(), std::vector<std::string>{"stdout.log"});
+}
+
 }  // namespace
 }  // namespace ecs::runtime

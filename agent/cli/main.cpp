@@ -10,6 +10,7 @@
 #include "agent/cli/commands.h"
 #include "agent/common/fd_limit.h"
 #include "agent/config/config.h"
+#include "agent/runtime/log_writer.h"
 
 namespace {
 
@@ -65,6 +66,16 @@ int main(int argc, char** argv) {
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
     fmt::print(args.empty() ? stderr : stdout, "{}", kUsage);
     return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "log-writer") {
+    // Not for users: what the containerd shim runs to write a container's output files (see
+    // agent/runtime/task_io.h). No configuration: the shim gives it an empty environment.
+    auto options = ecs::runtime::parseLogWriterArgs({args.begin() + 1, args.end()});
+    if (!options) {
+      fmt::print(stderr, "log-writer: {}\n", options.error().message);
+      return 2;
+    }
+    return ecs::runtime::runLogWriter(*options);
   }
   if (args[0] == "version" || args[0] == "--version") {
     fmt::print("ecs-node-agent {}\n", ECS_NODE_AGENT_VERSION);

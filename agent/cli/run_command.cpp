@@ -21,6 +21,7 @@
 #include "agent/engine/task_engine.h"
 #include "agent/metadata/task_metadata.h"
 #include "agent/node/node.h"
+#include "agent/runtime/log_writer.h"
 
 namespace ecs::cli {
 namespace {
@@ -38,46 +39,93 @@ std::string randomTaskId() {
   return fmt::format("{:016x}{:016x}", rng(), rng());
 }
 
-// Follows one container's stdout and stderr files, handing out whole lines.
+// Follows one container's stdout and stderr files as the log writer rotates them, handing out
+// their lines (pieces of at most 16 KiB, marked partial when the line goes on) in bounded memory.
 class LogFollower {
  public:
-  LogFollower(std::string container, std::string out_path, std::string err_path)
-      : container_(std::move(container)),
-        streams_{{{std::move(out_path), "stdout"}, {std::move(err_path), "stderr"}}} {}
+  // What one drain reads of a stream at most, so a flood cannot hold up the task's events.
+  static constexpr size_t kDrainBudget = 1024 * 1024;
 
+  LogFollower(std::string container, const std::string& out_path, const std::string& err_path)
+      : container_(std::move(container)), out_(out_path), err_(err_path) {}
+
+  // Returns true when a stream had more than the budget to read (drain again soon).
   template <typename Emit>
-  void drain(bool final, Emit emit) {
-    for (auto& stream : streams_) {
-      std::ifstream in(stream.path, std::ios::binary);
-      if (in) {
-        in.seekg(static_cast<std::streamoff>(stream.offset));
-        std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        stream.offset += chunk.size();
-        stream.partial += chunk;
-      }
-      size_t start = 0;
-      for (size_t nl; (nl = stream.partial.find('\n', start)) != std::string::npos;
-           start = nl + 1) {
-        emit(container_, stream.name, std::string_view(stream.partial).substr(start, nl - start));
-      }
-      stream.partial.erase(0, start);
-      if (final && !stream.partial.empty()) {
-        emit(container_, stream.name, std::string_view(stream.partial));
-        stream.partial.clear();
-      }
+  bool drain(bool final, Emit emit) {
+    bool more = false;
+    for (auto [reader, name] : {std::pair{&out_, "stdout"}, std::pair{&err_, "stderr"}}) {
+      const size_t read =
+          reader->read(kDrainBudget, final, [&](std::string_view line, bool partial) {
+            emit(container_, std::string_view(name), line, partial);
+          });
+      more = more || (!final && read >= kDrainBudget);
     }
+    return more;
   }
 
  private:
-  struct Stream {
-    std::string path;
-    const char* name;
-    size_t offset = 0;
-    std::string partial;
-  };
   std::string container_;
-  std::array<Stream, 2> streams_;
+  runtime::RotatingLogReader out_;
+  runtime::RotatingLogReader err_;
 };
+
+// The length of the UTF-8 sequence at the start of `s`, 0 when it is not a valid one.
+size_t utf8Length(std::string_view s) {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  const auto cont = [&](size_t i, unsigned char lo = 0x80, unsigned char hi = 0xbf) {
+    return i < s.size() && byte(i) >= lo && byte(i) <= hi;
+  };
+  const unsigned char b = byte(0);
+  if (b < 0x80) return 1;
+  if (b >= 0xc2 && b <= 0xdf) return cont(1) ? 2 : 0;
+  if (b >= 0xe0 && b <= 0xef) {
+    const bool second = b == 0xe0 ? cont(1, 0xa0) : b == 0xed ? cont(1, 0x80, 0x9f) : cont(1);
+    return second && cont(2) ? 3 : 0;
+  }
+  if (b >= 0xf0 && b <= 0xf4) {
+    const bool second = b == 0xf0 ? cont(1, 0x90) : b == 0xf4 ? cont(1, 0x80, 0x8f) : cont(1);
+    return second && cont(2) && cont(3) ? 4 : 0;
+  }
+  return 0;
+}
+
+// `text` as a JSON string's contents. Bytes that are not UTF-8 (a piece may end inside a
+// character) become U+FFFD, as Docker's JSON log does.
+void appendJsonEscaped(std::string& out, std::string_view text) {
+  while (!text.empty()) {
+    const char c = text.front();
+    size_t length = 1;
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned char>(c));
+        } else if (static_cast<unsigned char>(c) < 0x80) {
+          out += c;
+        } else if ((length = utf8Length(text)) == 0) {
+          out += "\xef\xbf\xbd";
+          length = 1;
+        } else {
+          out.append(text.substr(0, length));
+        }
+    }
+    text.remove_prefix(length);
+  }
+}
 
 class Printer {
  public:
@@ -119,14 +167,22 @@ class Printer {
     std::fflush(stdout);
   }
 
-  void log(const std::string& container, std::string_view stream, std::string_view text) {
+  // One line (or 16 KiB piece of one, `partial`) of a container's output, printed at once.
+  void log(const std::string& container, std::string_view stream, std::string_view text,
+           bool partial) {
     if (json_) {
-      boost::json::object line{{"type", "log"},
-                               {"time", rfc3339(std::chrono::system_clock::now())},
-                               {"containerName", container},
-                               {"stream", stream},
-                               {"log", text}};
-      fmt::print("{}\n", boost::json::serialize(line));
+      // By hand rather than through a JSON object: this runs for every line of a flood.
+      line_.clear();
+      line_ += R"({"type":"log","time":")";
+      line_ += rfc3339(std::chrono::system_clock::now());
+      line_ += R"(","containerName":")";
+      appendJsonEscaped(line_, container);
+      line_ += R"(","stream":")";
+      line_ += stream;
+      line_ += R"(","log":")";
+      appendJsonEscaped(line_, text);
+      line_ += partial ? "\",\"partial\":true}\n" : "\"}\n";
+      std::fwrite(line_.data(), 1, line_.size(), stdout);
     } else {
       fmt::print(stream == "stderr" ? stderr : stdout, "{} | {}\n", container, text);
     }
@@ -134,6 +190,7 @@ class Printer {
 
  private:
   bool json_;
+  std::string line_;  // reused: at most one piece, escaped
 };
 
 // `run`'s outbox: prints every state change, drains a stopped container's output first, and
@@ -146,12 +203,16 @@ class RunOutbox : public engine::StateChangeOutbox {
     }
   }
 
-  void follow(const std::string& container, std::string out_path, std::string err_path) {
-    followers_.emplace(container, LogFollower(container, std::move(out_path), std::move(err_path)));
+  void follow(const std::string& container, const std::string& out_path,
+              const std::string& err_path) {
+    followers_.try_emplace(container, container, out_path, err_path);
   }
-  void drainLogs(bool final) {
-    for (auto& [name, follower] : followers_) follower.drain(final, printLine());
+  // Returns true when there is more to read already.
+  bool drainLogs(bool final) {
+    bool more = false;
+    for (auto& [name, follower] : followers_) more = follower.drain(final, printLine()) || more;
     std::fflush(stdout);
+    return more;
   }
   void onRemoved(std::function<void()> callback) { on_removed_ = std::move(callback); }
   std::optional<int> exitStatus() const { return exit_status_; }
@@ -173,10 +234,9 @@ class RunOutbox : public engine::StateChangeOutbox {
   }
 
  private:
-  std::function<void(const std::string&, std::string_view, std::string_view)> printLine() {
-    return [this](const std::string& container, std::string_view stream, std::string_view line) {
-      printer_.log(container, stream, line);
-    };
+  std::function<void(const std::string&, std::string_view, std::string_view, bool)> printLine() {
+    return [this](const std::string& container, std::string_view stream, std::string_view line,
+                  bool partial) { printer_.log(container, stream, line, partial); };
   }
 
   Printer printer_;
@@ -242,8 +302,9 @@ int runCommand(const config::Config& config, const Args& args) {
 
   boost::asio::steady_timer log_timer(io);
   std::function<void()> poll_logs = [&] {
-    outbox.drainLogs(false);
-    log_timer.expires_after(std::chrono::milliseconds(100));
+    // A stream with more to read is drained again as soon as the loop has run what waits.
+    const bool more = outbox.drainLogs(false);
+    log_timer.expires_after(std::chrono::milliseconds(more ? 0 : 100));
     log_timer.async_wait([&](boost::system::error_code ec) {
       if (!ec) poll_logs();
     });

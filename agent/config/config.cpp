@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "agent/common/byte_size.h"
+
 extern char** environ;
 
 namespace ecs::config {
@@ -435,6 +437,15 @@ Result<Config> load(const ConfigSources& sources) {
       });
   set("ECS_TASK_PIDS_LIMIT", config.task_pids_limit,
       [](std::string_view v) { return parseNumber<int64_t>(v, 0, 4194304); });
+  set("ECS_CONTAINER_LOG_MAX_SIZE", config.container_log_max_size,
+      [](std::string_view v) -> Result<uint64_t> {
+        auto size = parseByteSize(v);
+        if (!size) return fail(size.error());
+        if (*size < 64 * 1024) return fail(ErrorCode::kInvalidArgument, "below the minimum of 64k");
+        return *size;
+      });
+  set("ECS_CONTAINER_LOG_MAX_FILES", config.container_log_max_files,
+      [](std::string_view v) { return parseNumber<uint32_t>(v, 1, 100); });
 
   // network
   set("ECS_BRIDGE_NAME", config.bridge_name, [](std::string_view v) -> Result<std::string> {

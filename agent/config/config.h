@@ -84,6 +84,11 @@ struct Config {
   std::string cgroup_path = "/sys/fs/cgroup";           // ECS_CGROUP_PATH
   std::chrono::microseconds cgroup_cpu_period{100000};  // ECS_CGROUP_CPU_PERIOD (8ms..100ms)
   int64_t task_pids_limit = 0;                          // ECS_TASK_PIDS_LIMIT (0: none)
+  // Each container stream's output file is rotated at this size (64 KiB at least), and this many
+  // files (1..100, the current one included) are kept; a task definition's json-file options
+  // `max-size` and `max-file` override them per container.
+  uint64_t container_log_max_size = 10 * 1024 * 1024;  // ECS_CONTAINER_LOG_MAX_SIZE ("10m")
+  uint32_t container_log_max_files = 5;                // ECS_CONTAINER_LOG_MAX_FILES
 
   // network (netns/)
   std::string bridge_name = "ecs-br0";               // ECS_BRIDGE_NAME (ours)

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 
 #include "agent/common/result.h"
@@ -33,8 +34,11 @@ class ContainerRuntime {
   // Creates the container (its writable snapshot on spec.snapshot_parent and its record).
   virtual Result<void> createContainer(const runtime::ContainerSpec& spec) = 0;
   // Starts the container's process with output appended to the files; returns its pid.
+  // `log_options`: the options of the container's json-file logConfiguration (`max-size`,
+  // `max-file` cap the files; the runtime's defaults stand for what is not given), else empty.
   virtual Result<uint32_t> startTask(const std::string& id, const std::string& stdout_path,
-                                     const std::string& stderr_path) = 0;
+                                     const std::string& stderr_path,
+                                     const std::map<std::string, std::string>& log_options) = 0;
   // Signals the container's process (all: every process in it). kNotFound: not running.
   virtual Result<void> killTask(const std::string& id, int signal, bool all) = 0;
   // Deletes the exited process so the container can be started again or removed.

@@ -1129,8 +1129,11 @@ void TaskEngine::start(Task& task, Container& c) {
   offload(
       task.arn,
       [this, id = c.runtime_id, out = (fs::path(c.dir) / "stdout.log").string(),
-       err = (fs::path(c.dir) / "stderr.log").string()]() {
-        return deps_.runtime->startTask(id, out, err);
+       err = (fs::path(c.dir) / "stderr.log").string(),
+       log = c.def->log_configuration && c.def->log_configuration->log_driver == "json-file"
+                 ? c.def->log_configuration->options
+                 : std::map<std::string, std::string>()]() {
+        return deps_.runtime->startTask(id, out, err, log);
       },
       [this, name = c.def->name](Task& t, Result<uint32_t> result) {
         Container& ct = *t.container(name);

@@ -82,9 +82,14 @@ Result<engine::RuntimeContainerState> ContainerdRuntime::inspect(const std::stri
   return state;
 }
 
-Result<uint32_t> ContainerdRuntime::startTask(const std::string& id, const std::string& stdout_path,
-                                              const std::string& stderr_path) {
-  return client_.startTask(id, stdout_path, stderr_path);
+Result<uint32_t> ContainerdRuntime::startTask(
+    const std::string& id, const std::string& stdout_path, const std::string& stderr_path,
+    const std::map<std::string, std::string>& log_options) {
+  std::vector<std::string> warnings;
+  const auto limits =
+      runtime::containerOutputLimits(client_.options().output_limits, log_options, warnings);
+  for (const auto& warning : warnings) spdlog::warn("container {}: {}", id, warning);
+  return client_.startTask(id, stdout_path, stderr_path, limits);
 }
 
 Result<void> ContainerdRuntime::killTask(const std::string& id, int signal, bool all) {

@@ -15,7 +15,8 @@ class ContainerdRuntime : public engine::ContainerRuntime {
 
   Result<void> createContainer(const runtime::ContainerSpec& spec) override;
   Result<uint32_t> startTask(const std::string& id, const std::string& stdout_path,
-                             const std::string& stderr_path) override;
+                             const std::string& stderr_path,
+                             const std::map<std::string, std::string>& log_options) override;
   Result<void> killTask(const std::string& id, int signal, bool all) override;
   Result<void> deleteTask(const std::string& id) override;
   Result<void> deleteContainer(const std::string& id) override;

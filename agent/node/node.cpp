@@ -13,11 +13,31 @@
 namespace ecs::node {
 namespace fs = std::filesystem;
 
+namespace {
+
+// This program's own path, for the shim to run its `log-writer` (resolved at start: a binary
+// replaced later is still found by the path it had).
+std::string selfExecutable() {
+  std::error_code ec;
+  auto path = fs::read_symlink("/proc/self/exe", ec);
+  if (ec || !path.is_absolute()) {
+    spdlog::warn("cannot resolve /proc/self/exe ({}): container output files are not capped",
+                 ec ? ec.message() : path.string());
+    return "";
+  }
+  return path.string();
+}
+
+}  // namespace
+
 Result<ImageServices> connectImageServices(const config::Config& config) {
   ImageServices services;
   runtime::ContainerdOptions containerd_options;
   containerd_options.address = config.containerd_address;
   containerd_options.ns = config.containerd_namespace;
+  containerd_options.log_writer = selfExecutable();
+  containerd_options.output_limits = {config.container_log_max_size,
+                                      config.container_log_max_files};
   auto containerd = runtime::ContainerdClient::connect(containerd_options);
   if (!containerd) {
     return fail(containerd.error().wrap(fmt::format(

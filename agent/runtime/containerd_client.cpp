@@ -995,13 +995,15 @@ Result<void> ContainerdClient::deleteContainer(const std::string& id) {
 
 Result<uint32_t> ContainerdClient::startTask(const std::string& container_id,
                                              const std::string& stdout_path,
-                                             const std::string& stderr_path) {
+                                             const std::string& stderr_path,
+                                             const std::optional<OutputLimits>& limits) {
   const auto& c = *impl_->conn;
   const auto what = fmt::format("start task {}", container_id);
   auto record = getContainer(container_id);
   if (!record) return fail(record.error().wrap(what));
   if (!*record) return fail(ErrorCode::kNotFound, "{}: no container {}", what, container_id);
-  auto io = makeTaskIo(stdout_path, stderr_path, c.options.logger_shell);
+  auto io = makeTaskIo(stdout_path, stderr_path, c.options.logger_shell, c.options.log_writer,
+                       limits.value_or(c.options.output_limits));
   if (!io) return fail(io.error().wrap(what));
 
   tasks_v1::CreateTaskRequest create;

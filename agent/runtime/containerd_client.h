@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "agent/common/result.h"
+#include "agent/runtime/log_writer.h"
 #include "agent/runtime/types.h"
 
 namespace ecs::runtime {
@@ -26,9 +27,12 @@ struct ContainerdOptions {
   std::chrono::milliseconds long_call_timeout{std::chrono::minutes(30)};
   Labels default_labels;  // merged into labels of everything the agent creates
   // containerd 1.6's shim sends stdout AND stderr to the stdout file of a `file://` URI, so
-  // distinct stdout/stderr files are written by a tiny `binary://` logger run with this shell
-  // (two `cat`s). See task_io.h.
+  // distinct stdout/stderr files are written by a `binary://` logger run with this shell: it
+  // execs `log_writer log-writer ...` (the agent's own binary: bounded, rotated files), or, when
+  // log_writer is empty, two `cat`s (unbounded). See task_io.h.
   std::string logger_shell = "/bin/sh";
+  std::string log_writer;
+  OutputLimits output_limits;  // what startTask uses unless given others
 };
 
 // Receives chunks of a blob as it is written; returns an error to abort the write.
@@ -119,9 +123,11 @@ class ContainerdClient {
   // Lists containers whose labels match all of `label_filter` (empty: all).
   Result<std::vector<ContainerRecord>> listContainers(const Labels& label_filter = {});
   // Creates the task (rootfs from the container's snapshot; stdout/stderr appended to the given
-  // files, either may be empty for /dev/null) and starts it. Returns the pid.
+  // files, either may be empty for /dev/null; distinct files capped by `limits`, or by
+  // options().output_limits) and starts it. Returns the pid.
   Result<uint32_t> startTask(const std::string& container_id, const std::string& stdout_path,
-                             const std::string& stderr_path);
+                             const std::string& stderr_path,
+                             const std::optional<OutputLimits>& limits = std::nullopt);
   Result<std::optional<TaskInfo>> getTask(const std::string& container_id);
   Result<std::vector<TaskInfo>> listTasks();
   Result<void> killTask(const std::string& container_id, int signal, bool all = false);

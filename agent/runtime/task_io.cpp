@@ -61,7 +61,8 @@ std::string fileUri(const std::string& path) {
 }
 
 Result<TaskIo> makeTaskIo(const std::string& stdout_path, const std::string& stderr_path,
-                          const std::string& logger_shell) {
+                          const std::string& logger_shell, const std::string& log_writer,
+                          const OutputLimits& limits) {
   if (auto ok = checkPath(stdout_path, "stdout"); !ok) return fail(ok.error());
   if (auto ok = checkPath(stderr_path, "stderr"); !ok) return fail(ok.error());
   if (stdout_path.empty() && stderr_path.empty()) return TaskIo{};
@@ -75,11 +76,24 @@ Result<TaskIo> makeTaskIo(const std::string& stdout_path, const std::string& std
   }
   // fd 5 is the shim's readiness pipe: closing it (EOF) says the logger is ready. The shim
   // starts the logger with nothing in its environment but CONTAINER_ID and CONTAINER_NAMESPACE.
-  const auto target = [](const std::string& p) { return p.empty() ? "/dev/null" : p; };
-  const std::string script = fmt::format(
-      "PATH=/usr/sbin:/usr/bin:/sbin:/bin; exec 5>&-; "
-      "cat <&3 >>{} & cat <&4 >>{} & exec 3<&- 4<&-; wait",
-      shellQuote(target(stdout_path)), shellQuote(target(stderr_path)));
+  std::string script;
+  if (!log_writer.empty()) {
+    if (!log_writer.starts_with('/')) {
+      return fail(ErrorCode::kInvalidArgument, "log writer {:?} is not an absolute path",
+                  log_writer);
+    }
+    // The writer closes fd 5 once its files are open.
+    script = "exec " + shellQuote(log_writer) + " log-writer";
+    for (const auto& arg : logWriterArgs({stdout_path, stderr_path, limits})) {
+      script += " " + shellQuote(arg);
+    }
+  } else {
+    const auto target = [](const std::string& p) { return p.empty() ? "/dev/null" : p; };
+    script = fmt::format(
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin; exec 5>&-; "
+        "cat <&3 >>{} & cat <&4 >>{} & exec 3<&- 4<&-; wait",
+        shellQuote(target(stdout_path)), shellQuote(target(stderr_path)));
+  }
   const auto uri = fmt::format("binary://{}?-c={}", percentEncode(logger_shell, true),
                                percentEncode(script, false));
   return TaskIo{uri, uri};

@@ -3,13 +3,17 @@
 // containerd 1.6's shim honours `file://PATH` only for stdout: it sends stderr to the same file
 // and ignores the stderr URI. So one file for both is a `file://` URI, while distinct files (or
 // one stream discarded) use a `binary://` logger: `<shell> -c '<script>'` started by the shim
-// with the container's stdout and stderr pipes on fds 3 and 4, appending each to its file with
-// `cat`. The logger belongs to the shim, so output keeps flowing across agent restarts.
+// with the container's stdout and stderr pipes on fds 3 and 4 (and its readiness pipe on fd 5).
+// With a log writer binary (the agent itself), the script execs `<writer> log-writer ...`, which
+// keeps each file under its OutputLimits (see log_writer.h); without one, it appends each stream
+// to its file with `cat`, unbounded (for tools and tests that run the client without the agent).
+// The logger belongs to the shim, so output keeps flowing across agent restarts.
 #pragma once
 
 #include <string>
 
 #include "agent/common/result.h"
+#include "agent/runtime/log_writer.h"
 
 namespace ecs::runtime {
 
@@ -19,9 +23,10 @@ struct TaskIo {
 };
 
 // Paths must be absolute; either may be empty (that stream is discarded). Creates the files'
-// parent directories.
+// parent directories. `log_writer`: absolute path of the agent binary, or empty (`cat`).
 Result<TaskIo> makeTaskIo(const std::string& stdout_path, const std::string& stderr_path,
-                          const std::string& logger_shell);
+                          const std::string& logger_shell, const std::string& log_writer = "",
+                          const OutputLimits& limits = {});
 
 // "file:///abs/path" with characters a URL parser would misread percent-encoded.
 std::string fileUri(const std::string& path);

@@ -168,6 +168,37 @@ TEST(ConfigTest, TaskSettings) {
   }
 }
 
+TEST(ConfigTest, ContainerLogLimits) {
+  auto defaults = load(envOnly({}));
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->container_log_max_size, 10u * 1024 * 1024);
+  EXPECT_EQ(defaults->container_log_max_files, 5u);
+
+  auto config =
+      load(envOnly({{"ECS_CONTAINER_LOG_MAX_SIZE", "512k"}, {"ECS_CONTAINER_LOG_MAX_FILES", "2"}}));
+  ASSERT_TRUE(config);
+  EXPECT_EQ(config->container_log_max_size, 512u * 1024);
+  EXPECT_EQ(config->container_log_max_files, 2u);
+  EXPECT_TRUE(config->warnings.empty());
+  config = load(envOnly({{"ECS_CONTAINER_LOG_MAX_SIZE", "1.5g"}}));
+  ASSERT_TRUE(config);
+  EXPECT_EQ(config->container_log_max_size, 1536u * 1024 * 1024);
+
+  for (auto [key, value] :
+       std::vector<std::pair<std::string, std::string>>{{"ECS_CONTAINER_LOG_MAX_SIZE", "lots"},
+                                                        {"ECS_CONTAINER_LOG_MAX_SIZE", "10x"},
+                                                        {"ECS_CONTAINER_LOG_MAX_SIZE", "1k"},
+                                                        {"ECS_CONTAINER_LOG_MAX_SIZE", "-5m"},
+                                                        {"ECS_CONTAINER_LOG_MAX_FILES", "0"},
+                                                        {"ECS_CONTAINER_LOG_MAX_FILES", "101"},
+                                                        {"ECS_CONTAINER_LOG_MAX_FILES", "two"}}) {
+    auto bad = loadOne(key, value);
+    EXPECT_EQ(bad.container_log_max_size, 10u * 1024 * 1024) << value;
+    EXPECT_EQ(bad.container_log_max_files, 5u) << value;
+    expectOneWarningNaming(bad, key);
+  }
+}
+
 TEST(ConfigTest, CleanupDefaultsFollowTheRealAgent) {
   auto config = load(envOnly({}));
   ASSERT_TRUE(config);

@@ -107,9 +107,13 @@ class FakeRuntime : public ContainerRuntime {
     specs_[nameOf(spec.id)] = spec;
     return {};
   }
-  Result<uint32_t> startTask(const std::string& id, const std::string&,
-                             const std::string&) override {
+  Result<uint32_t> startTask(const std::string& id, const std::string&, const std::string&,
+                             const std::map<std::string, std::string>& log_options) override {
     const auto name = nameOf(id);
+    {
+      std::lock_guard lock(mutex_);
+      log_options_[name] = log_options;
+    }
     if (fail_start.contains(name)) {
       journal_.add("start " + name);
       return fail(ErrorCode::kInternal, "runc says no");
@@ -195,6 +199,10 @@ class FakeRuntime : public ContainerRuntime {
     std::lock_guard lock(mutex_);
     return specs_[name];
   }
+  std::map<std::string, std::string> logOptions(const std::string& name) {
+    std::lock_guard lock(mutex_);
+    return log_options_[name];
+  }
 
  private:
   Journal& journal_;
@@ -202,6 +210,7 @@ class FakeRuntime : public ContainerRuntime {
   std::set<std::string> running_;
   std::map<std::string, int> exited_;
   std::map<std::string, runtime::ContainerSpec> specs_;
+  std::map<std::string, std::map<std::string, std::string>> log_options_;
   std::function<void(const std::string&, uint32_t)> on_exit_;
   std::function<void(const std::string&)> on_oom_;
 };
@@ -467,6 +476,20 @@ TEST_F(TaskEngineTest, RunsATaskThroughItsResourcesAndCleansUpInReverse) {
   ASSERT_TRUE(stopped);
   EXPECT_EQ(stopped->reason, "told to");
   EXPECT_TRUE(waitSnapshot([](const TaskSnapshot& t) { return t.removed; }));
+}
+
+TEST_F(TaskEngineTest, HandsTheRuntimeOnlyJsonFileLogOptions) {
+  start();
+  auto capped = container("capped");
+  capped.log_configuration = LogConfiguration{"json-file", {{"max-size", "1m"}, {"max-file", "2"}}};
+  auto remote = container("remote");
+  remote.log_configuration = LogConfiguration{"awslogs", {{"max-size", "1m"}}};
+  engine_->upsert(spec({capped, remote, container("plain")}));
+  ASSERT_TRUE(journal_.waitFor("state task RUNNING"));
+  EXPECT_EQ(runtime_.logOptions("capped"),
+            (std::map<std::string, std::string>{{"max-size", "1m"}, {"max-file", "2"}}));
+  EXPECT_TRUE(runtime_.logOptions("remote").empty());
+  EXPECT_TRUE(runtime_.logOptions("plain").empty());
 }
 
 TEST_F(TaskEngineTest, StopsDependentsFirst) {

@@ -88,6 +88,37 @@ TEST_F(TaskIoTest, LoggerScriptCopiesEachStreamToItsFile) {
   EXPECT_EQ(read(err), "err\n");
 }
 
+TEST_F(TaskIoTest, WithALogWriterTheScriptExecsItWithThePathsAndLimits) {
+  // A stand-in writer that records the command line it was given.
+  const auto writer = (dir_ / "agent it's").string();
+  const auto args_file = (dir_ / "args").string();
+  std::ofstream(writer) << "#!/bin/sh\nprintf '%s\\n' \"$@\" >" << args_file << "\n";
+  fs::permissions(writer, fs::perms::owner_all);
+  const auto out = (dir_ / "o.log").string();
+  const auto err = (dir_ / "e e.log").string();
+  auto io = makeTaskIo(out, err, "/bin/sh", writer, OutputLimits{1 << 20, 3});
+  ASSERT_TRUE(io) << io.error().message;
+  EXPECT_TRUE(io->stdout_uri.starts_with("binary:///bin/sh?-c=")) << io->stdout_uri;
+  std::string script;
+  const auto encoded = io->stdout_uri.substr(io->stdout_uri.find("-c=") + 3);
+  for (size_t i = 0; i < encoded.size(); ++i) {
+    if (encoded[i] == '%') {
+      script += static_cast<char>(std::stoi(encoded.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      script += encoded[i];
+    }
+  }
+  ASSERT_EQ(setenv("ECS_TASK_IO_SCRIPT", script.c_str(), 1), 0);
+  ASSERT_EQ(std::system("/bin/sh -c \"$ECS_TASK_IO_SCRIPT\" </dev/null"), 0);
+  unsetenv("ECS_TASK_IO_SCRIPT");
+  std::ifstream in(args_file);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}),
+            "log-writer\n--stdout\n" + out + "\n--stderr\n" + err +
+                "\n--max-size\n1048576\n--max-files\n3\n");
+  EXPECT_FALSE(makeTaskIo(out, err, "/bin/sh", "ecs-node-agent"));  // not absolute
+}
+
 TEST_F(TaskIoTest, OneStreamOnlyDiscardsTheOther) {
   auto io = makeTaskIo("", (dir_ / "err").string(), "/bin/sh");
   ASSERT_TRUE(io);

@@ -1,0 +1,330 @@
+// A container flooding its output through the real binary (`ecs-node-agent run`): 500 MiB of
+// lines on stdout and a 500 MiB line without a newline on stderr, at once. The agent's peak RSS
+// stays within 16 MiB of what a quiet run of the same task takes, the log writer's too, and the
+// container's files on disk stay under the caps the task definition sets (json-file max-size and
+// max-file over ECS_CONTAINER_LOG_MAX_*) whenever they are looked at; the last lines still arrive.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "tests/support/harness_env.h"
+#include "tests/support/wait_for.h"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using ecs::testing::harnessEnv;
+
+constexpr uint64_t kMiB = 1024 * 1024;
+constexpr uint64_t kMaxSize = 2 * kMiB;  // the task definition's max-size
+constexpr uint64_t kMaxFiles = 3;        // and max-file
+
+// A /proc/<pid>/status field in KiB (0 when the process or field is gone).
+uint64_t statusKib(pid_t pid, const std::string& field) {
+  std::ifstream in(fmt::format("/proc/{}/status", pid));
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with(field + ":")) return std::stoull(line.substr(field.size() + 1));
+  }
+  return 0;
+}
+
+struct FloodRun {
+  int exit_code = -1;
+  uint64_t agent_peak_kib = 0;   // the run process's ru_maxrss
+  uint64_t writer_peak_kib = 0;  // the highest VmHWM seen of its log writers
+  uint64_t writer_anon_kib = 0;  // and of their anonymous (their own, not the binary's) memory
+  int samples = 0;
+  std::array<uint64_t, 2> max_stream_bytes{};  // stdout, stderr: all of a stream's files
+  std::array<size_t, 2> max_stream_files{};
+  uint64_t max_file_bytes = 0;
+  // What `run --output json` printed, taken as it came (never held whole).
+  uint64_t output_bytes = 0;
+  bool lines_done = false;  // stdout's last line arrived
+  bool long_done = false;   // stderr's
+  size_t partial_lines = 0;
+  std::string a_partial_line;
+  std::deque<std::string> last_lines;
+  std::string err;
+  double seconds = 0;
+};
+
+class OutputFloodTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* agent = std::getenv("ECS_TEST_AGENT_BINARY");
+    ASSERT_NE(agent, nullptr) << "ECS_TEST_AGENT_BINARY is not set (run through ctest)";
+    agent_ = agent;
+    ns_ = ecs::testing::uniqueNamespace(
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    data_dir_ = fs::path(harnessEnv().workdir()) / ("data-" + ns_);
+    fs::create_directories(data_dir_);
+  }
+
+  void TearDown() override {
+    auto teardown = ecs::testing::runCommand({agent_, "network", "teardown"}, agentEnv());
+    EXPECT_TRUE(teardown.ok()) << teardown.describe();
+    ecs::testing::removeAllImages(ns_);
+    ecs::testing::expectNoLeaks(ns_);
+    if (fs::exists(data_dir_ / "tasks")) {
+      EXPECT_TRUE(fs::is_empty(data_dir_ / "tasks")) << "task directories left in " << data_dir_;
+    }
+    std::error_code ec;
+    fs::remove_all(data_dir_, ec);
+  }
+
+  std::vector<std::string> agentEnv() {
+    return {"ECS_CONTAINERD_ADDRESS=" + harnessEnv().containerdAddress(),
+            "ECS_CONTAINERD_NAMESPACE=" + ns_, "ECS_LOGLEVEL=warn",
+            "ECS_DATADIR=" + data_dir_.string(), "ECS_BRIDGE_NAME=ecs-test-br5",
+            "ECS_BRIDGE_SUBNET=172.31.249.0/24",
+            "ECS_TASK_ENDPOINT_PORT=" + std::to_string(endpoint_port_),
+            "ECS_INTROSPECTION_PORT=" + std::to_string(introspection_port_),
+            // The task definition's json-file options win over these.
+            "ECS_CONTAINER_LOG_MAX_SIZE=8m", "ECS_CONTAINER_LOG_MAX_FILES=5"};
+  }
+
+  // A task whose one container writes `mib` MiB of 100-byte lines to stdout and, at the same
+  // time, one line of `mib` MiB to stderr; then a last line on each.
+  std::string writeTaskDefinition(int mib) {
+    const std::string script = fmt::format(
+        "yes 012345678901234567890123456789012345678901234567890123456789"
+        "012345678901234567890123456789012345678 | head -c 1048576 >/tmp/lines; "
+        "head -c 1048576 /dev/zero | tr '\\0' x >/tmp/long; "
+        "(i=0; while [ $i -lt {0} ]; do cat /tmp/lines; i=$((i+1)); done; echo; echo lines-done) & "
+        "(i=0; while [ $i -lt {0} ]; do cat /tmp/long; i=$((i+1)); done; echo; echo long-done) >&2 "
+        "& "
+        "wait",
+        mib);
+    json::object container{
+        {"name", "flood"},
+        {"image", harnessEnv().registry() + "/test/busybox:oci"},
+        {"memory", 64},
+        {"command", json::array{"sh", "-c", script}},
+        {"logConfiguration",
+         json::object{{"logDriver", "json-file"},
+                      {"options", json::object{{"max-size", "2m"},
+                                               {"max-file", std::to_string(kMaxFiles)}}}}}};
+    json::object definition{{"family", "flood"},
+                            {"containerDefinitions", json::array{std::move(container)}}};
+    auto path = data_dir_ / fmt::format("taskdef-{}.json", mib);
+    std::ofstream(path) << json::serialize(definition);
+    return path.string();
+  }
+
+  // The container's files now: per stream, their total size and count; the largest file.
+  void sampleFiles(FloodRun& run) {
+    std::error_code ec;
+    if (!fs::exists(data_dir_ / "tasks", ec)) return;
+    for (const auto& task : fs::directory_iterator(data_dir_ / "tasks", ec)) {
+      std::array<uint64_t, 2> bytes{};
+      std::array<size_t, 2> files{};
+      for (const auto& f : fs::directory_iterator(task.path() / "flood", ec)) {
+        const auto name = f.path().filename().string();
+        const int stream = name.starts_with("stdout.log")   ? 0
+                           : name.starts_with("stderr.log") ? 1
+                                                            : -1;
+        if (stream < 0) continue;
+        const auto size = f.file_size(ec);
+        if (ec) continue;  // rotated away meanwhile
+        bytes[stream] += size;
+        ++files[stream];
+        run.max_file_bytes = std::max<uint64_t>(run.max_file_bytes, size);
+      }
+      for (int s = 0; s < 2; ++s) {
+        run.max_stream_bytes[s] = std::max(run.max_stream_bytes[s], bytes[s]);
+        run.max_stream_files[s] = std::max(run.max_stream_files[s], files[s]);
+      }
+    }
+  }
+
+  // The peak RSS of this test's log writers (the shim's children running `log-writer` on files
+  // in this data directory).
+  void sampleWriters(FloodRun& run) {
+    std::error_code ec;
+    for (const auto& p : fs::directory_iterator("/proc", ec)) {
+      const auto name = p.path().filename().string();
+      if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+      std::ifstream in(p.path() / "cmdline");
+      std::string cmdline(std::istreambuf_iterator<char>(in), {});
+      if (cmdline.find("log-writer") == std::string::npos ||
+          cmdline.find(data_dir_.string()) == std::string::npos) {
+        continue;
+      }
+      run.writer_peak_kib = std::max(run.writer_peak_kib, statusKib(std::stoi(name), "VmHWM"));
+      run.writer_anon_kib = std::max(run.writer_anon_kib, statusKib(std::stoi(name), "RssAnon"));
+    }
+  }
+
+  FloodRun run(int mib) {
+    FloodRun run;
+    const auto taskdef = writeTaskDefinition(mib);
+    const auto err_path = data_dir_ / fmt::format("run-{}.err", mib);
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) != 0) {
+      ADD_FAILURE() << "pipe: " << std::strerror(errno);
+      return run;
+    }
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+    for (const auto& e : agentEnv()) env_strings.push_back(e);
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> args = {agent_, "run", taskdef, "--output", "json"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+
+    const auto started = std::chrono::steady_clock::now();
+    const pid_t pid = fork();
+    if (pid == 0) {
+      setpgid(0, 0);
+      dup2(out[1], STDOUT_FILENO);
+      const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(err, STDERR_FILENO);
+      execve(argv[0], argv.data(), envp.data());
+      _exit(127);
+    }
+    ::close(out[1]);
+
+    // Reads what `run` prints as it comes: a line at a time, never the whole output.
+    std::thread reader([&run, fd = out[0]] {
+      std::vector<char> buffer(64 * 1024);
+      std::string line;
+      const auto take = [&](const std::string& l) {
+        if (l.find(R"("type":"log")") != std::string::npos) {
+          if (l.find(R"("stream":"stdout","log":"lines-done")") != std::string::npos) {
+            run.lines_done = true;
+          }
+          if (l.find(R"("stream":"stderr","log":"long-done")") != std::string::npos) {
+            run.long_done = true;
+          }
+          if (l.ends_with(R"("partial":true})")) {
+            ++run.partial_lines;
+            if (run.a_partial_line.empty()) run.a_partial_line = l;
+          }
+        }
+        run.last_lines.push_back(l);
+        if (run.last_lines.size() > 16) run.last_lines.pop_front();
+      };
+      for (;;) {
+        const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        run.output_bytes += static_cast<uint64_t>(n);
+        std::string_view data(buffer.data(), static_cast<size_t>(n));
+        for (size_t nl; (nl = data.find('\n')) != std::string_view::npos;) {
+          line.append(data.substr(0, nl));
+          take(line);
+          line.clear();
+          data.remove_prefix(nl + 1);
+        }
+        line.append(data);
+      }
+      ::close(fd);
+    });
+
+    int status = 0;
+    rusage usage{};
+    const bool exited = ecs::testing::pollUntil(
+        [&] {
+          sampleFiles(run);
+          sampleWriters(run);
+          ++run.samples;
+          return wait4(pid, &status, WNOHANG, &usage) == pid;
+        },
+        std::chrono::seconds(150));
+    if (!exited) {
+      ADD_FAILURE() << "`run` did not finish within 150 s";
+      ::kill(-pid, SIGKILL);
+      wait4(pid, &status, 0, &usage);
+    }
+    reader.join();
+    run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    run.agent_peak_kib = static_cast<uint64_t>(usage.ru_maxrss);
+    std::ifstream err_in(err_path);
+    run.err.assign(std::istreambuf_iterator<char>(err_in), {});
+    return run;
+  }
+
+  std::string agent_;
+  std::string ns_;
+  fs::path data_dir_;
+  int endpoint_port_ = ecs::testing::unusedPort();
+  int introspection_port_ = ecs::testing::unusedPort();
+};
+
+TEST_F(OutputFloodTest, AFloodKeepsTheAgentSmallAndTheFilesCapped) {
+  // The image first, so that neither run pulls; then the same task, quiet: what the agent takes
+  // to run it at all.
+  auto pulled = ecs::testing::runCommand(
+      {agent_, "images", "pull", harnessEnv().registry() + "/test/busybox:oci"}, agentEnv());
+  ASSERT_TRUE(pulled.ok()) << pulled.describe();
+  const FloodRun quiet = run(1);
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  ASSERT_TRUE(quiet.lines_done && quiet.long_done) << quiet.err;
+
+  const FloodRun flood = run(500);
+  ASSERT_EQ(flood.exit_code, 0) << flood.err;
+  RecordProperty("quiet_peak_kib", std::to_string(quiet.agent_peak_kib));
+  RecordProperty("flood_peak_kib", std::to_string(flood.agent_peak_kib));
+  RecordProperty("writer_peak_kib", std::to_string(flood.writer_peak_kib));
+  RecordProperty("writer_anon_kib", std::to_string(flood.writer_anon_kib));
+  RecordProperty("flood_seconds", std::to_string(flood.seconds));
+  std::cout << fmt::format(
+      "agent peak RSS: quiet {} KiB, flood {} KiB; log writer peak {} KiB ({} KiB anonymous); "
+      "flood took {:.1f} s ({} samples, {} MiB printed by run)\n",
+      quiet.agent_peak_kib, flood.agent_peak_kib, flood.writer_peak_kib, flood.writer_anon_kib,
+      flood.seconds, flood.samples, flood.output_bytes / kMiB);
+
+  // Memory: the agent, and the writer the shim runs for the container.
+  EXPECT_LT(flood.agent_peak_kib, quiet.agent_peak_kib + 16 * 1024);
+  // The writer's RSS is mostly the agent binary's pages, shared with every other process running
+  // it; what is its own (anonymous) stays small.
+  EXPECT_GT(flood.writer_peak_kib, 0u) << "no log writer was seen running";
+  EXPECT_LT(flood.writer_peak_kib, 16u * 1024);
+  EXPECT_LT(flood.writer_anon_kib, 4u * 1024);
+
+  // Disk: every look at the files found them within the caps, and the caps were reached (the
+  // looks were taken during the flood, and rotation happened).
+  EXPECT_GT(flood.samples, 10);
+  for (int s = 0; s < 2; ++s) {
+    EXPECT_LE(flood.max_stream_bytes[s], kMaxSize * kMaxFiles) << "stream " << s;
+    EXPECT_EQ(flood.max_stream_files[s], kMaxFiles) << "stream " << s;
+  }
+  EXPECT_LE(flood.max_file_bytes, kMaxSize);
+  EXPECT_GT(flood.max_file_bytes, kMaxSize - 64 * 1024);
+
+  // The last lines arrived, after the long line in 16 KiB pieces marked partial.
+  EXPECT_TRUE(flood.lines_done);
+  EXPECT_TRUE(flood.long_done);
+  EXPECT_GT(flood.partial_lines, 0u);
+  ASSERT_FALSE(flood.a_partial_line.empty());
+  auto partial = json::parse(flood.a_partial_line).as_object();
+  EXPECT_EQ(partial.at("stream").as_string(), "stderr");
+  EXPECT_EQ(partial.at("log").as_string(), std::string(16 * 1024, 'x'));
+  for (const auto& line : flood.last_lines) {
+    boost::system::error_code ec;
+    auto value = json::parse(line, ec);
+    EXPECT_FALSE(ec) << "not JSON: " << line.substr(0, 200);
+  }
+  EXPECT_LT(flood.seconds, 90);
+}
+
+}  // namespace

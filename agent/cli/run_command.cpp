@@ -288,6 +288,7 @@ int runCommand(const config::Config& config, const Args& args) {
   RunOutbox outbox(json, *definition);
   node::NodeOptions node_options;
   node_options.host_credentials = config.run_host_credentials;
+  node_options.environment_files_anywhere = true;
   auto node = node::Node::create(config, io, outbox, node_options);
   if (!node) {
     fmt::print(stderr, "error: {}\n", node.error().message);

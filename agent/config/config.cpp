@@ -446,6 +446,12 @@ Result<Config> load(const ConfigSources& sources) {
       });
   set("ECS_CONTAINER_LOG_MAX_FILES", config.container_log_max_files,
       [](std::string_view v) { return parseNumber<uint32_t>(v, 1, 100); });
+  set("ECS_ENVIRONMENT_FILES_DIR", config.environment_files_dir,
+      [](std::string_view v) -> Result<std::string> {
+        if (!v.starts_with('/'))
+          return fail(ErrorCode::kInvalidArgument, "expected an absolute path");
+        return std::string(v);
+      });
 
   // network
   set("ECS_BRIDGE_NAME", config.bridge_name, [](std::string_view v) -> Result<std::string> {

@@ -83,12 +83,17 @@ struct Config {
   bool task_cpu_mem_limit = true;  // ECS_ENABLE_TASK_CPU_MEM_LIMIT
   std::string cgroup_path = "/sys/fs/cgroup";           // ECS_CGROUP_PATH
   std::chrono::microseconds cgroup_cpu_period{100000};  // ECS_CGROUP_CPU_PERIOD (8ms..100ms)
-  int64_t task_pids_limit = 0;                          // ECS_TASK_PIDS_LIMIT (0: none)
+  // ECS_TASK_PIDS_LIMIT: processes (threads included) per task. Ours by default, so that a fork
+  // bomb stays in its task; 0: none (the real agent's default).
+  int64_t task_pids_limit = 4096;
   // Each container stream's output file is rotated at this size (64 KiB at least), and this many
   // files (1..100, the current one included) are kept; a task definition's json-file options
   // `max-size` and `max-file` override them per container.
   uint64_t container_log_max_size = 10 * 1024 * 1024;  // ECS_CONTAINER_LOG_MAX_SIZE ("10m")
   uint32_t container_log_max_files = 5;                // ECS_CONTAINER_LOG_MAX_FILES
+  // ECS_ENVIRONMENT_FILES_DIR (ours): local environmentFiles are read only beneath it (the
+  // daemon's tasks come from the cluster); empty: refused. `run` reads them anywhere unless set.
+  std::string environment_files_dir;
 
   // network (netns/)
   std::string bridge_name = "ecs-br0";               // ECS_BRIDGE_NAME (ours)

@@ -161,6 +161,15 @@ std::unique_ptr<cgroups::CgroupManager> taskCgroups(const config::Config& config
   options.cpu_period = config.cgroup_cpu_period;
   options.pids_limit = config.task_pids_limit;
   auto manager = cgroups::CgroupManager::create(options);
+  if (!manager && options.pids_limit > 0) {
+    // A host without the pids controller still gets the other task limits.
+    options.pids_limit = 0;
+    if (auto without = cgroups::CgroupManager::create(options)) {
+      spdlog::warn("task cgroups: {}; tasks run without a process limit (ECS_TASK_PIDS_LIMIT)",
+                   manager.error().message);
+      manager = std::move(without);
+    }
+  }
   if (!manager) {
     spdlog::warn("task cgroups are unavailable ({}); running without task-level limits",
                  manager.error().message);
@@ -258,6 +267,10 @@ Result<std::unique_ptr<Node>> Node::create(const config::Config& config,
   engine_options.pull_behavior = pullBehavior(config.image_pull_behavior);
   engine_options.pull_timeout = config.image_pull_timeout;
   engine_options.data_dir = config.data_dir;
+  engine_options.environment_files_dir = config.environment_files_dir;
+  if (engine_options.environment_files_dir.empty() && options.environment_files_anywhere) {
+    engine_options.environment_files_dir = "/";
+  }
   engine_options.cluster = config.cluster;
   if (options.task_cleanup_wait) engine_options.task_cleanup_wait = config.task_cleanup_wait;
   node->engine_ = std::make_unique<engine::TaskEngine>(io, std::move(deps), engine_options);

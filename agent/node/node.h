@@ -35,6 +35,9 @@ struct NodeOptions {
   // Serve the host's own credentials for task roles (`run` only, with ECS_RUN_HOST_CREDENTIALS);
   // the daemon serves only what the cluster sent for each task.
   bool host_credentials = false;
+  // Local environmentFiles from anywhere when ECS_ENVIRONMENT_FILES_DIR is unset (`run`: the task
+  // definition is the operator's own); the daemon's tasks come from the cluster.
+  bool environment_files_anywhere = false;
   // The daemon's registration: shown by introspection and the metadata endpoints.
   std::string container_instance_arn;
   std::string availability_zone;  // "" keeps the configured one

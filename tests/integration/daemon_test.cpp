@@ -1005,6 +1005,7 @@ TEST_F(DaemonTest, TwoHundredTasksThroughRandomKillsLeaveTheHostAsItWas) {
 
   constexpr int kBatches = 20, kPerBatch = 10, kFirst = 100;
   int kills = 0;
+  std::string earlier_logs;             // of the processes killed
   std::map<int, json::object> current;  // task number -> the form last sent
   auto stopped = [&](int n) { return stateCalls(taskArn(n), "STOPPED") > 0; };
   // Sometimes, a random moment after a message: kill -9, restart, and send again what the
@@ -1014,6 +1015,7 @@ TEST_F(DaemonTest, TwoHundredTasksThroughRandomKillsLeaveTheHostAsItWas) {
     std::this_thread::sleep_for(
         std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 600)(random)));
     ASSERT_EQ(daemon_->stop(SIGKILL, 30s), 128 + SIGKILL);
+    earlier_logs += daemon_->err();
     daemon_.reset();
     ++kills;
     startAndConnect();
@@ -1079,7 +1081,7 @@ TEST_F(DaemonTest, TwoHundredTasksThroughRandomKillsLeaveTheHostAsItWas) {
         return containers.ok() && containers.out.empty();
       },
       60s, "every container to be removed"))
-      << daemon_->err();
+      << earlier_logs << daemon_->err();
   acsBarrier();
   for (int n = kFirst; n < kFirst + kBatches * kPerBatch; ++n) {
     // At most twice: killed after the cluster took a change but before the agent recorded it.

@@ -163,9 +163,15 @@ TEST(ConfigTest, TaskSettings) {
     EXPECT_EQ(bad.container_stop_timeout, std::chrono::seconds(30));
     EXPECT_TRUE(bad.task_cpu_mem_limit);
     EXPECT_EQ(bad.cgroup_cpu_period, std::chrono::milliseconds(100));
-    EXPECT_EQ(bad.task_pids_limit, 0);
+    EXPECT_EQ(bad.task_pids_limit, 4096) << "the default";
     expectOneWarningNaming(bad, key);
   }
+  EXPECT_EQ(loadOne("ECS_TASK_PIDS_LIMIT", "0").task_pids_limit, 0) << "0: no limit";
+  EXPECT_EQ(loadOne("ECS_ENVIRONMENT_FILES_DIR", "/etc/ecs/env").environment_files_dir,
+            "/etc/ecs/env");
+  auto relative = loadOne("ECS_ENVIRONMENT_FILES_DIR", "env");
+  EXPECT_EQ(relative.environment_files_dir, "");
+  expectOneWarningNaming(relative, "ECS_ENVIRONMENT_FILES_DIR");
 }
 
 TEST(ConfigTest, ContainerLogLimits) {

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,9 @@
 #include "agent/runtime/log_writer.h"
 
 namespace {
+
+// The agent's oom_score_adj: far below a task's (0), short of -1000 (never killed).
+constexpr int kAgentOomScoreAdj = -900;
 
 constexpr const char* kUsage =
     "usage: ecs-node-agent COMMAND [ARGS]\n"
@@ -100,6 +104,12 @@ int main(int argc, char** argv) {
                   limit->after.hard);
   } else {
     spdlog::warn("{}", limit.error().message);
+  }
+
+  // Under memory pressure the kernel should kill a task's process, not the agent that serves
+  // every task (tasks' processes descend from containerd's shims, not from the agent).
+  if (std::ofstream oom("/proc/self/oom_score_adj"); !(oom << kAgentOomScoreAdj << std::flush)) {
+    spdlog::warn("could not set the agent's oom_score_adj to {}", kAgentOomScoreAdj);
   }
 
   const std::string command = args[0];

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <thread>
 
 #include "agent/common/failpoint.h"
 #include "agent/engine/container_spec.h"
@@ -463,11 +464,18 @@ void TaskEngine::adoptOnLoop(AdoptedTask adopted, std::function<void(Result<Adop
           c.state = std::move(states[i]);
           if (!c.state || !c.state->exists) continue;
           if (c.state->process == runtime::TaskStatus::kCreated) {
-            // Killed between creating the process and starting it: start it afresh.
-            if (auto deleted = deps_.runtime->deleteTask(w.runtime_id); !deleted) {
+            // Killed between creating the process and starting it: start it afresh — unless
+            // the start it had sent lands now, and the process runs after all.
+            if (auto deleted = deps_.runtime->deleteTask(w.runtime_id); deleted) {
+              c.state->process = runtime::TaskStatus::kUnknown;
+            } else {
               spdlog::warn("adopt: {}", deleted.error().message);
+              c.state = deps_.runtime->inspect(w.runtime_id);
+              if (c.state && c.state->process == runtime::TaskStatus::kCreated) {
+                c.state->process = runtime::TaskStatus::kUnknown;
+              }
+              if (!c.state || !c.state->exists) continue;
             }
-            c.state->process = runtime::TaskStatus::kUnknown;
           }
           if (stopped || !found->resources_status) continue;
           // What health checks, stop signals and metadata need of a running container.
@@ -1414,9 +1422,19 @@ void TaskEngine::cleanup(Task& task) {
       task.arn,
       [this, ids, resources]() -> bool {
         for (const auto& runtime_id : ids) {
-          if (auto deleted = deps_.runtime->deleteTask(runtime_id);
-              !deleted && deleted.error().code != ErrorCode::kNotFound) {
-            spdlog::warn("cleanup: {}", deleted.error().message);
+          auto deleted = deps_.runtime->deleteTask(runtime_id);
+          if (!deleted && deleted.error().code != ErrorCode::kNotFound) {
+            // A process still runs (a start that landed after the agent that sent it died):
+            // it goes with its task.
+            (void)deps_.runtime->killTask(runtime_id, SIGKILL, /*all=*/true);
+            for (int i = 0; i < 50 && !deleted && deleted.error().code != ErrorCode::kNotFound;
+                 ++i) {
+              std::this_thread::sleep_for(std::chrono::milliseconds(100));
+              deleted = deps_.runtime->deleteTask(runtime_id);
+            }
+            if (!deleted && deleted.error().code != ErrorCode::kNotFound) {
+              spdlog::warn("cleanup: {}", deleted.error().message);
+            }
           }
           if (auto deleted = deps_.runtime->deleteContainer(runtime_id); !deleted) {
             spdlog::warn("cleanup: {}", deleted.error().message);

@@ -942,6 +942,58 @@ TEST_F(DaemonTest, ContainerdRestartingUnderTheDaemonStopsNothingAndMissesNoExit
   EXPECT_EQ(stateCalls(taskArn(30), "RUNNING"), 1u);
 }
 
+TEST_F(DaemonTest, AForkBombStaysInsideItsTaskAndTheAgentIsUnaffected) {
+  startAndConnect();
+  // The kernel kills a task's process before the agent's: where root may lower oom_score_adj
+  // (CAP_SYS_RESOURCE, which some sandboxes drop), the agent has; elsewhere it says it could not.
+  const bool can_lower =
+      static_cast<bool>(std::ofstream("/proc/self/oom_score_adj") << "-1" << std::flush);
+  if (can_lower) {
+    std::ofstream("/proc/self/oom_score_adj") << "0";
+    EXPECT_EQ(readFile(fmt::format("/proc/{}/oom_score_adj", daemon_->pid())), "-900\n");
+  } else {
+    EXPECT_NE(daemon_->err().find("could not set the agent's oom_score_adj"), std::string::npos);
+  }
+  auto bomb = container("bomb", "b() { b | b & }; b; exec sleep 300");
+  bomb["stopTimeout"] = 1;
+  bomb["memory"] = 2048;  // room for 4,096 shells: the process limit, not memory, stops it
+  auto t = task(23, {bomb}, "none");
+  plane_.pushAcs(payload({t}));
+  ASSERT_TRUE(waitForState(taskArn(23), "RUNNING")) << daemon_->err();
+  // The task's pids cgroup, limited by default.
+  std::string dir;
+  ASSERT_TRUE(waitFor(
+      [&] {
+        auto found = runCommand(
+            {"find", "/sys/fs/cgroup/pids", "-maxdepth", "3", "-type", "d", "-name", hexId(23)});
+        dir = found.out.substr(0, found.out.find('\n'));
+        return !dir.empty();
+      },
+      10s, "the task's pids cgroup"));
+  EXPECT_EQ(readFile(dir + "/pids.max"), "4096\n");
+  // Forks fail at the limit ...
+  const auto err = stdoutOf(23, "bomb").parent_path() / "stderr.log";
+  EXPECT_TRUE(waitFor(
+      [&] {
+        return readFile(err).find("can't fork: Resource temporarily unavailable") !=
+               std::string::npos;
+      },
+      60s, "the limit to be reached"))
+      << dir << ": " << readFile(dir + "/pids.current");
+  EXPECT_LE(std::stoi(readFile(dir + "/pids.current")), 4096);
+  // ... while the agent answers at once.
+  for (int i = 0; i < 5; ++i) {
+    auto metadata =
+        runCommand({"curl", "-s", "--max-time", "1",
+                    fmt::format("http://127.0.0.1:{}/v1/metadata", introspection_port_)});
+    EXPECT_NE(metadata.out.find(kCluster), std::string::npos) << metadata.describe();
+  }
+  auto stop = t;
+  stop["desiredStatus"] = "STOPPED";
+  plane_.pushAcs(payload({stop}));
+  ASSERT_TRUE(waitForState(taskArn(23), "STOPPED", 120s)) << daemon_->err();
+}
+
 // --- churn: many tasks, random kills ----------------------------------------------------------
 
 // What the host shows of network namespaces, links, iptables rules, mounts and cgroups, sorted

@@ -81,10 +81,13 @@ asan_build() {
 }
 
 asan_tests() {
+  # Not under the sanitizers: the tests that use up every descriptor on purpose. UBSan's vptr
+  # check opens a pipe to read the object it checks, finds none free, and reports a valid object
+  # as broken. They run in the main build above.
   ECS_FUZZ_SECONDS=${ECS_FUZZ_SECONDS:-30} \
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-    run_ctest "$ASAN" -j "$JOBS"
+    run_ctest "$ASAN" -j "$JOBS" -E 'AcceptOutOfDescriptors'
 }
 
 format_check() {

@@ -267,10 +267,9 @@ Result<std::unique_ptr<Node>> Node::create(const config::Config& config,
   engine_options.pull_behavior = pullBehavior(config.image_pull_behavior);
   engine_options.pull_timeout = config.image_pull_timeout;
   engine_options.data_dir = config.data_dir;
-  engine_options.environment_files_dir = config.environment_files_dir;
-  if (engine_options.environment_files_dir.empty() && options.environment_files_anywhere) {
-    engine_options.environment_files_dir = "/";
-  }
+  const bool anywhere = config.environment_files_dir.empty() && options.environment_files_anywhere;
+  engine_options.environment_files_dir =
+      anywhere ? std::string(1, '/') : config.environment_files_dir;
   engine_options.cluster = config.cluster;
   if (options.task_cleanup_wait) engine_options.task_cleanup_wait = config.task_cleanup_wait;
   node->engine_ = std::make_unique<engine::TaskEngine>(io, std::move(deps), engine_options);

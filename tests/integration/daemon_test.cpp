@@ -994,6 +994,49 @@ TEST_F(DaemonTest, AForkBombStaysInsideItsTaskAndTheAgentIsUnaffected) {
   ASSERT_TRUE(waitForState(taskArn(23), "STOPPED", 120s)) << daemon_->err();
 }
 
+TEST_F(DaemonTest, AnEnvironmentFileOutsideTheAllowedDirectoryIsRefusedAndNoSecretLeaks) {
+  // A root-only host file holding a secret, outside the directory env files may come from.
+  fs::create_directories(data_dir_ / "env");
+  const auto secret_file = data_dir_ / "host-secret.env";
+  std::ofstream(secret_file) << "PLANTED=planted-host-secret\n";
+  fs::permissions(secret_file, fs::perms::owner_read | fs::perms::owner_write);
+  extra_env_ = {"ECS_ENVIRONMENT_FILES_DIR=" + (data_dir_ / "env").string(),
+                "ECS_TEST_PLANTED=planted-agent-secret"};
+  std::string agent_secret;
+  for (const auto& kv : agentEnv()) {
+    if (kv.starts_with("AWS_SECRET_ACCESS_KEY=")) agent_secret = kv.substr(kv.find('=') + 1);
+  }
+  ASSERT_FALSE(agent_secret.empty());
+  startAndConnect();
+  auto app = container("app", "exec sleep 300");
+  // Spelled as if inside: `..` leads out.
+  app["environmentFiles"] = json::array{
+      {{"value", (data_dir_ / "env" / ".." / "host-secret.env").string()}, {"type", "s3"}}};
+  auto through_link = container("linked", "exec sleep 300");
+  fs::create_symlink(secret_file, data_dir_ / "env" / "link.env");
+  through_link["environmentFiles"] =
+      json::array{{{"value", (data_dir_ / "env" / "link.env").string()}, {"type", "s3"}}};
+  plane_.pushAcs(payload({task(24, {app}, "none"), task(25, {through_link}, "none")}));
+  auto outside = waitForState(taskArn(24), "STOPPED");
+  ASSERT_TRUE(outside) << daemon_->err();
+  auto linked = waitForState(taskArn(25), "STOPPED");
+  ASSERT_TRUE(linked) << daemon_->err();
+  acsBarrier();
+  EXPECT_NE(json::serialize(*outside).find("environmentFiles[0]"), std::string::npos)
+      << json::serialize(*outside);
+  EXPECT_NE(json::serialize(*outside).find("not beneath"), std::string::npos);
+  EXPECT_NE(json::serialize(*linked).find("a link leads out"), std::string::npos)
+      << json::serialize(*linked);
+  // Nothing the cluster or the log received carries a secret.
+  std::string everything = daemon_->err() + daemon_->out();
+  for (const auto& call : plane_.calls("SubmitTaskStateChange"))
+    everything += json::serialize(call);
+  for (const char* planted : {"planted-host-secret", "planted-agent-secret"}) {
+    EXPECT_EQ(everything.find(planted), std::string::npos) << planted;
+  }
+  EXPECT_EQ(everything.find(agent_secret), std::string::npos) << "the agent's own secret key";
+}
+
 // --- churn: many tasks, random kills ----------------------------------------------------------
 
 // What the host shows of network namespaces, links, iptables rules, mounts and cgroups, sorted
@@ -1164,6 +1207,7 @@ class DaemonCrashTest : public DaemonTest, public ::testing::WithParamInterface<
 TEST_P(DaemonCrashTest, RecoversFromAKillAtThePoint) {
   const auto& crash = GetParam();
   const int n = 40;
+  const auto before = hostSnapshot();
   extra_env_ = {std::string("ECS_FAILPOINT=") + crash.point,
                 "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION=1s"};
   startAndConnect();
@@ -1246,6 +1290,12 @@ TEST_P(DaemonCrashTest, RecoversFromAKillAtThePoint) {
     if (order.empty() || order.back() != status) order.push_back(status);
   }
   EXPECT_EQ(order, (std::vector<std::string>{"RUNNING", "STOPPED"}));
+  // Nothing is left on the host once the agent and its bridge are gone.
+  ASSERT_EQ(daemon_->stop(SIGTERM, 120s), 0) << daemon_->err();
+  daemon_.reset();
+  auto teardown = runCommand({agent_, "network", "teardown"}, agentEnv());
+  ASSERT_TRUE(teardown.ok()) << teardown.describe();
+  EXPECT_EQ(hostSnapshot(), before);
 }
 
 INSTANTIATE_TEST_SUITE_P(

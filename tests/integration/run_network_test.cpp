@@ -381,28 +381,34 @@ TEST_F(RunNetworkTest, ContainerReachesTheEndpointAt169_254_170_2) {
   server.stop(SIGTERM);
 }
 
+// In bridge mode as in awsvpc (AWS's guidance asks the same of bridge-mode hosts).
 TEST_F(RunNetworkTest, BlockImdsRefusesConnectionsInsideTheTaskNamespace) {
-  auto& a = start(R"({"family": "imds", "networkMode": "awsvpc", "containerDefinitions": [
+  for (const std::string mode : {"awsvpc", "bridge"}) {
+    SCOPED_TRACE(mode);
+    auto& a =
+        start(R"({"family": "imds", "networkMode": ")" + mode + R"(", "containerDefinitions": [
       {"name": "app", "image": "${IMAGE}", "memory": 32, "stopTimeout": 2, "command": ["sleep", "60"]}]})",
-                  {"ECS_AWSVPC_BLOCK_IMDS=true"});
-  auto running = waitRunning(a, "app");
-  ASSERT_FALSE(running.empty());
-  std::string arn(running.at("taskArn").as_string());
-  std::string netns = "ecs-" + arn.substr(arn.rfind('/') + 1);
-  // The rule first: without it nothing below may run, since a packet would leave the machine.
-  auto route = runCommand({"ip", "netns", "exec", netns, "ip", "route", "show", "table", "all"});
-  ASSERT_NE(route.out.find("unreachable 169.254.169.254"), std::string::npos) << route.describe();
-  auto get = runCommand({"ip", "netns", "exec", netns, "ip", "route", "get", "169.254.169.254"});
-  ASSERT_FALSE(get.ok()) << "169.254.169.254 is routable in the task: " << get.describe();
-  // Then the refusal, immediately.
-  auto t0 = std::chrono::steady_clock::now();
-  auto connect = runCommand(
-      {"ip", "netns", "exec", netns, "busybox", "timeout", "5", "nc", "169.254.169.254", "80"}, {},
-      10s);
-  auto took = std::chrono::steady_clock::now() - t0;
-  EXPECT_NE(connect.exit_code, 0);
-  EXPECT_LT(took, 2s) << "the connection was not refused at once: " << connect.describe();
-  a.stop(SIGTERM);
+              {"ECS_AWSVPC_BLOCK_IMDS=true"});
+    auto running = waitRunning(a, "app");
+    ASSERT_FALSE(running.empty());
+    std::string arn(running.at("taskArn").as_string());
+    // A bridge-mode container has a namespace of its own (slot 0); an awsvpc task one for all.
+    std::string netns = "ecs-" + arn.substr(arn.rfind('/') + 1) + (mode == "bridge" ? "-0" : "");
+    // The rule first: without it nothing below may run, since a packet would leave the machine.
+    auto route = runCommand({"ip", "netns", "exec", netns, "ip", "route", "show", "table", "all"});
+    ASSERT_NE(route.out.find("unreachable 169.254.169.254"), std::string::npos) << route.describe();
+    auto get = runCommand({"ip", "netns", "exec", netns, "ip", "route", "get", "169.254.169.254"});
+    ASSERT_FALSE(get.ok()) << "169.254.169.254 is routable in the task: " << get.describe();
+    // Then the refusal, immediately.
+    auto t0 = std::chrono::steady_clock::now();
+    auto connect = runCommand(
+        {"ip", "netns", "exec", netns, "busybox", "timeout", "5", "nc", "169.254.169.254", "80"},
+        {}, 10s);
+    auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_NE(connect.exit_code, 0);
+    EXPECT_LT(took, 2s) << "the connection was not refused at once: " << connect.describe();
+    a.stop(SIGTERM);
+  }
 }
 
 TEST_F(RunNetworkTest, ChurnOfFiftyTasksLeavesTheHostAsItWas) {

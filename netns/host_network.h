@@ -15,30 +15,33 @@ namespace ecs::netns {
 
 struct HostNetworkOptions {
   std::string bridge_name = "ecs-br0";  // ECS_BRIDGE_NAME
-  std::string state_dir;                // <ECS_DATADIR>/netns: ipam.json, host_ports.json
+  std::string state_dir;  // <ECS_DATADIR>/netns: ipam.json, host_ports.json, namespaces.json
 };
 
-// Removes the `ecs-` namespaces, `ecsv` veths and `ecs-task:` rules of every task not in
-// `live_task_ids`, and releases what those tasks hold in `stores` (null entries are skipped).
-// Returns the task IDs it cleaned up after. Logs what it could not remove and carries on.
-std::vector<std::string> sweepTaskNetworks(const std::set<std::string>& live_task_ids,
+// What one agent owns is what its state directory records: a task's namespaces, addresses and
+// host ports are recorded (namespaces.json, ipam.json, host_ports.json) before they are made and
+// released after they are gone. Everything here acts on recorded tasks only, so agents with
+// different data directories and bridges on one host never touch each other's tasks.
+
+// Removes the namespaces, veths and ecs-task: rules of `tasks`, then releases what those tasks
+// hold in `stores` (null entries are skipped). Returns the task IDs it cleaned up after. Logs
+// what it could not remove and carries on.
+std::vector<std::string> sweepTaskNetworks(const std::set<std::string>& tasks,
                                            const std::vector<OwnerStore*>& stores);
 
-// The task IDs whose addresses or host ports an agent process that is gone answers for —
-// what sweepDeadAgents() would free — freeing nothing and creating no store. A restarted agent
-// asks this before any sweep; the tasks it adopts (TaskResource::recover(), which makes this
-// process answer for their records) are then no longer any dead agent's, and the sweep spares
-// them.
+// The task IDs of the state directory whose agent process is gone — what sweepDeadAgents()
+// would free — freeing nothing and creating no store. A restarted agent asks this before any
+// sweep; the tasks it adopts (TaskResource::recover(), which makes this process answer for their
+// records) are then no longer any dead agent's, and the sweep spares them.
 std::vector<std::string> deadAgentTasks(const HostNetworkOptions& options);
 
-// Frees the addresses and host ports whose agent process is gone, then removes the network of
-// every task no live agent answers for: a task is live while an agent still holds an allocation
-// for it, or has its namespace (another agent still starting one makes the namespace first).
-// Returns the task IDs the dead agents held, so that their other resources can go too.
+// Removes the network of every task of the state directory whose agent process is gone, then
+// frees its records. Returns those task IDs, so that their other resources can go too.
 std::vector<std::string> sweepDeadAgents(const HostNetworkOptions& options);
 
-// Every task network (sweepTaskNetworks with no live task), then removeBridge. No task of this
-// host may be running. On a host with none of it, succeeds and changes nothing.
+// The network of every task the state directory records (sweepTaskNetworks), then removeBridge.
+// None of this data directory's tasks may be running; other agents' are left alone. On a host
+// with none of it, succeeds and changes nothing.
 Result<void> teardownHostNetwork(const HostNetworkOptions& options);
 
 // The bridge's rules, the ECS- chains when no other bridge's rules are left, and the bridge.

@@ -133,7 +133,8 @@ class TaskNetwork : public engine::TaskResource {
   TaskNetwork(const engine::TaskInfo& task, Mode mode, std::vector<PortPlan> plans,
               std::shared_ptr<BridgeNetwork> bridge,
               std::shared_ptr<TaskInterfaceAttacher> awsvpc_attacher,
-              std::shared_ptr<HostPortAllocator> host_ports)
+              std::shared_ptr<HostPortAllocator> host_ports,
+              std::shared_ptr<NamespaceRecords> namespaces)
       : task_id_(task.id),
         definition_(*task.definition),
         mode_(mode),
@@ -141,6 +142,7 @@ class TaskNetwork : public engine::TaskResource {
         bridge_(std::move(bridge)),
         awsvpc_attacher_(std::move(awsvpc_attacher)),
         host_ports_(std::move(host_ports)),
+        namespaces_(std::move(namespaces)),
         slots_(definition_.container_definitions.size()) {}
 
   std::string_view name() const override { return "network"; }
@@ -248,6 +250,8 @@ class TaskNetwork : public engine::TaskResource {
       case Mode::kNone:
         break;
     }
+    // Last: until its namespaces are gone, the task stays this agent's to sweep.
+    if (mode_ == Mode::kBridge || mode_ == Mode::kAwsvpc) namespaces_->release(task_id_);
     if (mode_ != Mode::kNone) host_ports_->release(task_id_);
   }
 
@@ -282,6 +286,8 @@ class TaskNetwork : public engine::TaskResource {
   // earlier attempt at this task) is replaced.
   Result<Slot> makeSlot(TaskInterfaceAttacher& attacher, int slot, const std::string& netns,
                         const std::string& key) {
+    // Recorded before it exists: a namespace no record names is another agent's.
+    if (auto recorded = namespaces_->record(task_id_); !recorded) return fail(recorded.error());
     auto created = createNamespace(netns);
     if (!created && created.error().code == ErrorCode::kAlreadyExists) {
       removeSlot(attacher, slot, netns);  // what it cannot remove, it logs; creating again fails
@@ -458,6 +464,8 @@ class TaskNetwork : public engine::TaskResource {
     }
     if (attached) {
       if (auto adopted = bridge_->adopt(task_id_); !adopted) return adopted;
+      // record(), not adopt(): an agent older than the records made no entry.
+      if (auto recorded = namespaces_->record(task_id_); !recorded) return recorded;
     }
     return {};
   }
@@ -469,7 +477,8 @@ class TaskNetwork : public engine::TaskResource {
     for (const auto& plan : plans_) {
       slots_[plan.container].bindings.push_back(binding(plan, plan.container_port));
     }
-    return awsvpc_attacher_->adopt(task_id_);
+    if (auto adopted = awsvpc_attacher_->adopt(task_id_); !adopted) return adopted;
+    return namespaces_->record(task_id_);
   }
 
   Result<void> recoverHost() {
@@ -489,6 +498,7 @@ class TaskNetwork : public engine::TaskResource {
   std::shared_ptr<BridgeNetwork> bridge_;
   std::shared_ptr<TaskInterfaceAttacher> awsvpc_attacher_;
   std::shared_ptr<HostPortAllocator> host_ports_;
+  std::shared_ptr<NamespaceRecords> namespaces_;
   std::vector<Slot> slots_;  // per container (bridge); bindings in every mode
   Slot task_slot_;           // awsvpc
 };
@@ -496,8 +506,12 @@ class TaskNetwork : public engine::TaskResource {
 }  // namespace
 
 TaskNetworkFactory::TaskNetworkFactory(std::shared_ptr<BridgeNetwork> bridge,
-                                       std::unique_ptr<HostPortAllocator> host_ports)
-    : bridge_(std::move(bridge)), awsvpc_attacher_(bridge_), host_ports_(std::move(host_ports)) {}
+                                       std::unique_ptr<HostPortAllocator> host_ports,
+                                       std::unique_ptr<NamespaceRecords> namespaces)
+    : bridge_(std::move(bridge)),
+      awsvpc_attacher_(bridge_),
+      host_ports_(std::move(host_ports)),
+      namespaces_(std::move(namespaces)) {}
 
 Result<std::unique_ptr<TaskNetworkFactory>> TaskNetworkFactory::create(TaskNetworkOptions options) {
   auto bridge = BridgeNetwork::create(options.bridge);
@@ -515,8 +529,11 @@ Result<std::unique_ptr<TaskNetworkFactory>> TaskNetworkFactory::create(TaskNetwo
                                .reserved_udp = options.reserved_udp,
                                .port_in_use = options.port_in_use});
   if (!host_ports) return fail(host_ports.error().wrap("open the host port store"));
-  return std::unique_ptr<TaskNetworkFactory>(new TaskNetworkFactory(
-      std::shared_ptr<BridgeNetwork>(std::move(*bridge)), std::move(*host_ports)));
+  auto namespaces = NamespaceRecords::open(options.bridge.state_dir + "/namespaces.json");
+  if (!namespaces) return fail(namespaces.error().wrap("open the network namespace records"));
+  return std::unique_ptr<TaskNetworkFactory>(
+      new TaskNetworkFactory(std::shared_ptr<BridgeNetwork>(std::move(*bridge)),
+                             std::move(*host_ports), std::move(*namespaces)));
 }
 
 void TaskNetworkFactory::setAwsvpcAttacher(std::shared_ptr<TaskInterfaceAttacher> attacher) {
@@ -537,11 +554,18 @@ Result<std::unique_ptr<engine::TaskResource>> TaskNetworkFactory::resourceFor(
   auto plans = planPorts(*task.definition, *mode);
   if (!plans) return fail(plans.error());
   return std::unique_ptr<engine::TaskResource>(std::make_unique<TaskNetwork>(
-      task, *mode, std::move(*plans), bridge_, awsvpc_attacher_, host_ports_));
+      task, *mode, std::move(*plans), bridge_, awsvpc_attacher_, host_ports_, namespaces_));
 }
 
 std::vector<std::string> TaskNetworkFactory::sweep(const std::set<std::string>& live) {
-  return sweepTaskNetworks(live, {&bridge_->ipam(), host_ports_.get()});
+  const std::vector<OwnerStore*> stores{&bridge_->ipam(), host_ports_.get(), namespaces_.get()};
+  std::set<std::string> gone;
+  for (OwnerStore* store : stores) {
+    for (auto& owner : store->owners()) {
+      if (!live.contains(owner)) gone.insert(std::move(owner));
+    }
+  }
+  return sweepTaskNetworks(gone, stores);
 }
 
 }  // namespace ecs::netns

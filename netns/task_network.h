@@ -23,11 +23,12 @@
 #include "agent/engine/task_resource.h"
 #include "netns/bridge_network.h"
 #include "netns/host_port_allocator.h"
+#include "netns/namespace_records.h"
 
 namespace ecs::netns {
 
 struct TaskNetworkOptions {
-  BridgeNetworkOptions bridge;       // its state_dir also holds host_ports.json
+  BridgeNetworkOptions bridge;       // its state_dir also holds host_ports.json and namespaces.json
   HostPortRange dynamic_port_range;  // ECS_DYNAMIC_HOST_PORT_RANGE; {0, 0}: the default
   std::vector<int> reserved_tcp;     // ECS_RESERVED_PORTS
   std::vector<int> reserved_udp;     // ECS_RESERVED_PORTS_UDP
@@ -45,9 +46,10 @@ class TaskNetworkFactory : public engine::TaskResourceFactory {
 
   Result<std::unique_ptr<engine::TaskResource>> resourceFor(const engine::TaskInfo& task) override;
 
-  // For agent start: removes the `ecs-` namespaces, `ecsv` veths, ecs-task: rules, addresses
-  // and host ports of every task not in `live_task_ids`. Returns the task IDs it cleaned up
-  // after. Logs what it could not remove and carries on.
+  // Removes the namespaces, veths, ecs-task: rules, addresses and host ports of every task this
+  // factory's stores record that is not in `live_task_ids`; tasks no store of its state
+  // directory records are another agent's and are left alone. Returns the task IDs it cleaned
+  // up after. Logs what it could not remove and carries on.
   std::vector<std::string> sweep(const std::set<std::string>& live_task_ids);
 
   BridgeNetwork& bridge() { return *bridge_; }
@@ -55,11 +57,13 @@ class TaskNetworkFactory : public engine::TaskResourceFactory {
 
  private:
   TaskNetworkFactory(std::shared_ptr<BridgeNetwork> bridge,
-                     std::unique_ptr<HostPortAllocator> host_ports);
+                     std::unique_ptr<HostPortAllocator> host_ports,
+                     std::unique_ptr<NamespaceRecords> namespaces);
 
   std::shared_ptr<BridgeNetwork> bridge_;
   std::shared_ptr<TaskInterfaceAttacher> awsvpc_attacher_;
   std::shared_ptr<HostPortAllocator> host_ports_;
+  std::shared_ptr<NamespaceRecords> namespaces_;
 };
 
 }  // namespace ecs::netns

@@ -1,5 +1,7 @@
-// `ecs-node-agent network sweep|teardown`: host network housekeeping outside a task. Neither
-// sets anything up: on a host without the bridge or the stores, both succeed and create nothing.
+// `ecs-node-agent network sweep|teardown`: host network housekeeping outside a task, for the
+// tasks ECS_DATADIR records and the bridge ECS_BRIDGE_NAME names only: another agent's tasks
+// (another data directory, another bridge) are never touched. Neither sets anything up: on a
+// host without the bridge or the stores, both succeed and create nothing.
 #include <fmt/format.h>
 
 #include "agent/cli/commands.h"
@@ -16,7 +18,7 @@ int networkCommand(const config::Config& config, const Args& args) {
   }
   node::sweepDeadAgents(node::hostNetworkOptions(config), node::volumesOptions(config), nullptr);
   if (args[0] == "sweep") return 0;
-  // Teardown: every task's leftovers, then the bridge and the chains.
+  // Teardown: every recorded task's leftovers, then the bridge, and the chains if unused.
   if (auto removed = netns::teardownHostNetwork(node::hostNetworkOptions(config)); !removed) {
     fmt::print(stderr, "error: {}\n", removed.error().message);
     return 1;

@@ -411,6 +411,133 @@ TEST_F(RunNetworkTest, BlockImdsRefusesConnectionsInsideTheTaskNamespace) {
   }
 }
 
+// Two agents on one host, as the tests and the local cluster run them: each with its own data
+// directory, bridge, subnet, endpoint ports, dynamic host port range and containerd namespace. A
+// sweep and a teardown by one — alive, or killed with its task still running — never touch the
+// other's task.
+TEST_F(RunNetworkTest, TwoAgentsWithTheirOwnDataDirectoriesAndBridgesLeaveEachOtherAlone) {
+  const std::string other_ns = ns_ + "-other";
+  const fs::path other_dir = data_dir_.string() + "-other";
+  fs::create_directories(other_dir);
+  const int other_endpoint = ecs::testing::unusedPort();
+  const int other_introspection = ecs::testing::unusedPort();
+  std::vector<std::string> other_env;
+  for (const auto& variable : agentEnv()) {
+    const std::string key = variable.substr(0, variable.find('='));
+    if (key != "ECS_DATADIR" && key != "ECS_BRIDGE_NAME" && key != "ECS_BRIDGE_SUBNET" &&
+        key != "ECS_CONTAINERD_NAMESPACE" && key != "ECS_TASK_ENDPOINT_PORT" &&
+        key != "ECS_INTROSPECTION_PORT" && key != "ECS_DYNAMIC_HOST_PORT_RANGE")
+      other_env.push_back(variable);
+  }
+  other_env.insert(other_env.end(),
+                   {"ECS_DATADIR=" + other_dir.string(), "ECS_BRIDGE_NAME=ecs-test-br6",
+                    "ECS_BRIDGE_SUBNET=172.31.248.0/24", "ECS_CONTAINERD_NAMESPACE=" + other_ns,
+                    "ECS_TASK_ENDPOINT_PORT=" + std::to_string(other_endpoint),
+                    "ECS_INTROSPECTION_PORT=" + std::to_string(other_introspection),
+                    // Host ports are the host's: agents sharing one need ranges of their own
+                    // (a port one agent forwards is not bound, so the other cannot see it).
+                    "ECS_DYNAMIC_HOST_PORT_RANGE=62000-62999"});
+  auto network = [&](const std::vector<std::string>& env, const std::string& action) {
+    auto done = runCommand({agent_, "network", action}, env);
+    EXPECT_TRUE(done.ok()) << action << ": " << done.describe();
+  };
+  auto task_id = [](const json::object& running) {
+    std::string arn(running.at("taskArn").as_string());
+    return arn.substr(arn.rfind('/') + 1);
+  };
+  const std::string mapping = R"([{"containerPort": 8080}])";
+  auto& mine = start(fmt::format(R"({{"family": "mine", "containerDefinitions": [{}]}})",
+                                 webServer("web", "mine", 8080, mapping)));
+  processes_.push_back(std::make_unique<BackgroundProcess>(
+      std::vector<std::string>{
+          agent_, "run",
+          writeTaskDefinition(fmt::format(R"({{"family": "other", "containerDefinitions": [{}]}})",
+                                          webServer("web", "other", 8080, mapping))),
+          "--output", "json"},
+      other_env, other_dir.string()));
+  auto& other = *processes_.back();
+  const auto mine_running = waitRunning(mine, "web");
+  const auto other_running = waitRunning(other, "web");
+  ASSERT_FALSE(mine_running.empty());
+  ASSERT_FALSE(other_running.empty());
+  const int mine_port = hostPortOf(mine_running);
+  const int other_port = hostPortOf(other_running);
+  const std::string other_task = task_id(other_running);
+  auto both_answer = [&](const std::string& when) {
+    EXPECT_EQ(httpGet(fmt::format("http://127.0.0.1:{}/", mine_port)), "mine\n") << when;
+    EXPECT_EQ(httpGet(fmt::format("http://127.0.0.1:{}/", other_port)), "other\n") << when;
+  };
+  both_answer("both running");
+  const HostNetworkState both = hostNetworkState();
+  ASSERT_NE(both.netns.find("ecs-" + task_id(mine_running) + "-0"), std::string::npos);
+  ASSERT_NE(both.netns.find("ecs-" + other_task + "-0"), std::string::npos);
+
+  // Sweeps by either agent while both live change nothing.
+  network(agentEnv(), "sweep");
+  network(other_env, "sweep");
+  EXPECT_EQ(hostNetworkState(), both);
+  both_answer("after the sweeps of live agents");
+
+  // The other agent dies; its task runs on. This agent's sweep leaves the dead agent's task to
+  // that agent's data directory: nothing of it goes.
+  EXPECT_EQ(other.stop(SIGKILL), 128 + SIGKILL);
+  network(agentEnv(), "sweep");
+  EXPECT_EQ(hostNetworkState(), both);
+  both_answer("after this agent's sweep with the other agent dead");
+
+  // The other data directory's sweep and teardown take all of the other agent's, and nothing of
+  // this agent's: its namespace, veth, rules and bridge stay as they were.
+  network(other_env, "sweep");
+  network(other_env, "teardown");
+  const HostNetworkState mine_only = hostNetworkState();
+  EXPECT_EQ(mine_only.netns.find(other_task), std::string::npos) << mine_only.netns;
+  EXPECT_EQ(mine_only.links.find("ecs-test-br6"), std::string::npos) << mine_only.links;
+  EXPECT_EQ(mine_only.iptables.find(other_task), std::string::npos);
+  EXPECT_EQ(mine_only.iptables.find("ecs-test-br6"), std::string::npos);
+  auto lines_with = [](const std::string& text, const std::string& word) {
+    std::string kept;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      if (line.find(word) != std::string::npos) kept += line + "\n";
+    }
+    return kept;
+  };
+  const std::string mine_task = task_id(mine_running);
+  EXPECT_EQ(lines_with(mine_only.netns, mine_task), lines_with(both.netns, mine_task));
+  EXPECT_EQ(lines_with(mine_only.iptables, mine_task), lines_with(both.iptables, mine_task));
+  EXPECT_EQ(lines_with(mine_only.iptables, kBridge), lines_with(both.iptables, kBridge));
+  EXPECT_NE(mine_only.links.find(kBridge), std::string::npos);
+  EXPECT_EQ(httpGet(fmt::format("http://127.0.0.1:{}/", mine_port)), "mine\n");
+
+  // The dead agent's container, its cgroups and its images go by hand: no agent is left to.
+  const std::string address = harnessEnv().containerdAddress();
+  auto ctr_other = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"ctr", "-a", address, "-n", other_ns});
+    return runCommand(args, {}, 60s);
+  };
+  std::istringstream ids(ctr_other({"containers", "ls", "-q"}).out);
+  for (std::string id; std::getline(ids, id);) {
+    ctr_other({"tasks", "kill", "-s", "SIGKILL", id});
+    EXPECT_TRUE(waitFor(
+        [&] {
+          return ctr_other({"tasks", "rm", id}).ok() ||
+                 !ctr_other({"tasks", "ls", "-q"}).out.contains(id);
+        },
+        30s, "the killed container's task to go"));
+    ctr_other({"containers", "rm", id});
+  }
+  std::istringstream leases(ctr_other({"leases", "ls", "-q"}).out);
+  for (std::string lease; std::getline(leases, lease);) ctr_other({"leases", "rm", lease});
+  runCommand({"find", "/sys/fs/cgroup", "-depth", "-type", "d", "-path",
+              "*/ecs/" + other_task + "*", "-exec", "rmdir", "{}", ";"});
+  ecs::testing::removeAllImages(other_ns);
+  ecs::testing::expectNoLeaks(other_ns);
+  std::error_code ec;
+  fs::remove_all(other_dir, ec);
+  EXPECT_NE(mine.stop(SIGTERM), -1);
+  // TearDown: this agent's teardown, then the host must be as it was before either agent.
+}
+
 TEST_F(RunNetworkTest, ChurnOfFiftyTasksLeavesTheHostAsItWas) {
   const std::string taskdef = R"({"family": "churn", "containerDefinitions": [{"name": "c",
       "image": "${IMAGE}", "memory": 16, "stopTimeout": 2, "command": ["true"],

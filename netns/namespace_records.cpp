@@ -1,0 +1,112 @@
+#include "netns/namespace_records.h"
+
+#include <boost/json.hpp>
+#include <map>
+#include <mutex>
+
+#include "netns/allocation_file.h"
+
+namespace ecs::netns {
+namespace {
+
+namespace json = boost::json;
+
+struct NamespaceOwner {
+  ProcessIdentity process;
+};
+
+// Sorted, so the file's bytes depend only on its content.
+using NamespaceState = std::map<std::string, NamespaceOwner>;
+
+// {"owners": {"<task id>": {"pid": ..., "start_time": ...}}}
+Result<NamespaceState> parseState(std::string_view content) {
+  NamespaceState state;
+  if (content.empty()) return state;  // a file this call created
+  boost::system::error_code ec;
+  json::value root = json::parse(content, ec);
+  if (ec) return fail(ErrorCode::kDataLoss, "not JSON: {}", ec.message());
+  const json::object* top = root.if_object();
+  const json::value* owners = top ? top->if_contains("owners") : nullptr;
+  if (!owners || !owners->is_object()) return fail(ErrorCode::kDataLoss, "no \"owners\" object");
+  for (const auto& [owner, value] : owners->get_object()) {
+    std::string name(owner);
+    const json::object* record = value.if_object();
+    if (!record) return fail(ErrorCode::kDataLoss, "owner {}: not an object", name);
+    auto process = processFromJson(*record);
+    if (!process) return fail(process.error().wrap(fmt::format("owner {}", name)));
+    state[name].process = *process;
+  }
+  return state;
+}
+
+std::string serializeState(const NamespaceState& state) {
+  json::object owners;
+  for (const auto& [owner, entry] : state) {
+    json::object record;
+    processToJson(entry.process, record);
+    owners[owner] = std::move(record);
+  }
+  return json::serialize(json::object{{"owners", std::move(owners)}}) + "\n";
+}
+
+class NamespaceRecordsImpl final : public NamespaceRecords {
+ public:
+  explicit NamespaceRecordsImpl(std::string state_path)
+      : file_(std::move(state_path), "network namespaces", parseState, serializeState) {}
+
+  // Reads (and for a new file, writes) the state once, so a bad file fails open().
+  Result<void> load() {
+    return file_.update([](NamespaceState&) -> Result<void> { return {}; });
+  }
+
+  Result<void> record(const std::string& owner) override {
+    if (owner.empty()) return fail(ErrorCode::kInvalidArgument, "record a namespace: no owner");
+    std::lock_guard lock(mutex_);
+    auto updated = file_.update([&](NamespaceState& state) -> Result<void> {
+      state[owner].process = currentProcess();
+      return {};
+    });
+    if (!updated) return fail(updated.error().wrap("record the network namespaces of " + owner));
+    return {};
+  }
+
+  void release(const std::string& owner) override {
+    std::lock_guard lock(mutex_);
+    file_.release(owner);
+  }
+  std::vector<std::string> owners() const override {
+    std::lock_guard lock(mutex_);
+    return file_.owners();
+  }
+  std::vector<std::string> sweepDead() override {
+    std::lock_guard lock(mutex_);
+    return file_.sweepDead();
+  }
+  std::vector<std::string> deadOwners() const override {
+    std::lock_guard lock(mutex_);
+    return file_.deadOwners();
+  }
+  Result<void> adopt(const std::string& owner) override {
+    std::lock_guard lock(mutex_);
+    return file_.adopt(owner);
+  }
+
+ private:
+  OwnedStateFile<NamespaceState> file_;
+  mutable std::mutex mutex_;  // one update at a time from this process (the file lock is flock)
+};
+
+}  // namespace
+
+Result<std::unique_ptr<NamespaceRecords>> NamespaceRecords::open(std::string state_path) {
+  auto records = std::make_unique<NamespaceRecordsImpl>(std::move(state_path));
+  if (auto loaded = records->load(); !loaded) return fail(loaded.error());
+  return std::unique_ptr<NamespaceRecords>(std::move(records));
+}
+
+std::unique_ptr<OwnerStore> openNamespaceOwners(const std::string& state_path) {
+  return openExistingOwners<NamespaceState>(state_path, "network namespaces", parseState,
+                                            serializeState);
+}
+
+}  // namespace ecs::netns

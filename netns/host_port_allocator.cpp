@@ -11,13 +11,16 @@
 #include <cerrno>
 #include <charconv>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <utility>
 
 #include "netns/allocation_file.h"
+#include "netns/iptables.h"
 
 namespace ecs::netns {
 namespace {
@@ -164,6 +167,45 @@ bool portBoundOnHost(Protocol protocol, int port) {
   return bindFails(AF_INET, protocol, port) || bindFails(AF_INET6, protocol, port);
 }
 
+// The host ports some agent forwards to a container (the DNAT rules of ECS-HOSTPORTS, whatever
+// data directory they came from). A forwarded port is not bound on the host, so the bind probe
+// cannot see that another agent on the host gave it to one of its tasks. Read at most once per
+// allocation, and only when a port is probed.
+class ForwardedPorts {
+ public:
+  bool contains(Protocol protocol, int port) {
+    if (!ports_) ports_ = read();
+    return ports_->contains(std::pair(protocol, port));
+  }
+
+ private:
+  static std::set<std::pair<Protocol, int>> read() {
+    std::set<std::pair<Protocol, int>> ports;
+    auto rules = Iptables::snapshot();
+    if (!rules) {
+      spdlog::debug("host ports forwarded by other agents: {}", rules.error().message);
+      return ports;
+    }
+    for (const auto& rule : rules->rules) {
+      if (rule.table != "nat" || !rule.text.starts_with("-A ECS-HOSTPORTS ")) continue;
+      const auto protocol_at = rule.text.find(" -p ");
+      const auto port_at = rule.text.find(" --dport ");
+      if (protocol_at == std::string::npos || port_at == std::string::npos) continue;
+      const std::string_view text(rule.text);
+      const auto protocol = text.substr(protocol_at + 4, 3);
+      int port = 0;
+      const auto digits = text.substr(port_at + 9);
+      std::from_chars(digits.data(), digits.data() + digits.size(), port);
+      if (port <= 0) continue;
+      if (protocol == "tcp") ports.emplace(Protocol::kTcp, port);
+      if (protocol == "udp") ports.emplace(Protocol::kUdp, port);
+    }
+    return ports;
+  }
+
+  std::optional<std::set<std::pair<Protocol, int>>> ports_;
+};
+
 // --- allocation ----------------------------------------------------------------------------------
 
 // One allocate() call's view of the host: who holds which port (the file plus what this call has
@@ -261,9 +303,8 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
       : options_(std::move(options)),
         file_(options_.state_path, "host ports", parseState, serializeState),
         reserved_tcp_(options_.reserved_tcp.begin(), options_.reserved_tcp.end()),
-        reserved_udp_(options_.reserved_udp.begin(), options_.reserved_udp.end()) {
-    if (!options_.port_in_use) options_.port_in_use = portBoundOnHost;
-  }
+        reserved_udp_(options_.reserved_udp.begin(), options_.reserved_udp.end()),
+        probe_host_(!options_.port_in_use) {}
 
   // Reads (and for a new file, writes) the state once, so a bad file fails open().
   Result<void> load() {
@@ -280,7 +321,12 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
     std::vector<int> ports(requests.size(), 0);
     auto updated = file_.update([&](PortState& state) -> Result<void> {
       if (requests.empty() && !state.contains(owner)) return {};
-      PortMap map(state, reserved_tcp_, reserved_udp_, options_.port_in_use);
+      ForwardedPorts forwarded;
+      const std::function<bool(Protocol, int)> probe_host = [&](Protocol protocol, int port) {
+        return portBoundOnHost(protocol, port) || forwarded.contains(protocol, port);
+      };
+      PortMap map(state, reserved_tcp_, reserved_udp_,
+                  probe_host_ ? probe_host : options_.port_in_use);
       std::vector<PortBlock> taken;
       // Static ports first: a dynamic request earlier in the list must not take a port that a
       // later request names.
@@ -375,6 +421,8 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
   OwnedStateFile<PortState> file_;
   std::set<int> reserved_tcp_;
   std::set<int> reserved_udp_;
+  // No port_in_use given: the bind probe, and the ports other agents on the host forward.
+  bool probe_host_;
   mutable std::mutex mutex_;
 };
 

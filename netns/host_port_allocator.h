@@ -44,7 +44,8 @@ struct HostPortAllocatorOptions {
   HostPortRange dynamic_range;    // ECS_DYNAMIC_HOST_PORT_RANGE
   std::vector<int> reserved_tcp;  // ECS_RESERVED_PORTS
   std::vector<int> reserved_udp;  // ECS_RESERVED_PORTS_UDP
-  // Whether something on the host holds the port; default: try to bind it (0.0.0.0 and ::).
+  // Whether something on the host holds the port; default: try to bind it (0.0.0.0 and ::), and
+  // look for it among the ports agents forward (ECS-HOSTPORTS), which are not bound.
   std::function<bool(Protocol, int port)> port_in_use;
 };
 

@@ -412,7 +412,8 @@ TEST_F(RunNetworkTest, BlockImdsRefusesConnectionsInsideTheTaskNamespace) {
 }
 
 // Two agents on one host, as the tests and the local cluster run them: each with its own data
-// directory, bridge, subnet, endpoint ports, dynamic host port range and containerd namespace. A
+// directory, bridge, subnet, endpoint ports and containerd namespace — and the same dynamic
+// host port range, where neither may give a task a port the other forwards. A
 // sweep and a teardown by one — alive, or killed with its task still running — never touch the
 // other's task.
 TEST_F(RunNetworkTest, TwoAgentsWithTheirOwnDataDirectoriesAndBridgesLeaveEachOtherAlone) {
@@ -426,17 +427,14 @@ TEST_F(RunNetworkTest, TwoAgentsWithTheirOwnDataDirectoriesAndBridgesLeaveEachOt
     const std::string key = variable.substr(0, variable.find('='));
     if (key != "ECS_DATADIR" && key != "ECS_BRIDGE_NAME" && key != "ECS_BRIDGE_SUBNET" &&
         key != "ECS_CONTAINERD_NAMESPACE" && key != "ECS_TASK_ENDPOINT_PORT" &&
-        key != "ECS_INTROSPECTION_PORT" && key != "ECS_DYNAMIC_HOST_PORT_RANGE")
+        key != "ECS_INTROSPECTION_PORT")
       other_env.push_back(variable);
   }
   other_env.insert(other_env.end(),
                    {"ECS_DATADIR=" + other_dir.string(), "ECS_BRIDGE_NAME=ecs-test-br6",
                     "ECS_BRIDGE_SUBNET=172.31.248.0/24", "ECS_CONTAINERD_NAMESPACE=" + other_ns,
                     "ECS_TASK_ENDPOINT_PORT=" + std::to_string(other_endpoint),
-                    "ECS_INTROSPECTION_PORT=" + std::to_string(other_introspection),
-                    // Host ports are the host's: agents sharing one need ranges of their own
-                    // (a port one agent forwards is not bound, so the other cannot see it).
-                    "ECS_DYNAMIC_HOST_PORT_RANGE=62000-62999"});
+                    "ECS_INTROSPECTION_PORT=" + std::to_string(other_introspection)});
   auto network = [&](const std::vector<std::string>& env, const std::string& action) {
     auto done = runCommand({agent_, "network", action}, env);
     EXPECT_TRUE(done.ok()) << action << ": " << done.describe();
@@ -448,6 +446,7 @@ TEST_F(RunNetworkTest, TwoAgentsWithTheirOwnDataDirectoriesAndBridgesLeaveEachOt
   const std::string mapping = R"([{"containerPort": 8080}])";
   auto& mine = start(fmt::format(R"({{"family": "mine", "containerDefinitions": [{}]}})",
                                  webServer("web", "mine", 8080, mapping)));
+  const auto mine_running = waitRunning(mine, "web");
   processes_.push_back(std::make_unique<BackgroundProcess>(
       std::vector<std::string>{
           agent_, "run",
@@ -456,12 +455,12 @@ TEST_F(RunNetworkTest, TwoAgentsWithTheirOwnDataDirectoriesAndBridgesLeaveEachOt
           "--output", "json"},
       other_env, other_dir.string()));
   auto& other = *processes_.back();
-  const auto mine_running = waitRunning(mine, "web");
   const auto other_running = waitRunning(other, "web");
   ASSERT_FALSE(mine_running.empty());
   ASSERT_FALSE(other_running.empty());
   const int mine_port = hostPortOf(mine_running);
   const int other_port = hostPortOf(other_running);
+  EXPECT_NE(mine_port, other_port) << "the other agent took a host port this one forwards";
   const std::string other_task = task_id(other_running);
   auto both_answer = [&](const std::string& when) {
     EXPECT_EQ(httpGet(fmt::format("http://127.0.0.1:{}/", mine_port)), "mine\n") << when;

@@ -333,6 +333,9 @@ int runDaemon(const config::Config& base_config, const DaemonOptions& options) {
   node_options.availability_zone = registered->availability_zone.value_or("");
   node_options.task_cleanup_wait = true;
   node_options.image_cleanup = true;
+  // When each image was last used outlives this process: the cleaner's order holds after a restart.
+  images::StoredImageUsage image_usage(**store);
+  node_options.image_usage_records = &image_usage;
   node_options.defer_sweep = true;
   auto node = node::Node::create(config, io, reporter, node_options);
   if (!node) {

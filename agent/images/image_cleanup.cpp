@@ -6,6 +6,7 @@
 
 #include "agent/images/image_reference.h"
 #include "agent/runtime/containerd_client.h"
+#include "agent/state/state_store.h"
 
 namespace ecs::images {
 
@@ -44,9 +45,45 @@ Result<void> ContainerdImageStore::deleteImage(const std::string& name) {
   return containerd_.deleteImage(name, /*sync_gc=*/true);
 }
 
-ImageCleaner::ImageCleaner(ImageStore& store, ImageCleanupOptions options)
-    : store_(store), options_(std::move(options)) {
+Result<std::map<std::string, ImageUsageRecords::TimePoint>> StoredImageUsage::load() {
+  auto stored = store_.imagesUsed();
+  if (!stored) return fail(stored.error());
+  std::map<std::string, TimePoint> out;
+  for (const auto& image : *stored) {
+    out.emplace(image.name, TimePoint(std::chrono::milliseconds(image.last_used_ms)));
+  }
+  return out;
+}
+
+Result<void> StoredImageUsage::record(const std::map<std::string, TimePoint>& last_used) {
+  std::vector<state::ImageUsageRecord> records;
+  records.reserve(last_used.size());
+  for (const auto& [name, at] : last_used) {
+    records.push_back(
+        {name,
+         std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count()});
+  }
+  return store_.recordImagesUsed(records);
+}
+
+Result<void> StoredImageUsage::forget(const std::vector<std::string>& names) {
+  return store_.forgetImages(names);
+}
+
+ImageCleaner::ImageCleaner(ImageStore& store, ImageCleanupOptions options,
+                           ImageUsageRecords* records)
+    : store_(store), options_(std::move(options)), records_(records) {
   for (const auto& image : options_.exclude) exclude_.insert(normalised(image));
+  if (!records_) return;
+  auto loaded = records_->load();
+  if (!loaded) {
+    spdlog::warn(
+        "image cleanup: could not read when images were last used: {}; each counts from its "
+        "pull until a task uses it again",
+        loaded.error().message);
+    return;
+  }
+  last_used_ = std::move(*loaded);
 }
 
 ImageCleaner::~ImageCleaner() {
@@ -64,12 +101,42 @@ void ImageCleaner::onSnapshot(const engine::TaskSnapshotPtr& task) {
     images.insert(c.image_name.empty() ? normalised(c.image) : c.image_name);
   }
   const auto at = now();
-  std::lock_guard lock(mutex_);
-  for (const auto& image : images) last_used_[image] = at;
-  if (task->removed) {
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& image : images) last_used_[image] = at;
+    if (!task->removed) {
+      in_use_[task->arn] = images;
+      return;
+    }
     in_use_.erase(task->arn);
-  } else {
-    in_use_[task->arn] = std::move(images);
+  }
+  // Kept only when the task goes: while it runs, a restart finds its images in use again.
+  persist(images);
+}
+
+void ImageCleaner::persist(const std::set<std::string>& names) {
+  if (!records_ || names.empty()) return;
+  std::lock_guard write(records_mutex_);
+  std::map<std::string, TimePoint> used;
+  std::vector<std::string> gone;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& name : names) {
+      auto it = last_used_.find(name);
+      if (it != last_used_.end()) {
+        used.emplace(name, it->second);
+      } else {
+        gone.push_back(name);
+      }
+    }
+  }
+  if (auto recorded = used.empty() ? Result<void>{} : records_->record(used); !recorded) {
+    spdlog::warn("image cleanup: could not record when {} image(s) were last used: {}", used.size(),
+                 recorded.error().message);
+  }
+  if (auto forgotten = gone.empty() ? Result<void>{} : records_->forget(gone); !forgotten) {
+    spdlog::warn("image cleanup: could not forget {} image(s) containerd no longer has: {}",
+                 gone.size(), forgotten.error().message);
   }
 }
 
@@ -127,6 +194,9 @@ ImageCleanupReport ImageCleaner::runCycle() {
     std::string name;
   };
   std::vector<Candidate> candidates;
+  // What the records are to be brought up to date on: images in use now, and what containerd
+  // no longer has.
+  std::set<std::string> changed;
   {
     std::lock_guard lock(mutex_);
     std::set<std::string> in_use = *of_containers;
@@ -137,6 +207,9 @@ ImageCleanupReport ImageCleaner::runCycle() {
     std::set<std::string> present;
     for (const auto& image : *images) {
       present.insert(image.name);
+      // In use now: a restart that finds it no longer in use (its task gone while the agent
+      // was down) still knows it was used this recently.
+      if (in_use.contains(image.name)) changed.insert(image.name);
       if (!pulledByAgent(image) || exclude_.contains(image.name) || in_use.contains(image.name))
         continue;
       const auto pulled = std::max(image.created_at, image.updated_at);
@@ -147,9 +220,13 @@ ImageCleanupReport ImageCleaner::runCycle() {
     }
     // What containerd no longer has need not be remembered.
     std::erase_if(last_used_, [&](const auto& entry) {
-      return !present.contains(entry.first) && !in_use.contains(entry.first);
+      if (present.contains(entry.first) || in_use.contains(entry.first)) return false;
+      changed.insert(entry.first);
+      return true;
     });
   }
+  persist(changed);
+  changed.clear();
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
     return a.last_used != b.last_used ? a.last_used < b.last_used : a.name < b.name;
   });
@@ -173,9 +250,11 @@ ImageCleanupReport ImageCleaner::runCycle() {
         "image cleanup: deleted {} (unused for {} min)", name,
         std::chrono::duration_cast<std::chrono::minutes>(at - candidates[i].last_used).count());
     report.deleted.push_back(name);
+    changed.insert(name);
     std::lock_guard lock(mutex_);
     last_used_.erase(name);
   }
+  persist(changed);
   return report;
 }
 

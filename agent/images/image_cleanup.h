@@ -6,14 +6,17 @@
 // `minimum_age` ago, no task the engine still knows uses it and no containerd container was made
 // from it, and it is not excluded. At most `images_per_cycle` candidates are deleted per cycle,
 // least recently used first: "used" is when a task last had a container from it (the removal of
-// its last task), or its pull when no task used it since the agent started.
+// its last task), or its pull when no task is known to have used it. With ImageUsageRecords (the
+// daemon's state store) the last-used times outlive the process; without (`run`) they are
+// memory only, and after a restart every image counts from its pull.
 //
 // What is in use comes from the engine's task snapshots (onSnapshot); containerd's own
 // container list backs that up for containers the engine does not know of. Deleting the image
 // record lets containerd collect its content and snapshots; layers other images share stay.
 //
-// Threading: onSnapshot() is thread-safe and never blocks on containerd. Cycles run on the
-// cleaner's own thread (containerd calls block), or on the caller's with runCycle().
+// Threading: onSnapshot() is thread-safe and never blocks on containerd; it writes to the records
+// (when a task is removed) on the caller's thread, as the daemon's other state writes do. Cycles
+// run on the cleaner's own thread (containerd calls block), or on the caller's with runCycle().
 #pragma once
 
 #include <chrono>
@@ -32,6 +35,9 @@
 
 namespace ecs::runtime {
 class ContainerdClient;
+}
+namespace ecs::state {
+class StateStore;
 }
 
 namespace ecs::images {
@@ -58,6 +64,34 @@ class ContainerdImageStore : public ImageStore {
   runtime::ContainerdClient& containerd_;
 };
 
+// Where the cleaner keeps when each image was last used, so that a restart does not forget it.
+// Called from the engine's thread (a task removed) and the cleaner's own (a cycle): an
+// implementation must be thread-safe. The cleaner logs a failure and carries on: a lost record
+// only makes the image count from its pull again.
+class ImageUsageRecords {
+ public:
+  using TimePoint = std::chrono::system_clock::time_point;
+  virtual ~ImageUsageRecords() = default;
+  // Every image's last-used time, by containerd image name.
+  virtual Result<std::map<std::string, TimePoint>> load() = 0;
+  // Inserts or replaces the times of these images.
+  virtual Result<void> record(const std::map<std::string, TimePoint>& last_used) = 0;
+  // Forgets these images (deleted, or gone from containerd); an unknown name is no error.
+  virtual Result<void> forget(const std::vector<std::string>& names) = 0;
+};
+
+// The records in the daemon's state store (its images table, times in milliseconds).
+class StoredImageUsage : public ImageUsageRecords {
+ public:
+  explicit StoredImageUsage(state::StateStore& store) : store_(store) {}
+  Result<std::map<std::string, TimePoint>> load() override;
+  Result<void> record(const std::map<std::string, TimePoint>& last_used) override;
+  Result<void> forget(const std::vector<std::string>& names) override;
+
+ private:
+  state::StateStore& store_;
+};
+
 struct ImageCleanupOptions {
   std::chrono::milliseconds interval{std::chrono::minutes(30)};  // ECS_IMAGE_CLEANUP_INTERVAL
   std::chrono::milliseconds minimum_age{std::chrono::hours(1)};  // ECS_IMAGE_MINIMUM_CLEANUP_AGE
@@ -78,7 +112,9 @@ struct ImageCleanupReport {
 
 class ImageCleaner {
  public:
-  ImageCleaner(ImageStore& store, ImageCleanupOptions options);
+  // Reads `records` (when given; it must outlive the cleaner) before anything else.
+  ImageCleaner(ImageStore& store, ImageCleanupOptions options,
+               ImageUsageRecords* records = nullptr);
   ~ImageCleaner();  // stop()
   ImageCleaner(const ImageCleaner&) = delete;
   ImageCleaner& operator=(const ImageCleaner&) = delete;
@@ -99,9 +135,15 @@ class ImageCleaner {
   using TimePoint = std::chrono::system_clock::time_point;
   TimePoint now() const;
   void loop();
+  // Writes what memory now says of each of `names` to the records: its last-used time, or that
+  // it is forgotten. Serialised by records_mutex_, each write reading memory only once it holds
+  // it, so writes racing from two threads leave the records as memory ends up.
+  void persist(const std::set<std::string>& names);
 
   ImageStore& store_;
   ImageCleanupOptions options_;
+  ImageUsageRecords* records_;     // null: last-used times in memory only
+  std::mutex records_mutex_;       // one write to records_ at a time; taken before mutex_
   std::set<std::string> exclude_;  // normalised
 
   std::mutex mutex_;                                     // guards the fields below

@@ -287,8 +287,8 @@ Result<std::unique_ptr<Node>> Node::create(const config::Config& config,
     cleanup_options.interval = config.image_cleanup_interval;
     cleanup_options.minimum_age = config.image_minimum_cleanup_age;
     cleanup_options.images_per_cycle = config.num_images_delete_per_cycle;
-    node->image_cleaner_ =
-        std::make_unique<images::ImageCleaner>(*node->image_store_, cleanup_options);
+    node->image_cleaner_ = std::make_unique<images::ImageCleaner>(
+        *node->image_store_, cleanup_options, options.image_usage_records);
     node->engine_->addSnapshotListener(
         [cleaner = node->image_cleaner_.get()](const engine::TaskSnapshotPtr& task) {
           cleaner->onSnapshot(task);

@@ -47,6 +47,10 @@ struct NodeOptions {
   // or ECS_IMAGE_PULL_BEHAVIOR=prefer-cached).
   bool task_cleanup_wait = false;
   bool image_cleanup = false;
+  // With image_cleanup: where the cleaner keeps when each image was last used, so its
+  // least-recently-used order survives a restart (the daemon's state store; must outlive the
+  // Node). Null: memory only.
+  images::ImageUsageRecords* image_usage_records = nullptr;
   // The daemon first adopts the tasks an earlier process of its own left running, then sweeps
   // (sweep()): what it adopts must not be swept as a dead agent's leftovers.
   bool defer_sweep = false;

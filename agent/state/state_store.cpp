@@ -65,6 +65,14 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_task_arn ON outbox(task_arn);
 )sql",
+    // v2: when each image the agent pulled was last used, for the image cleaner's
+    // least-recently-used order across restarts.
+    R"sql(
+CREATE TABLE images (
+  name TEXT PRIMARY KEY,
+  last_used_ms INTEGER NOT NULL
+);
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -647,6 +655,58 @@ Result<void> StateStore::setContainerSentStatus(std::string_view task_arn, std::
     statement->bind(1, task_arn).bind(2, name).bind(3, status);
     return statement->run();
   });
+}
+
+// --- images ----------------------------------------------------------------------------------
+
+Result<void> StateStore::recordImagesUsed(const std::vector<ImageUsageRecord>& images) {
+  if (images.empty()) return {};
+  for (const ImageUsageRecord& image : images) {
+    if (image.name.empty()) return fail(ErrorCode::kInvalidArgument, "image record without a name");
+  }
+  std::lock_guard lock(impl_->mutex);
+  return impl_->transaction<void>([&]() -> Result<void> {
+    for (const ImageUsageRecord& image : images) {
+      auto statement = Statement::prepare(
+          impl_->db,
+          "INSERT INTO images (name, last_used_ms) VALUES (?1, ?2) "
+          "ON CONFLICT (name) DO UPDATE SET last_used_ms = excluded.last_used_ms");
+      if (!statement) return fail(statement.error());
+      statement->bind(1, image.name).bind(2, image.last_used_ms);
+      if (auto done = statement->run(); !done) {
+        return fail(done.error().wrap("record image " + image.name));
+      }
+    }
+    return {};
+  });
+}
+
+Result<void> StateStore::forgetImages(const std::vector<std::string>& names) {
+  if (names.empty()) return {};
+  std::lock_guard lock(impl_->mutex);
+  return impl_->transaction<void>([&]() -> Result<void> {
+    for (const std::string& name : names) {
+      auto statement = Statement::prepare(impl_->db, "DELETE FROM images WHERE name = ?1");
+      if (!statement) return fail(statement.error());
+      statement->bind(1, name);
+      if (auto done = statement->run(); !done) return done;
+    }
+    return {};
+  });
+}
+
+Result<std::vector<ImageUsageRecord>> StateStore::imagesUsed() {
+  std::lock_guard lock(impl_->mutex);
+  auto statement =
+      Statement::prepare(impl_->db, "SELECT name, last_used_ms FROM images ORDER BY name");
+  if (!statement) return fail(statement.error());
+  std::vector<ImageUsageRecord> out;
+  for (;;) {
+    auto row = statement->step();
+    if (!row) return fail(row.error());
+    if (!*row) return out;
+    out.push_back(ImageUsageRecord{statement->text(0), statement->integer(1)});
+  }
 }
 
 }  // namespace ecs::state

@@ -5,8 +5,9 @@
 // task the cluster sent (its ACS JSON as received, so a restart re-reads it through the same
 // parser), the credentials the cluster sent for each task, the state changes not yet accepted by
 // the cluster (the outbox, in order), and the last status the cluster accepted for each task and
-// container. Container runtime state is not kept here: containerd has it, labelled with the task
-// ARN and container name, and recovery reads it there.
+// container, and when each image the agent pulled was last used (for the image cleaner's
+// least-recently-used order). Container runtime state is not kept here: containerd has it, labelled
+// with the task ARN and container name, and recovery reads it there.
 //
 // Every write is a committed transaction when the call returns (synchronous=NORMAL in WAL: a
 // crash of the process loses nothing; a power cut may lose the last transactions, never corrupts).
@@ -74,6 +75,13 @@ struct OutboxEntry {
   std::string body;  // the request body, JSON, ready to send
 };
 
+// When an image was last used: the removal of the last task that had a container from it (or a
+// cleanup cycle that found it in use). Keyed by the image's containerd record name.
+struct ImageUsageRecord {
+  std::string name;          // "registry.example/app:1", as containerd names the image
+  int64_t last_used_ms = 0;  // wall clock, milliseconds since the Unix epoch
+};
+
 class StateStore {
  public:
   // Opens (or creates, or replaces an unusable) store at `path`; the directory must exist.
@@ -126,6 +134,14 @@ class StateStore {
   // not stored.
   Result<void> setContainerSentStatus(std::string_view task_arn, std::string_view name,
                                       std::string_view status);
+
+  // --- images -------------------------------------------------------------------------------
+  // Inserts or replaces each image's last-used time, all in one transaction (kInvalidArgument,
+  // writing nothing, for a record without a name).
+  Result<void> recordImagesUsed(const std::vector<ImageUsageRecord>& images);
+  // Forgets the images (deleted, or gone from containerd); names not stored are no error.
+  Result<void> forgetImages(const std::vector<std::string>& names);
+  Result<std::vector<ImageUsageRecord>> imagesUsed();  // in name order
 
  private:
   struct Impl;

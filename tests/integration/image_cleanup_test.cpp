@@ -1,13 +1,19 @@
 // Image cleanup against the harness's containerd and registry: images the agent pulled go once
-// past the minimum age, on the cleaner's own thread, while an image a task uses stays. The test
-// runs in its own containerd namespace and leaves it empty.
+// past the minimum age, on the cleaner's own thread, while an image a task uses stays; the state
+// store carries the least-recently-used order across a restart. Each test runs in its own
+// containerd namespace and leaves it empty.
 #include "agent/images/image_cleanup.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <thread>
 
 #include "agent/images/image_puller.h"
 #include "agent/images/registry_client.h"
 #include "agent/runtime/containerd_client.h"
+#include "agent/state/state_store.h"
 #include "tests/support/harness_env.h"
 #include "tests/support/wait_for.h"
 
@@ -97,7 +103,13 @@ TEST_F(ImageCleanupTest, DeletesAnUnusedImagePastTheMinimumAgeAndKeepsOneInUse) 
   EXPECT_GE(std::chrono::system_clock::now() - pulled_at, options.minimum_age);
   cleaner.stop();
   EXPECT_TRUE(exists(in_use));
-  // Both were old enough in the cycle that deleted one: only the task kept the other.
+  // Pulled after the other, it may not be old enough yet: wait until it is, so that only the
+  // task keeps it.
+  auto in_use_record = containerd_->getImage(in_use);
+  ASSERT_TRUE(in_use_record && in_use_record->has_value());
+  std::this_thread::sleep_until(
+      std::max((*in_use_record)->created_at, (*in_use_record)->updated_at) + options.minimum_age +
+      10ms);
   EXPECT_TRUE(cleaner.runCycle().deleted.empty());
   EXPECT_TRUE(exists(in_use));
 
@@ -112,6 +124,53 @@ TEST_F(ImageCleanupTest, DeletesAnUnusedImagePastTheMinimumAgeAndKeepsOneInUse) 
   auto content = containerd_->listContent();
   ASSERT_TRUE(content) << content.error().message;
   EXPECT_TRUE(content->empty());
+}
+
+// The agent restarts between the last use of an image and the next cycle: with its state store,
+// the image pulled first but used since outlives the one pulled later and never used.
+TEST_F(ImageCleanupTest, AfterARestartTheStoreKeepsTheLeastRecentlyUsedOrder) {
+  const auto used = pull("test/busybox:oci");  // pulled first
+  const auto unused = pull("test/busybox:docker");
+  ASSERT_FALSE(used.empty());
+  ASSERT_FALSE(unused.empty());
+
+  std::string pattern =
+      (std::filesystem::temp_directory_path() / "image_cleanup_test.XXXXXX").string();
+  ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+  struct RemoveDir {
+    std::string dir;
+    ~RemoveDir() {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  } remove_dir{pattern};
+  const std::string path = pattern + "/state.db";
+
+  ContainerdImageStore store(*containerd_);
+  ImageCleanupOptions options;
+  options.minimum_age = 0s;
+  options.images_per_cycle = 1;
+  {
+    auto state = state::StateStore::open(path, nullptr);
+    ASSERT_TRUE(state) << state.error().message;
+    StoredImageUsage records(**state);
+    ImageCleaner before(store, options, &records);
+    // Used in a later millisecond than the other's pull, even as the store rounds it down.
+    std::this_thread::sleep_for(10ms);
+    before.onSnapshot(taskUsing(used, /*removed=*/false));
+    before.onSnapshot(taskUsing(used, /*removed=*/true));
+  }
+
+  auto state = state::StateStore::open(path, nullptr);
+  ASSERT_TRUE(state) << state.error().message;
+  StoredImageUsage records(**state);
+  ImageCleaner after(store, options, &records);
+  EXPECT_EQ(after.runCycle().deleted, std::vector<std::string>{unused});
+  EXPECT_TRUE(exists(used));
+  EXPECT_EQ(after.runCycle().deleted, std::vector<std::string>{used});
+  auto left = (*state)->imagesUsed();
+  ASSERT_TRUE(left) << left.error().message;
+  EXPECT_TRUE(left->empty());
 }
 
 }  // namespace

@@ -373,6 +373,7 @@ TEST_F(StateStoreTest, ReopenKeepsEverything) {
     ASSERT_TRUE(store->setKnownStatus("arn:t", "RUNNING"));
     ASSERT_TRUE(store->setContainerSentStatus("arn:t", "web", "RUNNING"));
     ASSERT_TRUE(store->putCredentials({"c1", "arn:t", "TaskApplication", R"({"k":1})"}));
+    ASSERT_TRUE(store->recordImagesUsed({{"reg.example/app:1", 1700000000123}}));
     auto enqueued = store->enqueue(makeEntry("arn:u", "container", "RUNNING", "db"));
     ASSERT_TRUE(enqueued);
     seq = *enqueued;
@@ -392,6 +393,8 @@ TEST_F(StateStoreTest, ReopenKeepsEverything) {
   EXPECT_EQ(store->containerSentStatuses("arn:t")->size(), 1u);
   ASSERT_EQ(store->credentials()->size(), 1u);
   EXPECT_EQ(store->credentials()->front().json, R"({"k":1})");
+  ASSERT_EQ(store->imagesUsed()->size(), 1u);
+  EXPECT_EQ(store->imagesUsed()->front().last_used_ms, 1700000000123);
   auto outbox = store->outbox();
   ASSERT_TRUE(outbox);
   ASSERT_EQ(outbox->size(), 1u);
@@ -401,6 +404,204 @@ TEST_F(StateStoreTest, ReopenKeepsEverything) {
   auto next = store->enqueue(makeEntry("arn:u", "task", "RUNNING"));
   ASSERT_TRUE(next);
   EXPECT_GT(*next, seq);
+}
+
+TEST_F(StateStoreTest, ImageUsageRoundTrip) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  EXPECT_TRUE(store->imagesUsed()->empty());
+  ASSERT_TRUE(store->recordImagesUsed({{"reg.example/b:1", 2000}, {"reg.example/a:1", 1000}}));
+  // Replacing keeps one row per image; an empty batch changes nothing.
+  ASSERT_TRUE(store->recordImagesUsed({{"reg.example/b:1", 3000}}));
+  ASSERT_TRUE(store->recordImagesUsed({}));
+  auto images = store->imagesUsed();
+  ASSERT_TRUE(images);
+  ASSERT_EQ(images->size(), 2u);
+  EXPECT_EQ((*images)[0].name, "reg.example/a:1");
+  EXPECT_EQ((*images)[0].last_used_ms, 1000);
+  EXPECT_EQ((*images)[1].name, "reg.example/b:1");
+  EXPECT_EQ((*images)[1].last_used_ms, 3000);
+
+  // A batch with a nameless record writes none of it.
+  auto refused = store->recordImagesUsed({{"reg.example/c:1", 4000}, {"", 4000}});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store->imagesUsed()->size(), 2u);
+
+  // Forgetting an image never stored is no error.
+  ASSERT_TRUE(store->forgetImages({"reg.example/a:1", "reg.example/never:1"}));
+  ASSERT_TRUE(store->forgetImages({}));
+  images = store->imagesUsed();
+  ASSERT_TRUE(images);
+  ASSERT_EQ(images->size(), 1u);
+  EXPECT_EQ((*images)[0].name, "reg.example/b:1");
+
+  // Image records are not a task's: removing tasks leaves them.
+  ASSERT_TRUE(store->putTask(makeTask("arn:t")));
+  ASSERT_TRUE(store->removeTask("arn:t"));
+  EXPECT_EQ(store->imagesUsed()->size(), 1u);
+}
+
+// The schema of version 1 exactly as the first release created it (kMigrations[0]); frozen
+// here so that a change to it shows up as a failing migration test.
+constexpr const char* kSchemaVersion1 = R"sql(
+CREATE TABLE named_values (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE tasks (
+  arn TEXT PRIMARY KEY,
+  payload_json TEXT NOT NULL,
+  desired_status TEXT NOT NULL,
+  known_status TEXT NOT NULL,
+  sent_status TEXT NOT NULL DEFAULT '',
+  role_credentials_id TEXT NOT NULL DEFAULT '',
+  execution_role_credentials_id TEXT NOT NULL DEFAULT '',
+  stopped_reason TEXT NOT NULL DEFAULT '',
+  added_seq INTEGER NOT NULL
+);
+CREATE INDEX tasks_added_seq ON tasks(added_seq);
+CREATE TABLE containers_sent (
+  task_arn TEXT NOT NULL REFERENCES tasks(arn) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  sent_status TEXT NOT NULL,
+  PRIMARY KEY (task_arn, name)
+);
+CREATE TABLE credentials (
+  id TEXT PRIMARY KEY,
+  task_arn TEXT NOT NULL,
+  role_type TEXT NOT NULL,
+  json TEXT NOT NULL
+);
+CREATE INDEX credentials_task_arn ON credentials(task_arn);
+CREATE TABLE outbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  task_arn TEXT NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('task', 'container')),
+  container_name TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE INDEX outbox_task_arn ON outbox(task_arn);
+)sql";
+
+// Every table, index and trigger of the store at `path`, as SQL, in name order.
+std::vector<std::string> schemaOf(const std::string& path) {
+  int rc = SQLITE_OK;
+  std::string message;
+  auto db = sqlite::Db::open(path, /*create=*/false, &rc, &message);
+  EXPECT_TRUE(db) << message;
+  std::vector<std::string> out;
+  if (!db) return out;
+  auto statement = sqlite::Statement::prepare(
+      db,
+      "SELECT type || ' ' || name || ': ' || COALESCE(sql, '') FROM sqlite_master "
+      "WHERE name NOT LIKE 'sqlite_%' ORDER BY name");
+  EXPECT_TRUE(statement);
+  if (!statement) return out;
+  while (statement->step().value_or(false)) out.push_back(statement->text(0));
+  return out;
+}
+
+TEST_F(StateStoreTest, MigratesAVersion1StoreKeepingItsRows) {
+  {
+    // A store as the version-1 agent left it, WAL and all.
+    int rc = SQLITE_OK;
+    std::string message;
+    auto db = sqlite::Db::open(path_, /*create=*/true, &rc, &message);
+    ASSERT_TRUE(db) << message;
+    ASSERT_TRUE(db.exec("PRAGMA journal_mode = WAL"));
+    ASSERT_TRUE(db.exec(std::string("BEGIN;") + kSchemaVersion1 + R"sql(
+INSERT INTO named_values (key, value) VALUES ('container_instance_arn', 'arn:ci');
+INSERT INTO tasks (arn, payload_json, desired_status, known_status, sent_status, added_seq)
+  VALUES ('arn:t', '{"family":"web"}', 'RUNNING', 'RUNNING', 'RUNNING', 1);
+INSERT INTO containers_sent (task_arn, name, sent_status) VALUES ('arn:t', 'web', 'RUNNING');
+INSERT INTO credentials (id, task_arn, role_type, json)
+  VALUES ('c1', 'arn:t', 'TaskApplication', '{"k":1}');
+INSERT INTO outbox (task_arn, kind, container_name, status, body)
+  VALUES ('arn:t', 'container', 'web', 'STOPPED', '{}');
+PRAGMA user_version = 1;
+COMMIT;)sql"));
+  }
+
+  OpenReport report;
+  auto store = open(&report);
+  ASSERT_TRUE(store);
+  EXPECT_EQ(report.migrated_from, 1);
+  EXPECT_FALSE(report.created);
+  EXPECT_TRUE(report.moved_aside.empty()) << report.reason;
+
+  EXPECT_EQ(store->value("container_instance_arn").value(), "arn:ci");
+  auto task = store->task("arn:t");
+  ASSERT_TRUE(task);
+  ASSERT_TRUE(task->has_value());
+  EXPECT_EQ((*task)->payload_json, R"({"family":"web"})");
+  EXPECT_EQ((*task)->sent_status, "RUNNING");
+  auto sent = store->containerSentStatuses("arn:t");
+  ASSERT_TRUE(sent);
+  ASSERT_EQ(sent->size(), 1u);
+  EXPECT_EQ(sent->front().sent_status, "RUNNING");
+  ASSERT_EQ(store->credentials()->size(), 1u);
+  EXPECT_EQ(store->credentials()->front().json, R"({"k":1})");
+  auto outbox = store->outbox();
+  ASSERT_TRUE(outbox);
+  ASSERT_EQ(outbox->size(), 1u);
+  EXPECT_EQ(outbox->front().status, "STOPPED");
+
+  // The new table is there and works.
+  EXPECT_TRUE(store->imagesUsed()->empty());
+  ASSERT_TRUE(store->recordImagesUsed({{"reg.example/app:1", 42}}));
+  EXPECT_EQ(store->imagesUsed()->size(), 1u);
+  store.reset();
+
+  // Migrated, the store has exactly the schema of one created at the current version.
+  const std::string fresh = (fs::path(dir_) / "fresh.db").string();
+  {
+    auto created = StateStore::open(fresh, nullptr);
+    ASSERT_TRUE(created) << created.error().message;
+  }
+  auto migrated_schema = schemaOf(path_);
+  EXPECT_FALSE(migrated_schema.empty());
+  EXPECT_EQ(migrated_schema, schemaOf(fresh));
+
+  // Opening again migrates nothing more.
+  OpenReport again;
+  ASSERT_TRUE(open(&again));
+  EXPECT_EQ(again.migrated_from, 0);
+}
+
+// An agent killed right after recording an image's use: the record is there on the next start.
+TEST_F(StateStoreTest, ImageUsageSurvivesKill) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    auto store = StateStore::open(path_, nullptr);
+    if (!store) ::_exit(2);
+    if (!(*store)->recordImagesUsed({{"reg.example/app:1", 1234}})) ::_exit(3);
+    if (!(*store)->forgetImages({"reg.example/none:1"})) ::_exit(4);
+    char done = 1;
+    if (::write(fds[1], &done, 1) != 1) ::_exit(5);
+    for (;;) ::pause();  // killed here, the store never closed
+  }
+  ::close(fds[1]);
+  char done = 0;
+  ASSERT_EQ(::read(fds[0], &done, 1), 1);
+  ::close(fds[0]);
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child status " << status;
+
+  auto store = open();
+  ASSERT_TRUE(store);
+  auto images = store->imagesUsed();
+  ASSERT_TRUE(images);
+  ASSERT_EQ(images->size(), 1u);
+  EXPECT_EQ(images->front().name, "reg.example/app:1");
+  EXPECT_EQ(images->front().last_used_ms, 1234);
 }
 
 TEST_F(StateStoreTest, FilesArePrivate) {

@@ -483,6 +483,16 @@ Result<Config> load(const ConfigSources& sources) {
   set("ECS_INTROSPECTION_PORT", config.introspection_port, parsePort);
   set("ECS_ENABLE_PROMETHEUS_METRICS", config.enable_prometheus_metrics, boolean);
   set("ECS_TASK_METADATA_RPS_LIMIT", config.task_metadata_rps_limit, parseRpsLimit);
+  // Up to the kernel's default fs.nr_open: no process can hold more descriptors than that.
+  constexpr uint32_t kMaxDescriptors = 1024 * 1024;
+  set("ECS_TASK_ENDPOINT_MAX_CONNECTIONS", config.task_endpoint_max_connections,
+      [&](std::string_view v) { return parseNumber<uint32_t>(v, 1, kMaxDescriptors); });
+  set("ECS_TASK_ENDPOINT_MAX_CONNECTIONS_PER_CLIENT",
+      config.task_endpoint_max_connections_per_client,
+      [&](std::string_view v) { return parseNumber<uint32_t>(v, 1, kMaxDescriptors); });
+  // The agent's own files and sockets (containerd, state database, ACS/TCS, stats) need some.
+  set("ECS_RESERVED_FDS", config.reserved_fds,
+      [&](std::string_view v) { return parseNumber<uint32_t>(v, 64, kMaxDescriptors); });
   set("ECS_DISABLE_TASK_METADATA_AZ", config.disable_task_metadata_az, boolean);
   set("ECS_ENABLE_CONTAINER_METADATA", config.enable_container_metadata, boolean);
   set("ECS_RUN_HOST_CREDENTIALS", config.run_host_credentials, boolean);

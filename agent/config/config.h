@@ -118,6 +118,13 @@ struct Config {
   bool enable_container_metadata = false;  // ECS_ENABLE_CONTAINER_METADATA
   bool run_host_credentials = true;  // ECS_RUN_HOST_CREDENTIALS (ours): `run` serves the host's
   std::string availability_zone;     // ECS_AVAILABILITY_ZONE (ours); "": from IMDS on EC2
+  // Ours: connections the task endpoint holds open, in total (ECS_TASK_ENDPOINT_MAX_CONNECTIONS)
+  // and per client address (ECS_TASK_ENDPOINT_MAX_CONNECTIONS_PER_CLIENT); beyond them a
+  // connection is reset at once. ECS_RESERVED_FDS (64 at least): descriptors no endpoint server
+  // may take from the rest of the agent (the total is lowered to the descriptor limit less these).
+  uint32_t task_endpoint_max_connections = 1024;
+  uint32_t task_endpoint_max_connections_per_client = 64;
+  uint32_t reserved_fds = 512;
 
   // registration with the cluster
   std::string backend_host;            // ECS_BACKEND_HOST: the ECS endpoint URL; "": the region's

@@ -110,7 +110,10 @@ Result<int> ContainerdRuntime::exec(const std::string& id, const std::string& ex
                                     const std::string& process_spec_json,
                                     const std::string& output_path,
                                     std::chrono::milliseconds timeout) {
-  auto started = client_.execProcess(id, exec_id, process_spec_json, output_path, output_path);
+  // Through the log writer, capped: a check that prints without end fills neither the disk nor
+  // the agent; the engine reads only the output's start, which is what the cap keeps.
+  auto started = client_.execProcess(id, exec_id, process_spec_json, output_path, output_path,
+                                     runtime::kExecOutputLimits);
   if (!started) return fail(started.error());
   auto exit = client_.events().waitExecExit(id, exec_id, timeout);
   if (!exit) {

@@ -231,6 +231,10 @@ Result<std::unique_ptr<Node>> Node::create(const config::Config& config,
   endpoint_options.rate_limit =
       endpoints::RateLimit{static_cast<double>(config.task_metadata_rps_limit.steady),
                            static_cast<double>(config.task_metadata_rps_limit.burst)};
+  endpoint_options.task_server_max_connections = config.task_endpoint_max_connections;
+  endpoint_options.task_server_max_connections_per_client =
+      config.task_endpoint_max_connections_per_client;
+  endpoint_options.fd_reserve = config.reserved_fds;
   endpoint_options.context = node->context_;
   node->servers_ = std::make_unique<endpoints::AgentEndpoints>(endpoint_options, node->credentials_,
                                                                node->stats_.get());

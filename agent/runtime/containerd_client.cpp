@@ -1118,11 +1118,13 @@ Result<uint32_t> ContainerdClient::execProcess(const std::string& container_id,
                                                const std::string& exec_id,
                                                const std::string& process_spec_json,
                                                const std::string& stdout_path,
-                                               const std::string& stderr_path) {
+                                               const std::string& stderr_path,
+                                               const OutputLimits& limits) {
   const auto& c = *impl_->conn;
   const auto what = fmt::format("exec {} in {}", exec_id, container_id);
   if (exec_id.empty()) return fail(ErrorCode::kInvalidArgument, "{}: empty exec id", what);
-  auto io = makeTaskIo(stdout_path, stderr_path, c.options.logger_shell);
+  auto io =
+      makeTaskIo(stdout_path, stderr_path, c.options.logger_shell, c.options.log_writer, limits);
   if (!io) return fail(io.error().wrap(what));
   impl_->monitor->processCreated(container_id, exec_id);
   {

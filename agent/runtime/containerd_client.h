@@ -19,6 +19,11 @@
 
 namespace ecs::runtime {
 
+// What execProcess keeps of a process's output unless told otherwise: its first 64 KiB, in one
+// file that is never rotated (a health check's output is read from its start, and a check that
+// prints without end must not fill the disk before its timeout).
+inline constexpr OutputLimits kExecOutputLimits{OutputLimits::kMinMaxSize, 1, true};
+
 struct ContainerdOptions {
   std::string address = "/run/containerd/containerd.sock";  // ECS_CONTAINERD_ADDRESS
   std::string ns = "ecs";                                   // ECS_CONTAINERD_NAMESPACE
@@ -131,10 +136,13 @@ class ContainerdClient {
   Result<std::optional<TaskInfo>> getTask(const std::string& container_id);
   Result<std::vector<TaskInfo>> listTasks();
   Result<void> killTask(const std::string& container_id, int signal, bool all = false);
-  // Runs a process inside a running task (health checks). Output goes to the given files.
+  // Runs a process inside a running task (health checks). Output goes to the given files (the
+  // same path for both: one file), written by the log writer within `limits` (unbounded when
+  // options().log_writer is empty; see task_io.h).
   Result<uint32_t> execProcess(const std::string& container_id, const std::string& exec_id,
                                const std::string& process_spec_json, const std::string& stdout_path,
-                               const std::string& stderr_path);
+                               const std::string& stderr_path,
+                               const OutputLimits& limits = kExecOutputLimits);
   // Signals a process started with execProcess (a health check past its timeout).
   Result<void> killProcess(const std::string& container_id, const std::string& exec_id, int signal);
   Result<TaskExit> deleteProcess(const std::string& container_id, const std::string& exec_id);

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +32,47 @@ Result<uint64_t> parseWhole(std::string_view text, uint64_t min, uint64_t max) {
 std::string numbered(const std::string& path, uint32_t n) {
   return path + "." + std::to_string(n);
 }
+
+volatile sig_atomic_t terminate_requested = 0;
+
+void onTerminate(int) {
+  terminate_requested = 1;
+}
+
+// SIGTERM caught and blocked for the writer's life, delivered only inside poll(); the previous
+// handler and mask come back at the end (the writer runs in tests' processes too).
+class TerminateGuard {
+ public:
+  TerminateGuard() {
+    terminate_requested = 0;
+    struct sigaction action {};
+    action.sa_handler = onTerminate;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGTERM, &action, &previous_action_);
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    ::pthread_sigmask(SIG_BLOCK, &term, &previous_mask_);
+    wait_mask_ = previous_mask_;
+    sigdelset(&wait_mask_, SIGTERM);
+  }
+  ~TerminateGuard() {
+    ::pthread_sigmask(SIG_SETMASK, &previous_mask_, nullptr);
+    ::sigaction(SIGTERM, &previous_action_, nullptr);
+  }
+  TerminateGuard(const TerminateGuard&) = delete;
+  TerminateGuard& operator=(const TerminateGuard&) = delete;
+
+  bool requested() const { return terminate_requested != 0; }
+  int poll(pollfd* fds, nfds_t count, const timespec* timeout) const {
+    return ::ppoll(fds, count, timeout, &wait_mask_);
+  }
+
+ private:
+  struct sigaction previous_action_ {};
+  sigset_t previous_mask_{};
+  sigset_t wait_mask_{};
+};
 
 }  // namespace
 
@@ -135,7 +178,15 @@ Result<void> RotatingLogFile::open() {
 
 void RotatingLogFile::appendLine(std::string_view line) {
   const size_t n = line.size() + 1;
-  if (size() > 0 && size() + n > limits_.max_size) rotate();
+  if (full_) return;
+  if (size() > 0 && size() + n > limits_.max_size) {
+    if (limits_.keep_first) {
+      // What follows a dropped line is dropped too: the file stays the output's start.
+      full_ = true;
+      return;
+    }
+    rotate();
+  }
   if (!buffer_.empty() && buffer_.size() + n > kLogReadChunkBytes) flush();
   buffer_.append(line);
   buffer_ += '\n';
@@ -256,10 +307,14 @@ size_t RotatingLogReader::read(size_t budget, bool final, const Emit& emit) {
 
 Result<LogWriterOptions> parseLogWriterArgs(const std::vector<std::string>& args) {
   LogWriterOptions options;
-  for (size_t i = 0; i < args.size(); i += 2) {
-    const std::string& flag = args[i];
-    if (i + 1 >= args.size()) return fail(ErrorCode::kInvalidArgument, "{} needs a value", flag);
-    const std::string& value = args[i + 1];
+  for (size_t i = 0; i < args.size();) {
+    const std::string& flag = args[i++];
+    if (flag == "--keep-first") {  // the one flag without a value
+      options.limits.keep_first = true;
+      continue;
+    }
+    if (i >= args.size()) return fail(ErrorCode::kInvalidArgument, "{} needs a value", flag);
+    const std::string& value = args[i++];
     if (flag == "--stdout") {
       options.stdout_path = value;
     } else if (flag == "--stderr") {
@@ -290,6 +345,7 @@ std::vector<std::string> logWriterArgs(const LogWriterOptions& options) {
   if (!options.stderr_path.empty()) args.insert(args.end(), {"--stderr", options.stderr_path});
   args.insert(args.end(), {"--max-size", std::to_string(options.limits.max_size), "--max-files",
                            std::to_string(options.limits.max_files)});
+  if (options.limits.keep_first) args.emplace_back("--keep-first");
   return args;
 }
 
@@ -313,9 +369,16 @@ int runLogWriter(const LogWriterOptions& options, int stdout_fd, int stderr_fd, 
       std::fprintf(stderr, "log-writer: %s\n", opened.error().message.c_str());
     }
   }
+
+  // The shim closes its ends of the pipes and at once sends SIGTERM: dying of it would lose what
+  // the pipes still hold and a last line without a newline (often all a health check prints).
+  // SIGTERM is blocked except inside ppoll, so it can only end a wait: then what is already in
+  // the pipes is read, and the writer finishes.
+  TerminateGuard terminate;
   if (ready_fd >= 0) ::close(ready_fd);
 
   std::vector<char> buffer(kLogReadChunkBytes);
+  uint64_t read_since_terminate = 0;
   for (;;) {
     std::array<pollfd, 2> fds{};
     nfds_t count = 0;
@@ -326,10 +389,17 @@ int runLogWriter(const LogWriterOptions& options, int stdout_fd, int stderr_fd, 
       polled[count++] = &s;
     }
     if (count == 0) break;
-    if (::poll(fds.data(), count, -1) < 0) {
+    const bool terminating = terminate.requested();
+    // A process that still holds a pipe could keep it full forever: after SIGTERM, what the
+    // pipes held (64 KiB each by default) and a little more is read, no more.
+    if (terminating && read_since_terminate > 16 * kLogReadChunkBytes) break;
+    const timespec no_wait{0, 0};
+    const int ready = terminate.poll(fds.data(), count, terminating ? &no_wait : nullptr);
+    if (ready < 0) {
       if (errno == EINTR) continue;
       break;
     }
+    if (ready == 0) break;  // terminating, and the pipes are empty
     for (nfds_t i = 0; i < count; ++i) {
       if (fds[i].revents == 0) continue;
       Stream& s = *polled[i];
@@ -340,6 +410,7 @@ int runLogWriter(const LogWriterOptions& options, int stdout_fd, int stderr_fd, 
         if (s.file) s.file->appendLine(line);
       };
       if (n > 0) {
+        if (terminating) read_since_terminate += static_cast<uint64_t>(n);
         s.splitter.feed(std::string_view(buffer.data(), static_cast<size_t>(n)), emit);
       } else {
         s.splitter.finish(emit);
@@ -348,6 +419,16 @@ int runLogWriter(const LogWriterOptions& options, int stdout_fd, int stderr_fd, 
       }
       if (s.file) s.file->flush();
     }
+  }
+  // Stopped before end of file (SIGTERM): what was read is written all the same.
+  for (auto& s : streams) {
+    if (s.fd < 0) continue;
+    s.splitter.finish([&s](std::string_view line) {
+      if (s.file) s.file->appendLine(line);
+    });
+    if (s.file) s.file->flush();
+    ::close(s.fd);
+    s.fd = -1;
   }
   return 0;
 }

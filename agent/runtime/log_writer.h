@@ -14,6 +14,10 @@
 // json-file `max-size` and `max-file` meaning). With max_files 1 the full file is removed.
 // Files are only ever renamed or removed, never truncated in place, so a reader holding one open
 // reads it to its end and then finds its successor.
+//
+// Keeping the first output instead (keep_first: health-check output, of which only the start is
+// ever read): no rotation; once a line would take the file past max_size, that line and all
+// that follow are read and dropped, so the file holds the first whole lines that fit.
 #pragma once
 
 #include <cstdint>
@@ -40,6 +44,7 @@ struct OutputLimits {
 
   uint64_t max_size = kDefaultMaxSize;    // bytes per file
   uint32_t max_files = kDefaultMaxFiles;  // files per stream, the current one included
+  bool keep_first = false;                // one file that stops growing at max_size (see above)
   bool operator==(const OutputLimits&) const = default;
 };
 
@@ -93,13 +98,15 @@ class RotatingLogFile {
   // Opens (creating, appending to what is there) the file. An error is also remembered: lines
   // are then dropped, and opening is tried again at the next rotation.
   Result<void> open();
-  // Queues `line` and a newline; rotates first when they would take the file past max_size.
+  // Queues `line` and a newline; rotates first when they would take the file past max_size
+  // (with keep_first: drops them, and every later line).
   void appendLine(std::string_view line);
   // Writes what is queued.
   void flush();
   const std::string& path() const { return path_; }
   uint64_t size() const { return size_ + buffer_.size(); }  // of the current file
   uint64_t dropped() const { return dropped_; }             // bytes lost to write errors
+  bool full() const { return full_; }  // keep_first: lines are dropped from now on
 
  private:
   void rotate();
@@ -109,6 +116,7 @@ class RotatingLogFile {
   int fd_ = -1;
   uint64_t size_ = 0;
   uint64_t dropped_ = 0;
+  bool full_ = false;
   std::string buffer_;
 };
 
@@ -151,14 +159,17 @@ struct LogWriterOptions {
   OutputLimits limits;
 };
 
-// `log-writer --stdout PATH --stderr PATH --max-size BYTES --max-files N` (each optional).
+// `log-writer --stdout PATH --stderr PATH --max-size BYTES --max-files N --keep-first` (each
+// optional).
 Result<LogWriterOptions> parseLogWriterArgs(const std::vector<std::string>& args);
 // The command line of the writer (after the program), for the shim to run.
 std::vector<std::string> logWriterArgs(const LogWriterOptions& options);
 
 // Copies stdout_fd and stderr_fd to their files until both reach end of file, then returns 0.
 // Opens the files, then closes ready_fd (when >= 0): the shim waits for that before it starts the
-// container. Memory stays bounded whatever comes in.
+// container. Memory stays bounded whatever comes in. On SIGTERM (what the shim sends right after
+// closing its ends of the pipes, when the task or exec is deleted) it reads what the pipes hold
+// already, writes it, and returns 0; the signal's disposition and mask are restored on return.
 int runLogWriter(const LogWriterOptions& options, int stdout_fd = 3, int stderr_fd = 4,
                  int ready_fd = 5);
 

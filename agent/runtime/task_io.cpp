@@ -66,7 +66,7 @@ Result<TaskIo> makeTaskIo(const std::string& stdout_path, const std::string& std
   if (auto ok = checkPath(stdout_path, "stdout"); !ok) return fail(ok.error());
   if (auto ok = checkPath(stderr_path, "stderr"); !ok) return fail(ok.error());
   if (stdout_path.empty() && stderr_path.empty()) return TaskIo{};
-  if (stdout_path == stderr_path) {
+  if (stdout_path == stderr_path && log_writer.empty()) {
     const auto uri = fileUri(stdout_path);
     return TaskIo{uri, uri};
   }

@@ -1,12 +1,13 @@
 // Where a task's (or exec'd process's) stdout and stderr go, as the URIs the runc shim takes.
 //
 // containerd 1.6's shim honours `file://PATH` only for stdout: it sends stderr to the same file
-// and ignores the stderr URI. So one file for both is a `file://` URI, while distinct files (or
-// one stream discarded) use a `binary://` logger: `<shell> -c '<script>'` started by the shim
-// with the container's stdout and stderr pipes on fds 3 and 4 (and its readiness pipe on fd 5).
-// With a log writer binary (the agent itself), the script execs `<writer> log-writer ...`, which
-// keeps each file under its OutputLimits (see log_writer.h); without one, it appends each stream
-// to its file with `cat`, unbounded (for tools and tests that run the client without the agent).
+// and ignores the stderr URI. Output goes through a `binary://` logger: `<shell> -c '<script>'`
+// started by the shim with the container's stdout and stderr pipes on fds 3 and 4 (and its
+// readiness pipe on fd 5). With a log writer binary (the agent itself), the script execs
+// `<writer> log-writer ...`, which keeps each file under its OutputLimits (see log_writer.h), one
+// file for both streams included; without one, it appends each stream to its file with `cat`,
+// unbounded (for tools and tests that run the client without the agent), and one file for both
+// is a plain `file://` URI, as unbounded.
 // The logger belongs to the shim, so output keeps flowing across agent restarts.
 #pragma once
 

@@ -5,6 +5,10 @@
 // 50 ms meanwhile. Before the caps, 1,100 connections took a descriptor each until accept() failed
 // with EMFILE, and the server then spun on it, logging every failure.
 //
+// And the caps as configured: with ECS_TASK_ENDPOINT_MAX_CONNECTIONS_PER_CLIENT=8 the ninth
+// connection from one address is reset, and the total (ECS_TASK_ENDPOINT_MAX_CONNECTIONS) is
+// lowered to the descriptor limit less ECS_RESERVED_FDS.
+//
 // The flood comes from the task's own network namespace (its address, through 169.254.170.2 as a
 // container reaches it), opened by this process: the test image has no client that could hold
 // thousands of connections. The other client is this process on the host side, at 127.0.0.1.
@@ -338,6 +342,70 @@ TEST_F(EndpointsFloodTest, FiveThousandConnectionsFromOneTaskLeaveTheAgentIdleAn
   EXPECT_NE(log.find("refused"), std::string::npos) << log.substr(0, 2000);
 
   flood->clear();
+  EXPECT_NE(run.stop(SIGTERM), -1);
+}
+
+TEST_F(EndpointsFloodTest, ConfiguredCapsRefuseTheNinthConnectionFromOneAddress) {
+  constexpr size_t kConfiguredPerClient = 8;
+  json::object definition{
+      {"family", "caps"},
+      {"networkMode", "none"},
+      {"containerDefinitions",
+       json::array{json::object{{"name", "app"},
+                                {"image", harnessEnv().registry() + "/test/busybox:oci"},
+                                {"memory", 32},
+                                {"stopTimeout", 2},
+                                {"command", json::array{"sh", "-c", "echo ready; sleep 60"}}}}}};
+  auto path = data_dir_ / "taskdef-caps.json";
+  std::ofstream(path) << json::serialize(definition);
+  auto env = agentEnv();
+  env.push_back(
+      fmt::format("ECS_TASK_ENDPOINT_MAX_CONNECTIONS_PER_CLIENT={}", kConfiguredPerClient));
+  env.push_back("ECS_TASK_ENDPOINT_MAX_CONNECTIONS=1000");
+  // With 1,024 descriptors, a reserve of 600 leaves the endpoint 424 (the default reserve: 512).
+  env.push_back("ECS_RESERVED_FDS=600");
+  const std::string limit = fmt::format("{0}:{0}", kAgentFdLimit);
+  BackgroundProcess run(
+      {"prlimit", "--nofile=" + limit, agent_, "run", path.string(), "--output", "json"}, env,
+      data_dir_.string());
+  struct StopAgent {
+    BackgroundProcess& run;
+    ~StopAgent() {
+      if (!run.exitStatus()) (void)run.stop(SIGTERM, 30s);
+    }
+  } stop_agent{run};
+  ASSERT_TRUE(run.waitForJson(
+      [](const json::object& l) { return l.at("type") == "log" && l.at("log") == "ready"; }, 120s))
+      << run.out() << run.err();
+
+  // Nine connections from 127.0.0.1, one after the other: eight are held, the ninth is reset.
+  std::vector<UniqueFd> fds;
+  auto endpoint = ipv4("127.0.0.1", static_cast<uint16_t>(endpoint_port_));
+  for (size_t i = 0; i <= kConfiguredPerClient; ++i) {
+    UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    ASSERT_TRUE(fd) << std::strerror(errno);
+    ASSERT_TRUE(connect(fd.get(), reinterpret_cast<sockaddr*>(&endpoint), sizeof endpoint) == 0 ||
+                errno == EINPROGRESS)
+        << std::strerror(errno);
+    fds.push_back(std::move(fd));
+    // Each is connected before the next: the server takes them in order, the ninth over the cap.
+    ASSERT_TRUE(waitFor([&] { return floodState(fds).connecting == 0; }, 5s, "the connection"));
+  }
+  FloodState state;
+  EXPECT_TRUE(waitFor(
+      [&] {
+        state = floodState(fds);
+        return state.ended >= 1;
+      },
+      3s, "the ninth connection to be reset"));
+  state = floodState(fds);
+  EXPECT_EQ(state.open, kConfiguredPerClient);
+  EXPECT_EQ(state.ended, 1u);
+  EXPECT_TRUE(waitFor([&] { return run.err().find("refused") != std::string::npos; }, 5s,
+                      "the refusal's log line"));
+  EXPECT_NE(run.err().find("(8 per client address, 424 in all)"), std::string::npos) << run.err();
+
+  fds.clear();
   EXPECT_NE(run.stop(SIGTERM), -1);
 }
 

@@ -3,11 +3,18 @@
 // stays within 16 MiB of what a quiet run of the same task takes, the log writer's too, and the
 // container's files on disk stay under the caps the task definition sets (json-file max-size and
 // max-file over ECS_CONTAINER_LOG_MAX_*) whenever they are looked at; the last lines still arrive.
+//
+// And a health check that floods: 200 MB a check, lines and one line without a newline. Its
+// output file stays within the 64 KiB the agent keeps of an exec's output, the check still
+// passes (the container turns HEALTHY, so the flood was read to its end), the output's start is
+// what task metadata reports, and the agent's memory does not grow with it.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +26,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/support/agent_process.h"
 #include "tests/support/harness_env.h"
 #include "tests/support/wait_for.h"
 
@@ -41,6 +49,32 @@ uint64_t statusKib(pid_t pid, const std::string& field) {
     if (line.starts_with(field + ":")) return std::stoull(line.substr(field.size() + 1));
   }
   return 0;
+}
+
+// The body of GET http://127.0.0.1:<port><target> ("" when it cannot be had).
+std::string httpGet(int port, const std::string& target) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+    const auto request =
+        fmt::format("GET {} HTTP/1.1\r\nHost: 169.254.170.2\r\nConnection: close\r\n\r\n", target);
+    if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) > 0) {
+      char buffer[4096];
+      for (ssize_t n; (n = recv(fd, buffer, sizeof buffer, 0)) > 0;) {
+        response.append(buffer, static_cast<size_t>(n));
+      }
+    }
+  }
+  ::close(fd);
+  const auto body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
 }
 
 struct FloodRun {
@@ -325,6 +359,105 @@ TEST_F(OutputFloodTest, AFloodKeepsTheAgentSmallAndTheFilesCapped) {
     EXPECT_FALSE(ec) << "not JSON: " << line.substr(0, 200);
   }
   EXPECT_LT(flood.seconds, 90);
+}
+
+TEST_F(OutputFloodTest, AFloodingHealthCheckIsCappedOnDiskAndStillPasses) {
+  constexpr uint64_t kHealthOutputCap = 64 * 1024;  // runtime::kExecOutputLimits
+  // 100 MB of short lines on stdout, then 100 MB without a newline on stderr: far past the cap,
+  // and a check that passes only if all of it is read (a writer that stopped reading would
+  // block it until its timeout).
+  const std::string check =
+      "echo health-start; yes | head -c 100000000; head -c 100000000 /dev/zero | tr '\\0' x >&2; "
+      "echo; echo health-end";
+  json::object container{
+      {"name", "flood"},
+      {"image", harnessEnv().registry() + "/test/busybox:oci"},
+      {"memory", 64},
+      {"command",
+       json::array{"sh", "-c", "echo uri=$ECS_CONTAINER_METADATA_URI_V4; sleep 26; echo done"}},
+      {"healthCheck", json::object{{"command", json::array{"CMD-SHELL", check}},
+                                   {"interval", 5},
+                                   {"timeout", 30},
+                                   {"retries", 3}}}};
+  json::object definition{{"family", "health-flood"},
+                          {"containerDefinitions", json::array{std::move(container)}}};
+  const auto path = data_dir_ / "taskdef-health.json";
+  std::ofstream(path) << json::serialize(definition);
+
+  ecs::testing::BackgroundProcess run({agent_, "run", path.string(), "--output", "json"},
+                                      agentEnv(), data_dir_.string());
+  ASSERT_TRUE(run.started());
+  struct StopAgent {
+    ecs::testing::BackgroundProcess& run;
+    ~StopAgent() {
+      if (!run.exitStatus()) (void)run.stop(SIGTERM, std::chrono::seconds(30));
+    }
+  } stop_agent{run};
+  auto uri_line = run.waitForJson(
+      [](const json::object& l) {
+        return l.at("type") == "log" && l.at("log").as_string().starts_with("uri=");
+      },
+      std::chrono::seconds(120));
+  ASSERT_TRUE(uri_line) << run.out() << run.err();
+  // The container just started: the first check is an interval away.
+  const uint64_t rss_before_checks = statusKib(run.pid(), "VmRSS");
+  const std::string uri = std::string(uri_line->at("log").as_string()).substr(4);
+  const std::string metadata_path = uri.substr(uri.find("/v4/"));
+
+  // While the container runs: the check's output file whenever it is there, the agent's peak
+  // memory, and the container's health once it is reported.
+  uint64_t max_health_bytes = 0;
+  int samples_with_file = 0;
+  uint64_t agent_peak_kib = 0;
+  std::string health_json;
+  const bool exited = ecs::testing::pollUntil(
+      [&] {
+        std::error_code ec;
+        for (const auto& task : fs::directory_iterator(data_dir_ / "tasks", ec)) {
+          const auto size = fs::file_size(task.path() / "flood" / "health.log", ec);
+          if (ec) continue;  // between checks, the engine removes it
+          ++samples_with_file;
+          max_health_bytes = std::max<uint64_t>(max_health_bytes, size);
+        }
+        agent_peak_kib = std::max(agent_peak_kib, statusKib(run.pid(), "VmHWM"));
+        // Metadata follows the engine's snapshots: asked again until it has caught up.
+        if (health_json.find(R"("status":"HEALTHY")") == std::string::npos) {
+          for (const auto& l : run.jsonLines()) {
+            if (l.at("type") == "state" && l.contains("healthStatus") &&
+                l.at("healthStatus") == "HEALTHY") {
+              health_json = httpGet(endpoint_port_, metadata_path);
+              break;
+            }
+          }
+        }
+        return run.exitStatus().has_value();
+      },
+      std::chrono::seconds(120));
+  ASSERT_TRUE(exited) << "`run` did not finish within 120 s: " << run.err();
+  EXPECT_EQ(*run.exitStatus(), 0) << run.err();
+  RecordProperty("health_samples", std::to_string(samples_with_file));
+  RecordProperty("max_health_bytes", std::to_string(max_health_bytes));
+  RecordProperty("agent_peak_kib", std::to_string(agent_peak_kib));
+  std::cout << fmt::format(
+      "health.log: at most {} bytes in {} looks; agent RSS {} KiB before the checks, peak {} KiB\n",
+      max_health_bytes, samples_with_file, rss_before_checks, agent_peak_kib);
+
+  // Disk: the file was seen while checks ran, and never past the cap.
+  EXPECT_GT(samples_with_file, 0) << "no look found health.log: nothing was measured";
+  EXPECT_LE(max_health_bytes, kHealthOutputCap);
+
+  // The check passed, and what metadata reports is the output's start.
+  ASSERT_FALSE(health_json.empty()) << "the container never turned HEALTHY: " << run.out();
+  auto metadata = json::parse(health_json).as_object();
+  ASSERT_TRUE(metadata.contains("Health")) << health_json;
+  const auto& health = metadata.at("Health").as_object();
+  EXPECT_EQ(health.at("status"), "HEALTHY") << health_json;
+  ASSERT_TRUE(health.contains("output")) << health_json;
+  EXPECT_TRUE(health.at("output").as_string().starts_with("health-start\ny\ny\n")) << health_json;
+
+  // Memory: the agent never holds the output.
+  EXPECT_GT(rss_before_checks, 0u);
+  EXPECT_LT(agent_peak_kib, rss_before_checks + 16 * 1024);
 }
 
 }  // namespace

@@ -400,5 +400,40 @@ TEST(ConfigTest, BadNetworkValuesWarnAndKeepDefaults) {
             std::string::npos);
 }
 
+TEST(ConfigTest, EndpointConnectionCaps) {
+  auto defaults = load(envOnly({}));
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->task_endpoint_max_connections, 1024u);
+  EXPECT_EQ(defaults->task_endpoint_max_connections_per_client, 64u);
+  EXPECT_EQ(defaults->reserved_fds, 512u);
+
+  auto config = load(envOnly({{"ECS_TASK_ENDPOINT_MAX_CONNECTIONS", "4096"},
+                              {"ECS_TASK_ENDPOINT_MAX_CONNECTIONS_PER_CLIENT", " 8 "},
+                              {"ECS_RESERVED_FDS", "2048"}}));
+  ASSERT_TRUE(config);
+  EXPECT_EQ(config->task_endpoint_max_connections, 4096u);
+  EXPECT_EQ(config->task_endpoint_max_connections_per_client, 8u);
+  EXPECT_EQ(config->reserved_fds, 2048u);
+  EXPECT_TRUE(config->warnings.empty()) << ::testing::PrintToString(config->warnings);
+
+  for (auto [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"ECS_TASK_ENDPOINT_MAX_CONNECTIONS", "0"},
+           {"ECS_TASK_ENDPOINT_MAX_CONNECTIONS", "-1"},
+           {"ECS_TASK_ENDPOINT_MAX_CONNECTIONS", "many"},
+           {"ECS_TASK_ENDPOINT_MAX_CONNECTIONS", "2000000"},
+           {"ECS_TASK_ENDPOINT_MAX_CONNECTIONS_PER_CLIENT", "0"},
+           {"ECS_TASK_ENDPOINT_MAX_CONNECTIONS_PER_CLIENT", "8.5"},
+           {"ECS_RESERVED_FDS", "63"},
+           {"ECS_RESERVED_FDS", "512k"},
+           {"ECS_RESERVED_FDS", "99999999999"}}) {
+    auto bad = loadOne(key, value);
+    EXPECT_EQ(bad.task_endpoint_max_connections, 1024u) << key << "=" << value;
+    EXPECT_EQ(bad.task_endpoint_max_connections_per_client, 64u) << key << "=" << value;
+    EXPECT_EQ(bad.reserved_fds, 512u) << key << "=" << value;
+    expectOneWarningNaming(bad, key);
+  }
+  EXPECT_NE(loadOne("ECS_RESERVED_FDS", "10").warnings[0].find("from 64 to"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ecs::config

@@ -4,6 +4,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -181,6 +183,23 @@ TEST_F(LogFilesTest, OneFileIsReplacedWhenFull) {
   EXPECT_TRUE(text.ends_with(std::string(999, 'b') + "\nlast\n"));
 }
 
+TEST_F(LogFilesTest, KeepFirstHoldsTheStartAndDropsTheRest) {
+  RotatingLogFile file(path_, OutputLimits{kSize, 1, true});
+  ASSERT_TRUE(file.open());
+  file.appendLine("first");
+  for (int i = 0; i < 200; ++i) file.appendLine(std::string(999, 'c'));
+  EXPECT_TRUE(file.full());
+  file.appendLine("short enough to fit, but after a dropped line");
+  file.flush();
+  EXPECT_EQ(names(), std::vector<std::string>{"stdout.log"});
+  // "first\n" and as many 1000-byte lines as fit after it; nothing after the first dropped.
+  EXPECT_EQ(fs::file_size(path_), 6 + (kSize - 6) / 1000 * 1000);
+  const auto text = readAll(path_);
+  EXPECT_TRUE(text.starts_with("first\n" + std::string(999, 'c') + "\n"));
+  EXPECT_TRUE(text.ends_with(std::string(999, 'c') + "\n"));
+  EXPECT_EQ(file.dropped(), 0u);  // dropped on purpose, not lost to errors
+}
+
 TEST_F(LogFilesTest, AppendsToWhatIsThereAndDropsFilesBeyondTheCount) {
   std::ofstream(path_) << std::string(kSize - 10, 'x') << "\n";
   for (int n = 1; n <= 6; ++n) std::ofstream(path_ + "." + std::to_string(n)) << "old\n";
@@ -277,6 +296,14 @@ TEST(LogWriterTest, ArgumentsRoundTripAndBadOnesAreRefused) {
   EXPECT_EQ(parsed->stderr_path, options.stderr_path);
   EXPECT_EQ(parsed->limits, options.limits);
   EXPECT_TRUE(parseLogWriterArgs({}));  // both discarded
+  options.limits.keep_first = true;
+  parsed = parseLogWriterArgs(logWriterArgs(options));
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed->limits, options.limits);
+  parsed = parseLogWriterArgs({"--keep-first", "--stdout", "/a/o.log"});
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_TRUE(parsed->limits.keep_first);
+  EXPECT_EQ(parsed->stdout_path, "/a/o.log");
   for (const auto& bad : std::vector<std::vector<std::string>>{{"--stdout"},
                                                                {"--stdout", "relative.log"},
                                                                {"--max-size", "10m"},
@@ -346,6 +373,42 @@ TEST_F(LogFilesTest, TheWriterPutsBothStreamsInOneFileWhenGivenOnePath) {
   const auto text = readAll(path_);
   EXPECT_TRUE(text == "o1\ne1\n" || text == "e1\no1\n") << text;
   EXPECT_EQ(names(), std::vector<std::string>{"stdout.log"});
+}
+
+TEST_F(LogFilesTest, OnSigtermTheWriterWritesWhatThePipesHoldAndExits) {
+  // As the shim does: the writer's pipes stay open at the other end (here: a process that still
+  // holds them), output without a final newline waits in them, and SIGTERM comes.
+  int out[2], err[2], ready[2];
+  ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+  ASSERT_EQ(pipe2(err, O_CLOEXEC), 0);
+  ASSERT_EQ(pipe2(ready, O_CLOEXEC), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(out[1]);
+    ::close(err[1]);
+    ::close(ready[0]);
+    LogWriterOptions options{path_, path_, OutputLimits{kSize, 1, true}};
+    _exit(runLogWriter(options, out[0], err[0], ready[1]));
+  }
+  ::close(out[0]);
+  ::close(err[0]);
+  ::close(ready[1]);
+  char byte;
+  EXPECT_EQ(::read(ready[0], &byte, 1), 0);  // the writer is up, SIGTERM caught
+  ::close(ready[0]);
+  ASSERT_EQ(::write(out[1], "line\nno newline", 15), 15);
+  ASSERT_EQ(::write(err[1], "error", 5), 5);
+  ASSERT_EQ(::kill(child, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ::close(out[1]);
+  ::close(err[1]);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const auto text = readAll(path_);
+  EXPECT_NE(text.find("line\nno newline\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("error\n"), std::string::npos) << text;
+  EXPECT_EQ(text.size(), 22u) << text;  // those three lines, nothing else
 }
 
 }  // namespace

@@ -119,6 +119,37 @@ TEST_F(TaskIoTest, WithALogWriterTheScriptExecsItWithThePathsAndLimits) {
   EXPECT_FALSE(makeTaskIo(out, err, "/bin/sh", "ecs-node-agent"));  // not absolute
 }
 
+TEST_F(TaskIoTest, WithALogWriterOneFileForBothIsBoundedToo) {
+  // A `file://` URI would let the shim append without end: with a writer, one path for both
+  // streams goes through it as well, keep-first limits (health-check output) included.
+  const auto writer = (dir_ / "agent").string();
+  const auto args_file = (dir_ / "args").string();
+  std::ofstream(writer) << "#!/bin/sh\nprintf '%s\\n' \"$@\" >" << args_file << "\n";
+  fs::permissions(writer, fs::perms::owner_all);
+  const auto path = (dir_ / "health.log").string();
+  auto io = makeTaskIo(path, path, "/bin/sh", writer, OutputLimits{64 * 1024, 1, true});
+  ASSERT_TRUE(io) << io.error().message;
+  ASSERT_TRUE(io->stdout_uri.starts_with("binary:///bin/sh?-c=")) << io->stdout_uri;
+  EXPECT_EQ(io->stderr_uri, io->stdout_uri);
+  std::string script;
+  const auto encoded = io->stdout_uri.substr(io->stdout_uri.find("-c=") + 3);
+  for (size_t i = 0; i < encoded.size(); ++i) {
+    if (encoded[i] == '%') {
+      script += static_cast<char>(std::stoi(encoded.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      script += encoded[i];
+    }
+  }
+  ASSERT_EQ(setenv("ECS_TASK_IO_SCRIPT", script.c_str(), 1), 0);
+  ASSERT_EQ(std::system("/bin/sh -c \"$ECS_TASK_IO_SCRIPT\" </dev/null"), 0);
+  unsetenv("ECS_TASK_IO_SCRIPT");
+  std::ifstream in(args_file);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}),
+            "log-writer\n--stdout\n" + path + "\n--stderr\n" + path +
+                "\n--max-size\n65536\n--max-files\n1\n--keep-first\n");
+}
+
 TEST_F(TaskIoTest, OneStreamOnlyDiscardsTheOther) {
   auto io = makeTaskIo("", (dir_ / "err").string(), "/bin/sh");
   ASSERT_TRUE(io);

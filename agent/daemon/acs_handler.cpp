@@ -60,6 +60,15 @@ void DaemonAcsHandler::storeCredentials(const std::string& task_arn,
 
 void DaemonAcsHandler::onPayload(acs::AcsPayload payload, acs::AcsReply reply) {
   if (journal_) {
+    // A redelivered task that already finished is neither kept nor started again (its
+    // credentials are not served either); the message is still acknowledged.
+    std::erase_if(payload.tasks, [&](const acs::PayloadTask& t) {
+      if (!t.task || !journal_->hasFinished(t.task->spec.arn)) return false;
+      spdlog::info("task {}: already finished; its redelivery starts nothing", t.task->spec.arn);
+      return true;
+    });
+  }
+  if (journal_) {
     // Kept before anything starts: a task must never run that a restart would not know of.
     if (auto kept = journal_->payloadArrived(payload); !kept) {
       spdlog::error("ACS payload {}: could not be stored, so not started nor acknowledged: {}",

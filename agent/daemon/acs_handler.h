@@ -44,6 +44,9 @@ class HandlerJournal {
   // The payload's readable tasks and their credentials, all or none. An error: the tasks are
   // not started and the message is not acknowledged.
   virtual Result<void> payloadArrived(const acs::AcsPayload& payload) = 0;
+  // Whether the task already finished (stopped, reported and cleaned up): a payload that brings
+  // it again starts nothing, whether before or after an agent restart.
+  virtual bool hasFinished(const std::string& /*task_arn*/) { return false; }
   virtual void credentialsRefreshed(const std::string& task_arn,
                                     const acs::RoleCredentials& credentials) = 0;
   virtual void manifestSeen(std::int64_t timeline) = 0;

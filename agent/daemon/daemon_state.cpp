@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <charconv>
+#include <chrono>
 
 #include "agent/acs/acs_task.h"
 #include "agent/common/json_reader.h"
@@ -493,7 +494,20 @@ void DaemonState::finished(const std::string& task_arn) {
     std::lock_guard lock(mutex_);
     written_.erase(task_arn);
   }
-  check(store_.removeTask(task_arn), "forget a finished task");
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  check(store_.finishTask(task_arn, now), "forget a finished task");
+}
+
+bool DaemonState::hasFinished(const std::string& task_arn) {
+  auto finished = store_.hasFinished(task_arn);
+  if (!finished) {
+    // Unknown: the task is taken as new; the engine still ignores one it finished itself.
+    spdlog::error("state store: look up finished task {}: {}", task_arn, finished.error().message);
+    return false;
+  }
+  return *finished;
 }
 
 }  // namespace ecs::daemon

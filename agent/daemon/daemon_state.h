@@ -74,6 +74,7 @@ class DaemonState : public HandlerJournal, public ReporterJournal {
 
   // HandlerJournal
   Result<void> payloadArrived(const acs::AcsPayload& payload) override;
+  bool hasFinished(const std::string& task_arn) override;
   void credentialsRefreshed(const std::string& task_arn,
                             const acs::RoleCredentials& credentials) override;
   void manifestSeen(std::int64_t timeline) override;

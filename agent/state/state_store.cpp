@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -72,6 +73,15 @@ CREATE TABLE images (
   name TEXT PRIMARY KEY,
   last_used_ms INTEGER NOT NULL
 );
+)sql",
+    // v3: the tasks that finished (stopped, reported and cleaned up), so that a redelivered
+    // payload does not run one again after its record is gone.
+    R"sql(
+CREATE TABLE finished_tasks (
+  arn TEXT PRIMARY KEY,
+  finished_ms INTEGER NOT NULL
+);
+CREATE INDEX finished_tasks_finished_ms ON finished_tasks(finished_ms);
 )sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -210,6 +220,7 @@ struct StateStore::Impl {
 
   Result<void> putTaskLocked(const TaskRecord& task);
   Result<bool> taskExists(std::string_view arn);
+  Result<void> removeTaskLocked(std::string_view arn);
 };
 
 namespace {
@@ -485,20 +496,53 @@ Result<void> StateStore::setKnownStatus(std::string_view arn, std::string_view s
   return {};
 }
 
+Result<void> StateStore::Impl::removeTaskLocked(std::string_view arn) {
+  // containers_sent rows go with the task (ON DELETE CASCADE).
+  for (const char* sql :
+       {"DELETE FROM outbox WHERE task_arn = ?1", "DELETE FROM credentials WHERE task_arn = ?1",
+        "DELETE FROM tasks WHERE arn = ?1"}) {
+    auto statement = Statement::prepare(db, sql);
+    if (!statement) return fail(statement.error());
+    statement->bind(1, arn);
+    if (auto done = statement->run(); !done) return done;
+  }
+  return {};
+}
+
 Result<void> StateStore::removeTask(std::string_view arn) {
   std::lock_guard lock(impl_->mutex);
+  return impl_->transaction<void>([&]() -> Result<void> { return impl_->removeTaskLocked(arn); });
+}
+
+Result<void> StateStore::finishTask(std::string_view arn, int64_t finished_ms, int keep) {
+  std::lock_guard lock(impl_->mutex);
   return impl_->transaction<void>([&]() -> Result<void> {
-    // containers_sent rows go with the task (ON DELETE CASCADE).
-    for (const char* sql :
-         {"DELETE FROM outbox WHERE task_arn = ?1", "DELETE FROM credentials WHERE task_arn = ?1",
-          "DELETE FROM tasks WHERE arn = ?1"}) {
-      auto statement = Statement::prepare(impl_->db, sql);
-      if (!statement) return fail(statement.error());
-      statement->bind(1, arn);
-      if (auto done = statement->run(); !done) return done;
-    }
-    return {};
+    if (auto removed = impl_->removeTaskLocked(arn); !removed) return removed;
+    auto insert =
+        Statement::prepare(impl_->db,
+                           "INSERT INTO finished_tasks (arn, finished_ms) VALUES (?1, ?2) "
+                           "ON CONFLICT (arn) DO UPDATE SET finished_ms = excluded.finished_ms");
+    if (!insert) return fail(insert.error());
+    insert->bind(1, arn).bind(2, finished_ms);
+    if (auto done = insert->run(); !done) return done;
+    auto prune = Statement::prepare(
+        impl_->db,
+        "DELETE FROM finished_tasks WHERE arn NOT IN "
+        "(SELECT arn FROM finished_tasks ORDER BY finished_ms DESC, arn LIMIT ?1)");
+    if (!prune) return fail(prune.error());
+    prune->bind(1, static_cast<int64_t>(std::max(keep, 1)));
+    return prune->run();
   });
+}
+
+Result<bool> StateStore::hasFinished(std::string_view arn) {
+  std::lock_guard lock(impl_->mutex);
+  auto statement = Statement::prepare(impl_->db, "SELECT 1 FROM finished_tasks WHERE arn = ?1");
+  if (!statement) return fail(statement.error());
+  statement->bind(1, arn);
+  auto row = statement->step();
+  if (!row) return fail(row.error());
+  return *row;
 }
 
 // --- credentials -----------------------------------------------------------------------------

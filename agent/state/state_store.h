@@ -112,6 +112,13 @@ class StateStore {
   // Removes the task, its container records, its credentials and its outbox entries (a task not
   // stored: nothing to do, not an error).
   Result<void> removeTask(std::string_view arn);
+  // removeTask(), and in the same transaction a record that the task finished at `finished_ms`
+  // (ms since the epoch), so that a payload redelivering it — after a restart too — starts
+  // nothing. The `keep` most recent records are kept; older ones go.
+  Result<void> finishTask(std::string_view arn, int64_t finished_ms, int keep = kFinishedTasksKept);
+  // Whether the task finished (and its record is among those kept).
+  Result<bool> hasFinished(std::string_view arn);
+  static constexpr int kFinishedTasksKept = 10000;
 
   // --- credentials ------------------------------------------------------------------------
   Result<void> putCredentials(const CredentialsRecord& credentials);  // insert or replace

@@ -734,6 +734,47 @@ TEST_F(DaemonTest, AnExitWhileTheDaemonIsDownIsReportedWithItsCodeAfterTheRestar
   EXPECT_EQ(stateCalls(taskArn(21), "STOPPED"), 1u);
 }
 
+// A task that finished (stopped, reported, cleaned up) stays finished: its payload delivered
+// again after a restart starts nothing and reports nothing.
+TEST_F(DaemonTest, AFinishedTaskDeliveredAgainAfterARestartRunsNoMore) {
+  extra_env_ = {"ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION=1s"};
+  startAndConnect();
+  const auto once = task(30, {container("app", "exit 0")}, "none");
+  auto sent = plane_.pushAcs(payload({once}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", sent.at("messageId")}}, 30s));
+  ASSERT_TRUE(waitForState(taskArn(30), "STOPPED")) << daemon_->err();
+  const std::string script =
+      "import sqlite3,sys\n"
+      "db=sqlite3.connect('file:'+sys.argv[1]+'?mode=ro',uri=True,timeout=5)\n"
+      "done=db.execute('select count(*) from finished_tasks where arn=?',(sys.argv[2],))\n"
+      "kept=db.execute('select count(*) from tasks where arn=?',(sys.argv[2],))\n"
+      "print(done.fetchone()[0],kept.fetchone()[0])\n";
+  ASSERT_TRUE(waitFor(
+      [&] {
+        return runCommand({"/usr/bin/python3", "-c", script, (data_dir_ / "state.db").string(),
+                           taskArn(30)})
+                   .out == "1 0\n";
+      },
+      60s, "the task to be cleaned up and recorded as finished"));
+  auto containers = [&] {
+    return runCommand({"ctr", "--address", harnessEnv().containerdAddress(), "-n", ns_,
+                       "containers", "ls", "-q"})
+        .out;
+  };
+  EXPECT_EQ(containers(), "");
+  const size_t changes = plane_.calls("SubmitTaskStateChange").size();
+
+  ASSERT_EQ(daemon_->stop(SIGTERM, 60s), 0) << daemon_->err();
+  daemon_.reset();
+  startAndConnect();
+  auto again = plane_.pushAcs(payload({once}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", again.at("messageId")}}, 30s));
+  acsBarrier();
+  EXPECT_EQ(containers(), "");
+  EXPECT_EQ(plane_.calls("SubmitTaskStateChange").size(), changes);
+  EXPECT_NE(daemon_->err().find("already finished"), std::string::npos) << daemon_->err();
+}
+
 TEST_F(DaemonTest, AnUnreadableStateStoreIsMovedAsideAndTheDaemonStarts) {
   {
     std::ofstream garbage(data_dir_ / "state.db");

@@ -1,6 +1,8 @@
 // DaemonAcsHandler with a fake engine: where payload tasks, credentials and manifests go.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "agent/daemon/acs_handler.h"
 #include "tests/support/wait_for.h"
 
@@ -19,6 +21,24 @@ class FakeTasks : public TaskSink {
   }
   std::vector<engine::TaskSpec> upserts;
   std::vector<std::pair<std::string, std::string>> stops;
+};
+
+// Keeps the arns of what would be persisted; knows a set of finished tasks.
+class FakeJournal : public HandlerJournal {
+ public:
+  Result<void> payloadArrived(const acs::AcsPayload& payload) override {
+    for (const auto& t : payload.tasks) {
+      if (t.task) kept.push_back(t.task->spec.arn);
+    }
+    return {};
+  }
+  bool hasFinished(const std::string& task_arn) override { return finished.contains(task_arn); }
+  void credentialsRefreshed(const std::string&, const acs::RoleCredentials&) override {}
+  void manifestSeen(std::int64_t) override {}
+  void stopConfirmed(const std::string&, const std::string&) override {}
+
+  std::set<std::string> finished;
+  std::vector<std::string> kept;
 };
 
 class RecordingSink {
@@ -105,6 +125,24 @@ TEST_F(DaemonAcsHandlerTest, PayloadStoresCredentialsAndStartsStoppedTasksFirst)
   auto exec = store_.get("exec-run");
   ASSERT_TRUE(exec);
   EXPECT_EQ(exec->role_type, credentials::RoleType::kExecution);
+}
+
+TEST_F(DaemonAcsHandlerTest, AFinishedTaskRedeliveredIsNeitherKeptNorStartedNorServed) {
+  FakeJournal journal;
+  journal.finished = {"done"};
+  DaemonAcsHandler handler(tasks_, store_, reporter_, &journal);
+  acs::AcsPayload payload;
+  payload.message_id = "m1";
+  auto done = payloadTask("done", ContainerStatus::kRunning);
+  done.task->role_credentials =
+      roleCredentials("cred-done", "ASIADONE", acs::kRoleTypeTaskApplication);
+  payload.tasks.push_back(done);
+  payload.tasks.push_back(payloadTask("new", ContainerStatus::kRunning));
+  handler.onPayload(payload, acs::AcsReply());
+  EXPECT_EQ(journal.kept, std::vector<std::string>{"new"});
+  ASSERT_EQ(tasks_.upserts.size(), 1u);
+  EXPECT_EQ(tasks_.upserts[0].arn, "new");
+  EXPECT_FALSE(store_.get("cred-done"));
 }
 
 TEST_F(DaemonAcsHandlerTest, UnreadableTaskIsReportedStoppedAndNotGivenToTheEngine) {

@@ -363,6 +363,39 @@ TEST_F(StateStoreTest, RemoveTaskTakesEverythingOfTheTask) {
   ASSERT_TRUE(store->removeTask("arn:t"));  // idempotent
 }
 
+TEST_F(StateStoreTest, AFinishedTaskIsRemovedAndRememberedAcrossAReopen) {
+  {
+    auto store = open();
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->putTasks({makeTask("arn:t"), makeTask("arn:u")}));
+    ASSERT_TRUE(store->putCredentials({"cred-t", "arn:t", "TaskApplication", "{}"}));
+    ASSERT_TRUE(store->enqueue(makeEntry("arn:t", "task", "STOPPED")));
+    EXPECT_FALSE(store->hasFinished("arn:t").value());
+    ASSERT_TRUE(store->finishTask("arn:t", 1000));
+    EXPECT_EQ(store->task("arn:t").value(), std::nullopt);
+    EXPECT_TRUE(store->credentials()->empty());
+    EXPECT_TRUE(store->outbox()->empty());
+    EXPECT_TRUE(store->hasFinished("arn:t").value());
+    EXPECT_FALSE(store->hasFinished("arn:u").value());
+    ASSERT_TRUE(store->finishTask("arn:t", 1500));  // again: one record, the later time
+  }
+  auto store = open();
+  ASSERT_TRUE(store);
+  EXPECT_TRUE(store->hasFinished("arn:t").value());
+  EXPECT_TRUE(store->task("arn:u").value().has_value());
+}
+
+TEST_F(StateStoreTest, OnlyTheMostRecentFinishedTasksAreKept) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(store->finishTask("arn:" + std::to_string(i), 1000 + i, /*keep=*/3));
+  }
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(store->hasFinished("arn:" + std::to_string(i)).value(), i >= 2) << i;
+  }
+}
+
 TEST_F(StateStoreTest, ReopenKeepsEverything) {
   int64_t seq = 0;
   {

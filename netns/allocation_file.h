@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -197,23 +198,55 @@ class OwnedStateFile {
   Serialize serialize_;
 };
 
+// The OwnerStore operations over an OwnedStateFile, one at a time within this process: what the
+// stores (addresses, host ports, namespace records) answer alike. `Base` is the store's
+// interface (an OwnerStore); an implementation adds its own operations on file_ under mutex_.
+template <typename Base, typename State>
+class OwnedStateStore : public Base {
+ public:
+  void release(const std::string& owner) override {
+    std::lock_guard lock(mutex_);
+    file_.release(owner);
+  }
+  std::vector<std::string> owners() const override {
+    std::lock_guard lock(mutex_);
+    return file_.owners();
+  }
+  std::vector<std::string> sweepDead() override {
+    std::lock_guard lock(mutex_);
+    return file_.sweepDead();
+  }
+  std::vector<std::string> deadOwners() const override {
+    std::lock_guard lock(mutex_);
+    return file_.deadOwners();
+  }
+  Result<void> adopt(const std::string& owner) override {
+    std::lock_guard lock(mutex_);
+    return file_.adopt(owner);
+  }
+
+ protected:
+  explicit OwnedStateStore(OwnedStateFile<State> file) : file_(std::move(file)) {}
+
+  // Reads (and for a new file, writes) the state once, so that a bad file fails at open.
+  Result<void> load() {
+    return file_.update([](State&) -> Result<void> { return {}; });
+  }
+
+  OwnedStateFile<State> file_;
+  mutable std::mutex mutex_;  // one operation at a time from this process
+};
+
 // An OwnedStateFile as an OwnerStore, for housekeeping on a store that already exists: null
 // when there is no file at `path`, so that looking creates nothing.
 template <typename State>
 std::unique_ptr<OwnerStore> openExistingOwners(
     std::string path, std::string what, typename OwnedStateFile<State>::Parse parse,
     typename OwnedStateFile<State>::Serialize serialize) {
-  class Store final : public OwnerStore {
+  class Store final : public OwnedStateStore<OwnerStore, State> {
    public:
-    explicit Store(OwnedStateFile<State> file) : file_(std::move(file)) {}
-    void release(const std::string& owner) override { file_.release(owner); }
-    std::vector<std::string> owners() const override { return file_.owners(); }
-    std::vector<std::string> sweepDead() override { return file_.sweepDead(); }
-    std::vector<std::string> deadOwners() const override { return file_.deadOwners(); }
-    Result<void> adopt(const std::string& owner) override { return file_.adopt(owner); }
-
-   private:
-    OwnedStateFile<State> file_;
+    explicit Store(OwnedStateFile<State> file)
+        : OwnedStateStore<OwnerStore, State>(std::move(file)) {}
   };
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return nullptr;

@@ -297,19 +297,16 @@ bool isStatic(const PortRequest& request) {
   return request.host_port && *request.host_port != 0;
 }
 
-class HostPortAllocatorImpl final : public HostPortAllocator {
+class HostPortAllocatorImpl final : public OwnedStateStore<HostPortAllocator, PortState> {
  public:
   explicit HostPortAllocatorImpl(HostPortAllocatorOptions options)
-      : options_(std::move(options)),
-        file_(options_.state_path, "host ports", parseState, serializeState),
+      : OwnedStateStore({options.state_path, "host ports", parseState, serializeState}),
+        options_(std::move(options)),
         reserved_tcp_(options_.reserved_tcp.begin(), options_.reserved_tcp.end()),
         reserved_udp_(options_.reserved_udp.begin(), options_.reserved_udp.end()),
         probe_host_(!options_.port_in_use) {}
 
-  // Reads (and for a new file, writes) the state once, so a bad file fails open().
-  Result<void> load() {
-    return file_.update([](PortState&) -> Result<void> { return {}; });
-  }
+  using OwnedStateStore::load;
 
   Result<std::vector<int>> allocate(const std::string& owner,
                                     const std::vector<PortRequest>& requests) override {
@@ -353,31 +350,6 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
     return ports;
   }
 
-  void release(const std::string& owner) override {
-    std::lock_guard lock(mutex_);
-    file_.release(owner);
-  }
-
-  std::vector<std::string> owners() const override {
-    std::lock_guard lock(mutex_);
-    return file_.owners();
-  }
-
-  std::vector<std::string> sweepDead() override {
-    std::lock_guard lock(mutex_);
-    return file_.sweepDead();
-  }
-
-  std::vector<std::string> deadOwners() const override {
-    std::lock_guard lock(mutex_);
-    return file_.deadOwners();
-  }
-
-  Result<void> adopt(const std::string& owner) override {
-    std::lock_guard lock(mutex_);
-    return file_.adopt(owner);
-  }
-
   Result<std::vector<HeldPorts>> held(const std::string& owner) const override {
     std::lock_guard lock(mutex_);
     auto state = file_.read();
@@ -418,12 +390,10 @@ class HostPortAllocatorImpl final : public HostPortAllocator {
   }
 
   HostPortAllocatorOptions options_;
-  OwnedStateFile<PortState> file_;
   std::set<int> reserved_tcp_;
   std::set<int> reserved_udp_;
   // No port_in_use given: the bind probe, and the ports other agents on the host forward.
   bool probe_host_;
-  mutable std::mutex mutex_;
 };
 
 Result<void> checkPortList(const std::vector<int>& ports, std::string_view setting) {

@@ -127,18 +127,15 @@ Result<Subnet> parseSubnet(std::string_view text) {
   return Subnet{*address, prefix};
 }
 
-class IpamImpl final : public Ipam {
+class IpamImpl final : public OwnedStateStore<Ipam, IpState> {
  public:
   IpamImpl(IpamOptions options, Subnet subnet)
-      : file_(options.state_path, "addresses", parseState, serializeState),
+      : OwnedStateStore({options.state_path, "addresses", parseState, serializeState}),
         net_(subnet),
         subnet_(fmt::format("{}/{}", formatAddress(subnet.network), subnet.prefix)),
         gateway_(formatAddress(subnet.network + 1)) {}
 
-  // Reads (and for a new file, writes) the state once, so a bad file fails open().
-  Result<void> load() {
-    return file_.update([](IpState&) -> Result<void> { return {}; });
-  }
+  using OwnedStateStore::load;
 
   const std::string& subnet() const override { return subnet_; }
   const std::string& gateway() const override { return gateway_; }
@@ -161,31 +158,6 @@ class IpamImpl final : public Ipam {
     });
     if (!updated) return fail(updated.error());
     return formatAddress(result);
-  }
-
-  void release(const std::string& owner) override {
-    std::lock_guard lock(mutex_);
-    file_.release(owner);
-  }
-
-  std::vector<std::string> owners() const override {
-    std::lock_guard lock(mutex_);
-    return file_.owners();
-  }
-
-  std::vector<std::string> sweepDead() override {
-    std::lock_guard lock(mutex_);
-    return file_.sweepDead();
-  }
-
-  std::vector<std::string> deadOwners() const override {
-    std::lock_guard lock(mutex_);
-    return file_.deadOwners();
-  }
-
-  Result<void> adopt(const std::string& owner) override {
-    std::lock_guard lock(mutex_);
-    return file_.adopt(owner);
   }
 
   Result<std::map<std::string, std::string>> addresses(const std::string& owner) const override {
@@ -225,11 +197,9 @@ class IpamImpl final : public Ipam {
     return net_.contains(address) && address > net_.network + 1 && address < net_.broadcast();
   }
 
-  OwnedStateFile<IpState> file_;
   Subnet net_;
   std::string subnet_;
   std::string gateway_;
-  mutable std::mutex mutex_;
 };
 
 }  // namespace

@@ -2,7 +2,6 @@
 
 #include <boost/json.hpp>
 #include <map>
-#include <mutex>
 
 #include "netns/allocation_file.h"
 
@@ -49,15 +48,13 @@ std::string serializeState(const NamespaceState& state) {
   return json::serialize(json::object{{"owners", std::move(owners)}}) + "\n";
 }
 
-class NamespaceRecordsImpl final : public NamespaceRecords {
+class NamespaceRecordsImpl final : public OwnedStateStore<NamespaceRecords, NamespaceState> {
  public:
   explicit NamespaceRecordsImpl(std::string state_path)
-      : file_(std::move(state_path), "network namespaces", parseState, serializeState) {}
-
-  // Reads (and for a new file, writes) the state once, so a bad file fails open().
-  Result<void> load() {
-    return file_.update([](NamespaceState&) -> Result<void> { return {}; });
+      : OwnedStateStore({std::move(state_path), "network namespaces", parseState, serializeState}) {
   }
+
+  using OwnedStateStore::load;
 
   Result<void> record(const std::string& owner) override {
     if (owner.empty()) return fail(ErrorCode::kInvalidArgument, "record a namespace: no owner");
@@ -69,31 +66,6 @@ class NamespaceRecordsImpl final : public NamespaceRecords {
     if (!updated) return fail(updated.error().wrap("record the network namespaces of " + owner));
     return {};
   }
-
-  void release(const std::string& owner) override {
-    std::lock_guard lock(mutex_);
-    file_.release(owner);
-  }
-  std::vector<std::string> owners() const override {
-    std::lock_guard lock(mutex_);
-    return file_.owners();
-  }
-  std::vector<std::string> sweepDead() override {
-    std::lock_guard lock(mutex_);
-    return file_.sweepDead();
-  }
-  std::vector<std::string> deadOwners() const override {
-    std::lock_guard lock(mutex_);
-    return file_.deadOwners();
-  }
-  Result<void> adopt(const std::string& owner) override {
-    std::lock_guard lock(mutex_);
-    return file_.adopt(owner);
-  }
-
- private:
-  OwnedStateFile<NamespaceState> file_;
-  mutable std::mutex mutex_;  // one update at a time from this process (the file lock is flock)
 };
 
 }  // namespace

@@ -95,6 +95,27 @@ Result<ProcessIdentity> processFromJson(const boost::json::object& record) {
   return process;
 }
 
+Result<void> parseOwners(std::string_view content, const OwnerRecordReader& each) {
+  if (content.empty()) return {};
+  boost::system::error_code ec;
+  boost::json::value root = boost::json::parse(content, ec);
+  if (ec) return fail(ErrorCode::kDataLoss, "not JSON: {}", ec.message());
+  const boost::json::object* top = root.if_object();
+  const boost::json::value* owners = top ? top->if_contains("owners") : nullptr;
+  if (!owners || !owners->is_object()) return fail(ErrorCode::kDataLoss, "no \"owners\" object");
+  for (const auto& [owner, value] : owners->get_object()) {
+    const std::string name(owner);
+    const boost::json::object* record = value.if_object();
+    if (!record) return fail(ErrorCode::kDataLoss, "owner {}: not an object", name);
+    auto process = processFromJson(*record);
+    if (!process) return fail(process.error().wrap(fmt::format("owner {}", name)));
+    if (auto read = each(name, *record, *process); !read) {
+      return fail(read.error().wrap(fmt::format("owner {}", name)));
+    }
+  }
+  return {};
+}
+
 void processToJson(const ProcessIdentity& process, boost::json::object& record) {
   record["pid"] = process.pid;
   record["start_time"] = process.start_time;

@@ -60,6 +60,14 @@ using ecs::processStartTime;
 Result<ProcessIdentity> processFromJson(const boost::json::object& record);
 void processToJson(const ProcessIdentity& process, boost::json::object& record);
 
+// The state files' shape: {"owners": {"<owner>": {"pid": ..., "start_time": ..., ...}}}.
+// parseOwners() calls `each` with every owner's name, whole record and process ("" — a file
+// just created — has none); an error from `each` ends the parse with it, named after the owner.
+// serializeOwners() writes the records `each_record` filled in (process members added).
+using OwnerRecordReader = std::function<Result<void>(
+    const std::string& owner, const boost::json::object& record, const ProcessIdentity& process)>;
+Result<void> parseOwners(std::string_view content, const OwnerRecordReader& each);
+
 // A state file rewritten under flock(2). Every operation opens the file, takes the lock, and
 // makes sure the locked inode is still the one at `path` (a writer replaces the file by
 // rename(2), so a process that waited on the old inode must retry on the new one). Writes go to

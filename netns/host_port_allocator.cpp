@@ -88,31 +88,22 @@ Result<PortBlock> parseBlock(const json::value& value) {
 
 Result<PortState> parseState(std::string_view content) {
   PortState state;
-  if (content.empty()) return state;  // a file this call created
-  boost::system::error_code ec;
-  json::value root = json::parse(content, ec);
-  if (ec) return fail(ErrorCode::kDataLoss, "not JSON: {}", ec.message());
-  const json::object* top = root.if_object();
-  const json::value* owners = top ? top->if_contains("owners") : nullptr;
-  if (!owners || !owners->is_object()) return fail(ErrorCode::kDataLoss, "no \"owners\" object");
-  for (const auto& [owner, value] : owners->get_object()) {
-    std::string name(owner);
-    const json::object* record = value.if_object();
-    if (!record) return fail(ErrorCode::kDataLoss, "owner {}: not an object", name);
-    auto process = processFromJson(*record);
-    if (!process) return fail(process.error().wrap(fmt::format("owner {}", name)));
-    const json::value* ports = record->if_contains("ports");
-    if (!ports || !ports->is_array()) {
-      return fail(ErrorCode::kDataLoss, "owner {}: no \"ports\" array", name);
-    }
-    PortOwner& entry = state[name];
-    entry.process = *process;
-    for (const json::value& port : ports->get_array()) {
-      auto block = parseBlock(port);
-      if (!block) return fail(block.error().wrap(fmt::format("owner {}", name)));
-      entry.blocks.push_back(*block);
-    }
-  }
+  auto parsed = parseOwners(content,
+                            [&](const std::string& owner, const json::object& record,
+                                const ProcessIdentity& process) -> Result<void> {
+                              const json::value* ports = record.if_contains("ports");
+                              if (!ports || !ports->is_array())
+                                return fail(ErrorCode::kDataLoss, "no \"ports\" array");
+                              PortOwner& entry = state[owner];
+                              entry.process = process;
+                              for (const json::value& port : ports->get_array()) {
+                                auto block = parseBlock(port);
+                                if (!block) return fail(block.error());
+                                entry.blocks.push_back(*block);
+                              }
+                              return {};
+                            });
+  if (!parsed) return fail(parsed.error());
   return state;
 }
 

@@ -40,35 +40,27 @@ std::string formatAddress(uint32_t address) {
 
 Result<IpState> parseState(std::string_view content) {
   IpState state;
-  if (content.empty()) return state;  // a file this call created
-  boost::system::error_code ec;
-  json::value root = json::parse(content, ec);
-  if (ec) return fail(ErrorCode::kDataLoss, "not JSON: {}", ec.message());
-  const json::object* top = root.if_object();
-  const json::value* owners = top ? top->if_contains("owners") : nullptr;
-  if (!owners || !owners->is_object()) return fail(ErrorCode::kDataLoss, "no \"owners\" object");
-  for (const auto& [owner, value] : owners->get_object()) {
-    std::string name(owner);
-    const json::object* record = value.if_object();
-    if (!record) return fail(ErrorCode::kDataLoss, "owner {}: not an object", name);
-    auto process = processFromJson(*record);
-    if (!process) return fail(process.error().wrap(fmt::format("owner {}", name)));
-    const json::value* addresses = record->if_contains("addresses");
-    if (!addresses || !addresses->is_object()) {
-      return fail(ErrorCode::kDataLoss, "owner {}: no \"addresses\" object", name);
-    }
-    IpOwner& entry = state[name];
-    entry.process = *process;
-    for (const auto& [key, address] : addresses->get_object()) {
-      const json::string* text = address.if_string();
-      auto parsed = text ? parseAddress(*text) : std::nullopt;
-      if (!parsed) {
-        return fail(ErrorCode::kDataLoss, "owner {}: key {}: not an IPv4 address", name,
-                    std::string_view(key));
-      }
-      entry.addresses[std::string(key)] = *parsed;
-    }
-  }
+  auto parsed = parseOwners(content,
+                            [&](const std::string& owner, const json::object& record,
+                                const ProcessIdentity& process) -> Result<void> {
+                              const json::value* addresses = record.if_contains("addresses");
+                              if (!addresses || !addresses->is_object()) {
+                                return fail(ErrorCode::kDataLoss, "no \"addresses\" object");
+                              }
+                              IpOwner& entry = state[owner];
+                              entry.process = process;
+                              for (const auto& [key, address] : addresses->get_object()) {
+                                const json::string* text = address.if_string();
+                                auto parsed_address = text ? parseAddress(*text) : std::nullopt;
+                                if (!parsed_address) {
+                                  return fail(ErrorCode::kDataLoss, "key {}: not an IPv4 address",
+                                              std::string_view(key));
+                                }
+                                entry.addresses[std::string(key)] = *parsed_address;
+                              }
+                              return {};
+                            });
+  if (!parsed) return fail(parsed.error());
   return state;
 }
 

@@ -20,21 +20,13 @@ using NamespaceState = std::map<std::string, NamespaceOwner>;
 // {"owners": {"<task id>": {"pid": ..., "start_time": ...}}}
 Result<NamespaceState> parseState(std::string_view content) {
   NamespaceState state;
-  if (content.empty()) return state;  // a file this call created
-  boost::system::error_code ec;
-  json::value root = json::parse(content, ec);
-  if (ec) return fail(ErrorCode::kDataLoss, "not JSON: {}", ec.message());
-  const json::object* top = root.if_object();
-  const json::value* owners = top ? top->if_contains("owners") : nullptr;
-  if (!owners || !owners->is_object()) return fail(ErrorCode::kDataLoss, "no \"owners\" object");
-  for (const auto& [owner, value] : owners->get_object()) {
-    std::string name(owner);
-    const json::object* record = value.if_object();
-    if (!record) return fail(ErrorCode::kDataLoss, "owner {}: not an object", name);
-    auto process = processFromJson(*record);
-    if (!process) return fail(process.error().wrap(fmt::format("owner {}", name)));
-    state[name].process = *process;
-  }
+  auto parsed = parseOwners(content,
+                            [&](const std::string& owner, const json::object&,
+                                const ProcessIdentity& process) -> Result<void> {
+                              state[owner].process = process;
+                              return {};
+                            });
+  if (!parsed) return fail(parsed.error());
   return state;
 }
 

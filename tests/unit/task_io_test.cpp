@@ -20,6 +20,40 @@ class TaskIoTest : public ::testing::Test {
     dir_ = mkdtemp(tmpl);
   }
   void TearDown() override { fs::remove_all(dir_); }
+
+  // A stand-in writer at `path` that records the command line it is given in `args_file`.
+  static void fakeWriter(const std::string& path, const std::string& args_file) {
+    std::ofstream(path) << "#!/bin/sh\nprintf '%s\\n' \"$@\" >" << args_file << "\n";
+    fs::permissions(path, fs::perms::owner_all);
+  }
+
+  // The script of a `binary:///bin/sh?-c=<script>` URI, decoded.
+  static std::string scriptOf(const TaskIo& io) {
+    std::string script;
+    const auto encoded = io.stdout_uri.substr(io.stdout_uri.find("-c=") + 3);
+    for (size_t i = 0; i < encoded.size(); ++i) {
+      if (encoded[i] == '%') {
+        script += static_cast<char>(std::stoi(encoded.substr(i + 1, 2), nullptr, 16));
+        i += 2;
+      } else {
+        script += encoded[i];
+      }
+    }
+    return script;
+  }
+
+  // Runs the script of a `binary:///bin/sh?-c=<script>` URI and returns the arguments the fake
+  // writer it execs recorded, one a line.
+  static std::string writerArguments(const TaskIo& io, const std::string& args_file) {
+    const std::string script = scriptOf(io);
+    if (setenv("ECS_TASK_IO_SCRIPT", script.c_str(), 1) != 0) return "setenv failed";
+    const int status = std::system("/bin/sh -c \"$ECS_TASK_IO_SCRIPT\" </dev/null");
+    unsetenv("ECS_TASK_IO_SCRIPT");
+    if (status != 0) return "the script failed: " + std::to_string(status);
+    std::ifstream in(args_file);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
   fs::path dir_;
 };
 
@@ -58,18 +92,7 @@ TEST_F(TaskIoTest, LoggerScriptCopiesEachStreamToItsFile) {
   const auto err = (dir_ / "it's.err").string();
   auto io = makeTaskIo(out, err, "/bin/sh");
   ASSERT_TRUE(io);
-  std::string script;
-  {
-    const auto encoded = io->stdout_uri.substr(io->stdout_uri.find("-c=") + 3);
-    for (size_t i = 0; i < encoded.size(); ++i) {
-      if (encoded[i] == '%') {
-        script += static_cast<char>(std::stoi(encoded.substr(i + 1, 2), nullptr, 16));
-        i += 2;
-      } else {
-        script += encoded[i];
-      }
-    }
-  }
+  const std::string script = scriptOf(*io);
   const auto quoted = [](const std::string& s) {
     std::string q = "'";
     for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -92,30 +115,14 @@ TEST_F(TaskIoTest, WithALogWriterTheScriptExecsItWithThePathsAndLimits) {
   // A stand-in writer that records the command line it was given.
   const auto writer = (dir_ / "agent it's").string();
   const auto args_file = (dir_ / "args").string();
-  std::ofstream(writer) << "#!/bin/sh\nprintf '%s\\n' \"$@\" >" << args_file << "\n";
-  fs::permissions(writer, fs::perms::owner_all);
+  fakeWriter(writer, args_file);
   const auto out = (dir_ / "o.log").string();
   const auto err = (dir_ / "e e.log").string();
   auto io = makeTaskIo(out, err, "/bin/sh", writer, OutputLimits{1 << 20, 3});
   ASSERT_TRUE(io) << io.error().message;
   EXPECT_TRUE(io->stdout_uri.starts_with("binary:///bin/sh?-c=")) << io->stdout_uri;
-  std::string script;
-  const auto encoded = io->stdout_uri.substr(io->stdout_uri.find("-c=") + 3);
-  for (size_t i = 0; i < encoded.size(); ++i) {
-    if (encoded[i] == '%') {
-      script += static_cast<char>(std::stoi(encoded.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      script += encoded[i];
-    }
-  }
-  ASSERT_EQ(setenv("ECS_TASK_IO_SCRIPT", script.c_str(), 1), 0);
-  ASSERT_EQ(std::system("/bin/sh -c \"$ECS_TASK_IO_SCRIPT\" </dev/null"), 0);
-  unsetenv("ECS_TASK_IO_SCRIPT");
-  std::ifstream in(args_file);
-  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}),
-            "log-writer\n--stdout\n" + out + "\n--stderr\n" + err +
-                "\n--max-size\n1048576\n--max-files\n3\n");
+  EXPECT_EQ(writerArguments(*io, args_file), "log-writer\n--stdout\n" + out + "\n--stderr\n" + err +
+                                                 "\n--max-size\n1048576\n--max-files\n3\n");
   EXPECT_FALSE(makeTaskIo(out, err, "/bin/sh", "ecs-node-agent"));  // not absolute
 }
 
@@ -124,28 +131,13 @@ TEST_F(TaskIoTest, WithALogWriterOneFileForBothIsBoundedToo) {
   // streams goes through it as well, keep-first limits (health-check output) included.
   const auto writer = (dir_ / "agent").string();
   const auto args_file = (dir_ / "args").string();
-  std::ofstream(writer) << "#!/bin/sh\nprintf '%s\\n' \"$@\" >" << args_file << "\n";
-  fs::permissions(writer, fs::perms::owner_all);
+  fakeWriter(writer, args_file);
   const auto path = (dir_ / "health.log").string();
   auto io = makeTaskIo(path, path, "/bin/sh", writer, OutputLimits{64 * 1024, 1, true});
   ASSERT_TRUE(io) << io.error().message;
   ASSERT_TRUE(io->stdout_uri.starts_with("binary:///bin/sh?-c=")) << io->stdout_uri;
   EXPECT_EQ(io->stderr_uri, io->stdout_uri);
-  std::string script;
-  const auto encoded = io->stdout_uri.substr(io->stdout_uri.find("-c=") + 3);
-  for (size_t i = 0; i < encoded.size(); ++i) {
-    if (encoded[i] == '%') {
-      script += static_cast<char>(std::stoi(encoded.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      script += encoded[i];
-    }
-  }
-  ASSERT_EQ(setenv("ECS_TASK_IO_SCRIPT", script.c_str(), 1), 0);
-  ASSERT_EQ(std::system("/bin/sh -c \"$ECS_TASK_IO_SCRIPT\" </dev/null"), 0);
-  unsetenv("ECS_TASK_IO_SCRIPT");
-  std::ifstream in(args_file);
-  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}),
+  EXPECT_EQ(writerArguments(*io, args_file),
             "log-writer\n--stdout\n" + path + "\n--stderr\n" + path +
                 "\n--max-size\n65536\n--max-files\n1\n--keep-first\n");
 }

@@ -45,4 +45,23 @@ bool isAlive(const ProcessIdentity& process) {
   return start && *start == process.start_time;
 }
 
+std::optional<std::chrono::system_clock::time_point> processStartedAt(int pid) {
+  const auto ticks = processStartTime(pid);
+  const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
+  if (!ticks || ticks_per_second <= 0) return std::nullopt;
+  std::ifstream in("/proc/stat");
+  std::string key;
+  long long boot = -1;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    if (fields >> key && key == "btime") {
+      fields >> boot;
+      break;
+    }
+  }
+  if (boot < 0) return std::nullopt;
+  const auto since_boot = std::chrono::milliseconds(*ticks * 1000 / ticks_per_second);
+  return std::chrono::system_clock::time_point(std::chrono::seconds(boot)) + since_boot;
+}
+
 }  // namespace ecs

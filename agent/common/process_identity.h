@@ -3,6 +3,7 @@
 // reuse. Shared by the network allocation stores and the volume state.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 
@@ -24,5 +25,8 @@ ProcessIdentity currentProcess();
 std::optional<uint64_t> processStartTime(int pid);
 // Whether `process` is still running: same pid, same start time, not a zombie.
 bool isAlive(const ProcessIdentity& process);
+// When process `pid` started, on the wall clock: the boot time (/proc/stat btime, whole
+// seconds) plus its start time. To the second; nullopt as processStartTime().
+std::optional<std::chrono::system_clock::time_point> processStartedAt(int pid);
 
 }  // namespace ecs

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "agent/common/result.h"
@@ -25,6 +26,9 @@ struct RuntimeContainerState {
   // Its process: kUnknown when there is none (never started, or deleted after its exit).
   runtime::TaskStatus process = runtime::TaskStatus::kUnknown;
   uint32_t exit_status = 0;  // when process is kStopped
+  // When its process started (a running one), if the runtime can tell: an adopted container
+  // keeps its real start time rather than the adoption's.
+  std::optional<std::chrono::system_clock::time_point> started_at;
 };
 
 class ContainerRuntime {

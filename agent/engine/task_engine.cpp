@@ -554,8 +554,11 @@ void TaskEngine::adoptOnLoop(AdoptedTask adopted, std::function<void(Result<Adop
             case runtime::TaskStatus::kPaused:
             case runtime::TaskStatus::kPausing:
               c.known = ContainerStatus::kRunning;
-              c.started_at = Clock::now();
-              c.started_wall_at = SystemClock::now();
+              c.started_wall_at = state.started_at.value_or(SystemClock::now());
+              // The same instant on the steady clock (restart policy, health start period).
+              c.started_at = Clock::now() - std::chrono::duration_cast<Clock::duration>(
+                                                std::max(SystemClock::now() - *c.started_wall_at,
+                                                         SystemClock::duration::zero()));
               ++c.health_generation;
               if (c.pending_exit) {  // it exited while the worker looked
                 exited.emplace_back(c.runtime_id, *c.pending_exit);
@@ -627,7 +630,8 @@ void TaskEngine::emit(Task& task, Container* container, std::optional<HealthStat
     change.health = health;
     if (container->known == ContainerStatus::kCreated && !container->created_at)
       container->created_at = change.time;
-    if (container->known == ContainerStatus::kRunning && !health)
+    // An adopted container came with its real start time; a started one gets the emit's.
+    if (container->known == ContainerStatus::kRunning && !health && !container->started_wall_at)
       container->started_wall_at = change.time;
     if (container->known == ContainerStatus::kStopped && !container->finished_at)
       container->finished_at = change.time;
@@ -1155,6 +1159,7 @@ void TaskEngine::start(Task& task, Container& c) {
         ct.restarting = false;
         ct.known = ContainerStatus::kRunning;
         ct.started_at = Clock::now();
+        ct.started_wall_at.reset();  // set when RUNNING is emitted, on every (re)start
         ct.stop_sent = false;
         ++ct.health_generation;
         // Timers are armed before anyone hears of RUNNING.

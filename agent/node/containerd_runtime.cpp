@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "agent/common/process_identity.h"
 #include "agent/engine/image_user.h"
 
 namespace ecs::node {
@@ -78,6 +79,10 @@ Result<engine::RuntimeContainerState> ContainerdRuntime::inspect(const std::stri
   if (*task) {
     state.process = (*task)->status;
     state.exit_status = (*task)->exit_status;
+    // The shim reports the host's pid of the container's init process.
+    if (state.process == runtime::TaskStatus::kRunning && (*task)->pid > 0) {
+      state.started_at = processStartedAt(static_cast<int>((*task)->pid));
+    }
   }
   return state;
 }

@@ -901,6 +901,18 @@ TEST_F(TaskEngineAdoptionTest, TakesOverARunningTaskWithoutMakingAnythingAgain) 
   EXPECT_TRUE(journal_.contains("delete web"));
 }
 
+TEST_F(TaskEngineAdoptionTest, AnAdoptedContainerKeepsItsRealStartTime) {
+  start();
+  const auto started = std::chrono::system_clock::now() - std::chrono::hours(2);
+  runtime_.adoptable["web"] = {true, runtime::TaskStatus::kRunning, 0, started};
+  runtime_.leaveRunning(adoption::idOf("web"));
+  adopt(spec({container("web")}), ContainerStatus::kRunning);
+  EXPECT_TRUE(waitSnapshot([&](const TaskSnapshot& t) {
+    return t.containers.size() == 1 && t.containers[0].known == ContainerStatus::kRunning &&
+           t.containers[0].started_at == started;
+  }));
+}
+
 TEST_F(TaskEngineAdoptionTest, ReportsAnExitThatHappenedWhileNoAgentWatched) {
   start();
   runtime_.adoptable["web"] = {true, runtime::TaskStatus::kStopped, 137};

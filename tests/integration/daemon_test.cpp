@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include <boost/json.hpp>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -625,8 +626,24 @@ TEST_F(DaemonTest, AKilledDaemonTakesItsRunningTaskOverAtTheNextStart) {
   auto reader = container("reader",
                           "while true; do echo own=$(busybox timeout 3 wget -qO- "
                           "http://169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI 2>&1); "
-                          "sleep 0.5; done");
+                          "echo meta=$(busybox timeout 3 wget -qO- "
+                          "$ECS_CONTAINER_METADATA_URI_V4 2>&1); sleep 0.5; done");
   reader["essential"] = false;
+  // The reader's StartedAt in the latest of its own metadata lines from `from` on (seconds since
+  // the epoch), or -1.
+  auto started_at = [&](size_t from) -> double {
+    const std::string out = readFile(stdoutOf(20, "reader"));
+    const auto key = out.rfind("\"StartedAt\":\"");
+    if (key == std::string::npos || key < from) return -1;
+    std::tm tm{};
+    double seconds = 0;
+    if (std::sscanf(out.c_str() + key + 13, "%d-%d-%dT%d:%d:%lf", &tm.tm_year, &tm.tm_mon,
+                    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &seconds) != 6)
+      return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return static_cast<double>(::timegm(&tm)) + seconds;
+  };
   auto t = task(20, {web, reader});
   t["roleCredentials"] = credentials("cred-r", "role-r", "ASIAKEPT", "TaskApplication");
   auto sent = plane_.pushAcs(payload({t}));
@@ -648,6 +665,10 @@ TEST_F(DaemonTest, AKilledDaemonTakesItsRunningTaskOverAtTheNextStart) {
   };
   ASSERT_TRUE(waitFor([&] { return page().out == "still-here\n"; }, 10s, "httpd"));
   ASSERT_TRUE(waitForRecordedSent(taskArn(20), "RUNNING"));
+  ASSERT_TRUE(waitFor([&] { return started_at(0) > 0; }, 20s, "the reader's metadata"));
+  const double first_started = started_at(0);
+  // Long enough that a start time taken at the adoption would stand out.
+  std::this_thread::sleep_for(3s);
 
   // kill -9: nothing is stopped, nothing is released.
   ASSERT_EQ(daemon_->stop(SIGKILL, 30s), 128 + SIGKILL);
@@ -679,6 +700,10 @@ TEST_F(DaemonTest, AKilledDaemonTakesItsRunningTaskOverAtTheNextStart) {
         return out.size() > before && out.find("ASIAKEPT", before) != std::string::npos;
       },
       30s, "the container to read its credentials after the restart"));
+  // Its metadata still says when it really started, not when it was taken over (to the second:
+  // the start of an adopted process is read from /proc).
+  ASSERT_TRUE(waitFor([&] { return started_at(before) > 0; }, 20s, "metadata after the restart"));
+  EXPECT_NEAR(started_at(before), first_started, 1.5);
   auto containers = runCommand(
       {"ctr", "--address", harnessEnv().containerdAddress(), "-n", ns_, "containers", "ls", "-q"});
   EXPECT_EQ(std::count(containers.out.begin(), containers.out.end(), '\n'), 2)

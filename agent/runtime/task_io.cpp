@@ -56,20 +56,15 @@ Result<void> checkPath(const std::string& path, std::string_view stream) {
 
 }  // namespace
 
-std::string fileUri(const std::string& path) {
-  return "file://" + percentEncode(path, true);
-}
-
 Result<TaskIo> makeTaskIo(const std::string& stdout_path, const std::string& stderr_path,
                           const std::string& logger_shell, const std::string& log_writer,
                           const OutputLimits& limits) {
   if (auto ok = checkPath(stdout_path, "stdout"); !ok) return fail(ok.error());
   if (auto ok = checkPath(stderr_path, "stderr"); !ok) return fail(ok.error());
   if (stdout_path.empty() && stderr_path.empty()) return TaskIo{};
-  if (stdout_path == stderr_path && log_writer.empty()) {
-    const auto uri = fileUri(stdout_path);
-    return TaskIo{uri, uri};
-  }
+  // Never a `file://` URI, even for one path for both streams: the shim would open the file once
+  // per stream, and the two copies, each at its own offset, overwrite each other's lines. The
+  // logger below appends (O_APPEND) from both.
   if (!logger_shell.starts_with('/')) {
     return fail(ErrorCode::kInvalidArgument, "logger shell {:?} is not an absolute path",
                 logger_shell);

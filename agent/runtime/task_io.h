@@ -6,8 +6,8 @@
 // readiness pipe on fd 5). With a log writer binary (the agent itself), the script execs
 // `<writer> log-writer ...`, which keeps each file under its OutputLimits (see log_writer.h), one
 // file for both streams included; without one, it appends each stream to its file with `cat`,
-// unbounded (for tools and tests that run the client without the agent), and one file for both
-// is a plain `file://` URI, as unbounded.
+// unbounded (for tools and tests that run the client without the agent), one file for both
+// included: never a `file://` URI, whose two streams were seen to lose each other's lines.
 // The logger belongs to the shim, so output keeps flowing across agent restarts.
 #pragma once
 
@@ -28,8 +28,5 @@ struct TaskIo {
 Result<TaskIo> makeTaskIo(const std::string& stdout_path, const std::string& stderr_path,
                           const std::string& logger_shell, const std::string& log_writer = "",
                           const OutputLimits& limits = {});
-
-// "file:///abs/path" with characters a URL parser would misread percent-encoded.
-std::string fileUri(const std::string& path);
 
 }  // namespace ecs::runtime

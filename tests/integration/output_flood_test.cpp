@@ -160,48 +160,54 @@ class OutputFloodTest : public ::testing::Test {
     return path.string();
   }
 
+  // Calls `each` with the entries of `dir`, never throwing: a directory that changes or goes
+  // while it is read (/proc, rotating logs, a task directory being removed) just ends the walk.
+  template <typename F>
+  static void forEachEntry(const fs::path& dir, F&& each) {
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) each(*it);
+  }
+
   // The container's files now: per stream, their total size and count; the largest file.
   void sampleFiles(FloodRun& run) {
-    std::error_code ec;
-    if (!fs::exists(data_dir_ / "tasks", ec)) return;
-    for (const auto& task : fs::directory_iterator(data_dir_ / "tasks", ec)) {
+    forEachEntry(data_dir_ / "tasks", [&](const fs::directory_entry& task) {
+      std::error_code ec;
       std::array<uint64_t, 2> bytes{};
       std::array<size_t, 2> files{};
-      for (const auto& f : fs::directory_iterator(task.path() / "flood", ec)) {
+      forEachEntry(task.path() / "flood", [&](const fs::directory_entry& f) {
         const auto name = f.path().filename().string();
         const int stream = name.starts_with("stdout.log")   ? 0
                            : name.starts_with("stderr.log") ? 1
                                                             : -1;
-        if (stream < 0) continue;
+        if (stream < 0) return;
         const auto size = f.file_size(ec);
-        if (ec) continue;  // rotated away meanwhile
+        if (ec) return;  // rotated away meanwhile
         bytes[stream] += size;
         ++files[stream];
         run.max_file_bytes = std::max<uint64_t>(run.max_file_bytes, size);
-      }
+      });
       for (int s = 0; s < 2; ++s) {
         run.max_stream_bytes[s] = std::max(run.max_stream_bytes[s], bytes[s]);
         run.max_stream_files[s] = std::max(run.max_stream_files[s], files[s]);
       }
-    }
+    });
   }
 
   // The peak RSS of this test's log writers (the shim's children running `log-writer` on files
   // in this data directory).
   void sampleWriters(FloodRun& run) {
-    std::error_code ec;
-    for (const auto& p : fs::directory_iterator("/proc", ec)) {
+    forEachEntry("/proc", [&](const fs::directory_entry& p) {
       const auto name = p.path().filename().string();
-      if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+      if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) return;
       std::ifstream in(p.path() / "cmdline");
       std::string cmdline(std::istreambuf_iterator<char>(in), {});
       if (cmdline.find("log-writer") == std::string::npos ||
           cmdline.find(data_dir_.string()) == std::string::npos) {
-        continue;
+        return;
       }
       run.writer_peak_kib = std::max(run.writer_peak_kib, statusKib(std::stoi(name), "VmHWM"));
       run.writer_anon_kib = std::max(run.writer_anon_kib, statusKib(std::stoi(name), "RssAnon"));
-    }
+    });
   }
 
   FloodRun run(int mib) {
@@ -277,8 +283,12 @@ class OutputFloodTest : public ::testing::Test {
     rusage usage{};
     const bool exited = ecs::testing::pollUntil(
         [&] {
-          sampleFiles(run);
-          sampleWriters(run);
+          try {
+            sampleFiles(run);
+            sampleWriters(run);
+          } catch (const std::exception& e) {
+            ADD_FAILURE() << "sampling the files and writers: " << e.what();
+          }
           ++run.samples;
           return wait4(pid, &status, WNOHANG, &usage) == pid;
         },

@@ -67,8 +67,6 @@ void DaemonAcsHandler::onPayload(acs::AcsPayload payload, acs::AcsReply reply) {
       spdlog::info("task {}: already finished; its redelivery starts nothing", t.task->spec.arn);
       return true;
     });
-  }
-  if (journal_) {
     // Kept before anything starts: a task must never run that a restart would not know of.
     if (auto kept = journal_->payloadArrived(payload); !kept) {
       spdlog::error("ACS payload {}: could not be stored, so not started nor acknowledged: {}",

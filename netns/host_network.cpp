@@ -48,6 +48,15 @@ std::set<std::string> deadOwners(const std::vector<OwnerStore*>& stores) {
 
 }  // namespace
 
+std::set<std::string> recordedTasks(const std::vector<OwnerStore*>& stores) {
+  std::set<std::string> tasks;
+  for (OwnerStore* store : stores) {
+    if (store == nullptr) continue;
+    for (auto& id : store->owners()) tasks.insert(std::move(id));
+  }
+  return tasks;
+}
+
 std::vector<std::string> sweepTaskNetworks(const std::set<std::string>& tasks,
                                            const std::vector<OwnerStore*>& stores) {
   std::set<std::string> swept;
@@ -129,12 +138,7 @@ std::vector<std::string> sweepDeadAgents(const HostNetworkOptions& options) {
 
 Result<void> teardownHostNetwork(const HostNetworkOptions& options) {
   const ExistingStores stores(options.state_dir);
-  std::set<std::string> recorded;
-  for (OwnerStore* store : stores.all()) {
-    if (store == nullptr) continue;
-    for (auto& id : store->owners()) recorded.insert(std::move(id));
-  }
-  sweepTaskNetworks(recorded, stores.all());
+  sweepTaskNetworks(recordedTasks(stores.all()), stores.all());
   return removeBridge(options.bridge_name);
 }
 

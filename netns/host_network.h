@@ -23,6 +23,9 @@ struct HostNetworkOptions {
 // released after they are gone. Everything here acts on recorded tasks only, so agents with
 // different data directories and bridges on one host never touch each other's tasks.
 
+// Every task any of `stores` records (null entries are skipped).
+std::set<std::string> recordedTasks(const std::vector<OwnerStore*>& stores);
+
 // Removes the namespaces, veths and ecs-task: rules of `tasks`, then releases what those tasks
 // hold in `stores` (null entries are skipped). Returns the task IDs it cleaned up after. Logs
 // what it could not remove and carries on.

@@ -286,8 +286,6 @@ class TaskNetwork : public engine::TaskResource {
   // earlier attempt at this task) is replaced.
   Result<Slot> makeSlot(TaskInterfaceAttacher& attacher, int slot, const std::string& netns,
                         const std::string& key) {
-    // Recorded before it exists: a namespace no record names is another agent's.
-    if (auto recorded = namespaces_->record(task_id_); !recorded) return fail(recorded.error());
     auto created = createNamespace(netns);
     if (!created && created.error().code == ErrorCode::kAlreadyExists) {
       removeSlot(attacher, slot, netns);  // what it cannot remove, it logs; creating again fails
@@ -321,6 +319,9 @@ class TaskNetwork : public engine::TaskResource {
     // Ports first: the likeliest failure, and the clearest message, before any kernel object.
     auto ports = allocatePorts();
     if (!ports) return fail(ports.error());
+    // Once per task, before its first namespace exists: a namespace no record names is another
+    // agent's, never this one's to sweep.
+    if (auto recorded = namespaces_->record(task_id_); !recorded) return recorded;
     const auto& containers = definition_.container_definitions;
     for (size_t i = 0; i < containers.size(); ++i) {
       if (containers[i].disable_networking) continue;
@@ -352,6 +353,7 @@ class TaskNetwork : public engine::TaskResource {
   }
 
   Result<void> createAwsvpc() {
+    if (auto recorded = namespaces_->record(task_id_); !recorded) return recorded;  // as above
     auto made = makeSlot(*awsvpc_attacher_, 0, taskNamespaceName(task_id_), "task");
     if (!made) return fail(made.error());
     task_slot_ = std::move(*made);
@@ -559,12 +561,8 @@ Result<std::unique_ptr<engine::TaskResource>> TaskNetworkFactory::resourceFor(
 
 std::vector<std::string> TaskNetworkFactory::sweep(const std::set<std::string>& live) {
   const std::vector<OwnerStore*> stores{&bridge_->ipam(), host_ports_.get(), namespaces_.get()};
-  std::set<std::string> gone;
-  for (OwnerStore* store : stores) {
-    for (auto& owner : store->owners()) {
-      if (!live.contains(owner)) gone.insert(std::move(owner));
-    }
-  }
+  std::set<std::string> gone = recordedTasks(stores);
+  for (const auto& id : live) gone.erase(id);
   return sweepTaskNetworks(gone, stores);
 }
 

@@ -83,7 +83,9 @@ struct EngineOptions {
   // Where local environmentFiles may be read from (ContainerSpecInputs); empty: refused.
   std::string environment_files_dir;
   std::string cluster = "default";
-  int workers = 4;                 // containerd calls, resources, health checks
+  // Containerd calls, resources, health checks. A task's start holds a worker while its shim and
+  // runc come up (~100 ms): this many tasks of one payload start side by side.
+  int workers = 16;
   int pull_workers = 4;            // concurrent pulls; more wait in the pull queue
   size_t finished_memory = 10000;  // finished task ARNs remembered against redelivery
   // How long a STOPPED task's containers stay before they and its resources are removed; 0:

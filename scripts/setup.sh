@@ -10,7 +10,7 @@ PACKAGES=(
   protobuf-compiler libprotobuf-dev libnghttp2-dev
   golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev
   # libraries
-  libboost1.81-dev libboost-json1.81-dev libcurl4-openssl-dev libssl-dev
+  libboost1.81-dev libboost-json1.81-dev libssl-dev
   libseccomp-dev libcap-dev libspdlog-dev libfmt-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # runtime and test peers
@@ -19,6 +19,8 @@ PACKAGES=(
   tini
   containernetworking-plugins iptables iproute2 procps psmisc util-linux
   python3-boto3 awscli wrk curl jq
+  # the HTTP client's TLS tests make their certificates with the openssl command
+  openssl
   # the stand-in control plane (tests/support/fake_control_plane): HTTP and websockets
   python3-aiohttp
   # test harness: the token server signs JWTs

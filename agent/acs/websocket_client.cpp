@@ -11,6 +11,8 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 
+#include "agent/aws/tls_context.h"
+
 namespace ecs::acs {
 namespace {
 
@@ -196,10 +198,7 @@ connectWebSocket(asio::any_io_executor executor, WebSocketUrl url, std::string h
   };
 
   if (url.tls) {
-    auto context = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-    context->set_default_verify_paths();
-    context->set_verify_mode(asio::ssl::verify_peer);
-    SSL_CTX_set_min_proto_version(context->native_handle(), TLS1_2_VERSION);
+    auto context = aws::sharedTlsClientContext();
     auto conn = std::make_shared<TlsConnection>(options, executor, *context);
     if (auto failure = co_await upgrade(conn)) co_return Failure(std::move(*failure));
     // The context must outlive the stream: keep it alongside.

@@ -1,157 +1,615 @@
 #include "agent/aws/http_client.h"
 
-#include <curl/curl.h>
+#include <netdb.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <poll.h>
 
 #include <algorithm>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <optional>
-#include <system_error>
+#include <thread>
 
+#include "agent/aws/tls_context.h"
 #include "agent/common/text.h"
 
 namespace ecs::aws {
 namespace {
 
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
 using Clock = HttpRequest::Clock;
+using boost::system::error_code;
 
-// Large reads mean fewer callbacks (and fewer content-store messages per layer) when streaming.
-constexpr long kStreamingBufferBytes = 512L * 1024L;
-constexpr std::chrono::milliseconds kDeadlineSlack{5};
-
-// curl_global_init is not thread-safe and must run before any other libcurl call; a function-local
-// static is initialised exactly once however many threads race to it.
-void initialiseCurl() {
-  static const CURLcode initialised = curl_global_init(CURL_GLOBAL_DEFAULT);
-  (void)initialised;
-}
-
-struct CurlFree {
-  void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
-};
-using CurlHandle = std::unique_ptr<CURL, CurlFree>;
-
-struct SlistFree {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-using Slist = std::unique_ptr<curl_slist, SlistFree>;
-
-// State shared with libcurl's callbacks during one exchange.
-struct Transfer {
-  const HttpRequest& request;
-  HttpResponse& response;
-  std::optional<HttpError> error;  // why a callback aborted the exchange
-
-  void stop(HttpFailure failure, Error cause) {
-    error = HttpError{failure, std::move(cause), request.method, request.url};
-  }
-
-  // The deadline or the cancellation check, if either says stop.
-  std::optional<HttpFailure> stopRequested() const {
-    if (Clock::now() >= request.deadline) return HttpFailure::kDeadline;
-    if (request.cancelled && request.cancelled()) return HttpFailure::kCancelled;
-    return std::nullopt;
-  }
-};
-
-Error stopCause(HttpFailure failure) {
-  return Error{ErrorCode::kUnavailable,
-               failure == HttpFailure::kDeadline ? "deadline passed" : "cancelled"};
-}
-
-size_t onHeader(char* data, size_t size, size_t count, void* user) {
-  auto* transfer = static_cast<Transfer*>(user);
-  std::string_view line = text::trimLine(std::string_view(data, size * count));
-  HttpResponse& response = transfer->response;
-  if (line.starts_with("HTTP/")) {
-    // A new response starts (after a 100 Continue): forget the last one.
-    response.headers.clear();
-    size_t space = line.find(' ');
-    response.status = space == std::string_view::npos
-                          ? 0
-                          : std::atol(std::string(line.substr(space + 1)).c_str());
-  } else if (size_t colon = line.find(':'); colon != std::string_view::npos) {
-    response.headers.add(std::string(text::trimLine(line.substr(0, colon))),
-                         std::string(text::trimLine(line.substr(colon + 1))));
-  }
-  return size * count;
-}
-
-size_t onBody(char* data, size_t size, size_t count, void* user) {
-  auto* transfer = static_cast<Transfer*>(user);
-  const HttpRequest& request = transfer->request;
-  HttpResponse& response = transfer->response;
-  std::string_view chunk(data, size * count);
-  const bool success = response.status / 100 == 2;
-
-  if (success && request.sink) {
-    if (Result<void> written = request.sink(response, chunk); !written) {
-      transfer->stop(HttpFailure::kSink, written.error());
-      return 0;  // aborts the transfer (CURLE_WRITE_ERROR)
-    }
-    return chunk.size();
-  }
-  if (response.body.size() + chunk.size() > request.max_body) {
-    if (success) {
-      transfer->stop(HttpFailure::kTooLarge,
-                     Error{ErrorCode::kFailedPrecondition,
-                           fmt::format("response body larger than {} bytes", request.max_body)});
-      return 0;
-    }
-    chunk = chunk.substr(0, request.max_body - std::min(request.max_body, response.body.size()));
-  }
-  response.body.append(chunk);
-  return size * count;
-}
-
-int onProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto* transfer = static_cast<Transfer*>(user);
-  if (auto failure = transfer->stopRequested()) {
-    transfer->stop(*failure, stopCause(*failure));
-    return 1;  // aborts the transfer (CURLE_ABORTED_BY_CALLBACK)
-  }
-  return 0;
-}
-
-HttpFailure classify(CURLcode code) {
-  switch (code) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-      return HttpFailure::kConnect;
-    case CURLE_PARTIAL_FILE:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-      return HttpFailure::kBroken;
-    case CURLE_OPERATION_TIMEDOUT:
-      return HttpFailure::kTimedOut;
-    default:
-      return HttpFailure::kOther;
-  }
-}
+// Large reads mean fewer sink calls (and fewer content-store messages per layer) when streaming.
+constexpr size_t kStreamingBufferBytes = 512 * 1024;
+constexpr size_t kBufferBytes = 16 * 1024;
+constexpr size_t kMaxHeaderBytes = 64 * 1024;
+// How often a waiting exchange asks its cancellation check.
+constexpr std::chrono::milliseconds kPollInterval{100};
 
 bool sendsBody(const HttpRequest& request) {
   return !request.body.empty() || request.method == "POST" || request.method == "PUT" ||
          request.method == "PATCH";
 }
 
-Slist headerList(const HttpRequest& request) {
-  Slist list;
-  auto append = [&](const std::string& line) {
-    list.reset(curl_slist_append(list.release(), line.c_str()));
+std::string percentDecode(std::string_view text) {
+  auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
   };
-  for (const auto& [name, value] : request.headers.fields()) {
-    // "Name;" is libcurl's way of sending a header with an empty value.
-    append(value.empty() ? name + ";" : name + ": " + value);
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
   }
-  // A bare "Name:" removes a header libcurl would add by itself: no Expect: 100-continue round
-  // trip before large bodies, no form Content-Type the caller did not ask for.
-  if (!request.headers.contains("Expect")) append("Expect:");
-  if (sendsBody(request) && !request.headers.contains("Content-Type")) append("Content-Type:");
-  return list;
+  return out;
 }
+
+std::string base64(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+  const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                      reinterpret_cast<const unsigned char*>(bytes.data()),
+                                      static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(std::max(written, 0)));
+  return out;
+}
+
+std::string withoutBrackets(std::string_view host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return std::string(host);
+}
+
+// Where a request goes: straight to its host, or through a proxy.
+struct Route {
+  bool tls = false;
+  std::string host;  // the URL's, without IPv6 brackets
+  std::string port;
+  std::string target;       // origin form ("/path?query"), or absolute through an HTTP proxy
+  std::string host_header;  // as SigV4 signs it
+  bool proxied = false;
+  std::string proxy_host, proxy_port;
+  std::string proxy_authorization;  // "Basic ..." when the proxy URL carries credentials
+
+  // Connections to one key are interchangeable.
+  std::string key() const {
+    return (tls ? "https://" : "http://") + host + ":" + port +
+           (proxied ? " via " + proxy_host + ":" + proxy_port : "");
+  }
+  const std::string& dialHost() const { return proxied ? proxy_host : host; }
+  const std::string& dialPort() const { return proxied ? proxy_port : port; }
+};
+
+const char* environment(std::initializer_list<const char*> names) {
+  for (const char* name : names) {
+    if (const char* value = std::getenv(name); value != nullptr && *value != 0) return value;
+  }
+  return nullptr;
+}
+
+bool inIpv4Block(std::string_view host, std::string_view block) {
+  const size_t slash = block.find('/');
+  error_code ec1, ec2;
+  const auto address = asio::ip::make_address_v4(std::string(host), ec1);
+  const auto network = asio::ip::make_address_v4(std::string(block.substr(0, slash)), ec2);
+  if (ec1 || ec2) return false;
+  const int bits = std::atoi(std::string(block.substr(slash + 1)).c_str());
+  if (bits <= 0) return bits == 0;
+  if (bits > 32) return false;
+  const uint32_t mask = bits == 32 ? 0xffffffffu : ~(0xffffffffu >> bits);
+  return (address.to_uint() & mask) == (network.to_uint() & mask);
+}
+
+// no_proxy as curl reads it: "*", or comma-separated names (a name covers its subdomains; a
+// leading dot is the same), addresses, and IPv4 CIDR blocks.
+bool bypassesProxy(const std::string& host) {
+  const char* list = environment({"no_proxy", "NO_PROXY"});
+  if (list == nullptr) return false;
+  const std::string lower = text::lowercase(host);
+  std::string_view rest = list;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    std::string entry = text::lowercase(text::trim(rest.substr(0, comma)));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    if (entry == "*") return true;
+    while (entry.starts_with('.')) entry.erase(0, 1);
+    if (entry.empty()) continue;
+    if (entry.find('/') != std::string::npos) {
+      if (inIpv4Block(lower, entry)) return true;
+      continue;
+    }
+    entry = withoutBrackets(entry);
+    if (lower == entry || (lower.size() > entry.size() && lower.ends_with("." + entry)))
+      return true;
+  }
+  return false;
+}
+
+// The route of a URL, with the environment's proxy settings when they apply (curl's variables:
+// http_proxy for http, https_proxy or HTTPS_PROXY for https, then all_proxy or ALL_PROXY;
+// no_proxy or NO_PROXY exempts hosts). Only http:// proxies are spoken to.
+Result<Route> routeOf(const std::string& url, const HttpClientOptions& options) {
+  std::optional<UrlParts> parts = splitUrl(url);
+  if (!parts) return fail(ErrorCode::kInvalidArgument, "malformed URL");
+  if (parts->scheme != "http" && parts->scheme != "https") {
+    return fail(ErrorCode::kInvalidArgument, "scheme {} not supported", parts->scheme);
+  }
+  bool allowed = false;
+  for (std::string_view rest = options.protocols; !rest.empty();) {
+    const size_t comma = rest.find(',');
+    if (text::trim(rest.substr(0, comma)) == parts->scheme) allowed = true;
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  if (!allowed) {
+    return fail(ErrorCode::kInvalidArgument, "scheme {} not allowed for this client",
+                parts->scheme);
+  }
+  Route route;
+  route.tls = parts->scheme == "https";
+  route.host = withoutBrackets(parts->host);
+  route.port = connectPort(*parts);
+  route.target =
+      (parts->path.empty() ? "/" : parts->path) + (parts->query.empty() ? "" : "?" + parts->query);
+  route.host_header = hostHeader(url);
+  if (!options.use_proxy || bypassesProxy(route.host)) return route;
+  const char* proxy = route.tls
+                          ? environment({"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"})
+                          : environment({"http_proxy", "all_proxy", "ALL_PROXY"});
+  if (proxy == nullptr) return route;
+  std::string proxy_url = proxy;
+  if (proxy_url.find("://") == std::string::npos) proxy_url = "http://" + proxy_url;
+  std::optional<UrlParts> proxy_parts = splitUrl(proxy_url);
+  if (!proxy_parts || proxy_parts->scheme != "http") {
+    return fail(ErrorCode::kInvalidArgument,
+                "the proxy in the environment is not an http:// proxy URL");
+  }
+  route.proxied = true;
+  route.proxy_host = withoutBrackets(proxy_parts->host);
+  route.proxy_port = proxy_parts->port.empty() ? "1080" : proxy_parts->port;
+  if (!proxy_parts->userinfo.empty()) {
+    route.proxy_authorization = "Basic " + base64(percentDecode(proxy_parts->userinfo));
+  }
+  if (!route.tls) route.target = "http://" + route.host_header + route.target;
+  return route;
+}
+
+// One TCP connection, plain or TLS, with its own io_context: whichever thread performs an exchange
+// on it runs it, and it can wait in the idle pool between exchanges.
+struct Connection {
+  asio::io_context io{1};
+  std::optional<tcp::socket> plain;
+  std::optional<asio::ssl::stream<tcp::socket>> secure;
+  boost::beast::flat_buffer buffer;  // bytes read past the last response (none, normally)
+  std::string key;
+  bool reused = false;
+
+  Connection() { plain.emplace(io); }
+  tcp::socket& socket() { return secure ? secure->next_layer() : *plain; }
+
+  template <typename Operation>
+  void withStream(Operation&& operation) {
+    if (secure) {
+      operation(*secure);
+    } else {
+      operation(*plain);
+    }
+  }
+
+  // An idle connection the peer has closed (or written to unasked) is no use.
+  bool looksAlive() {
+    pollfd fd{socket().native_handle(), POLLIN, 0};
+    return buffer.size() == 0 && ::poll(&fd, 1, 0) == 0;
+  }
+};
+
+// Name resolution on a thread of its own, so that a stuck resolver cannot hold the exchange past
+// its timeouts: the thread is left to finish alone, and its answer dropped.
+class Resolution {
+ public:
+  Resolution(const std::string& host, const std::string& port) : state_(std::make_shared<State>()) {
+    std::thread([state = state_, host, port] {
+      addrinfo hints{};
+      hints.ai_family = AF_UNSPEC;
+      hints.ai_socktype = SOCK_STREAM;
+      addrinfo* found = nullptr;
+      const int status = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
+      std::vector<tcp::endpoint> endpoints;
+      for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+        tcp::endpoint endpoint;
+        std::memcpy(endpoint.data(), a->ai_addr, a->ai_addrlen);
+        endpoint.resize(a->ai_addrlen);
+        endpoints.push_back(endpoint);
+      }
+      if (found != nullptr) ::freeaddrinfo(found);
+      std::lock_guard lock(state->mutex);
+      state->status = status;
+      state->endpoints = std::move(endpoints);
+      state->done = true;
+      state->ready.notify_all();
+    }).detach();
+  }
+
+  // Waits until `until`; the result, or nullopt if not there yet.
+  std::optional<Result<std::vector<tcp::endpoint>>> waitUntil(Clock::time_point until) {
+    std::unique_lock lock(state_->mutex);
+    if (!state_->ready.wait_until(lock, until, [&] { return state_->done; })) return std::nullopt;
+    if (state_->status != 0) {
+      return Result<std::vector<tcp::endpoint>>(
+          fail(ErrorCode::kUnavailable, "{}", gai_strerror(state_->status)));
+    }
+    return Result<std::vector<tcp::endpoint>>(state_->endpoints);
+  }
+
+ private:
+  struct State {
+    std::mutex mutex;
+    std::condition_variable ready;
+    bool done = false;
+    int status = 0;
+    std::vector<tcp::endpoint> endpoints;
+  };
+  std::shared_ptr<State> state_;
+};
+
+// What stopped an exchange early, as an HttpError.
+struct Stop {
+  HttpFailure failure;
+  Error cause;
+};
+
+bool brokenConnection(const error_code& ec) {
+  return ec == asio::error::eof || ec == http::error::end_of_stream ||
+         ec == http::error::partial_message || ec == asio::error::connection_reset ||
+         ec == asio::error::broken_pipe || ec == asio::ssl::error::stream_truncated ||
+         ec == asio::error::connection_aborted;
+}
+
+// One request and its response over one connection.
+class Exchange {
+ public:
+  Exchange(const HttpRequest& request, const HttpClientOptions& options, const Route& route,
+           Clock::time_point total_end)
+      : request_(request), options_(options), route_(route), total_end_(total_end) {}
+
+  // The connection's TCP (and TLS, and proxy tunnel) set up, all within the connect timeout.
+  std::optional<Stop> connect(Connection& c, asio::ssl::context* tls) {
+    const Clock::time_point connect_end =
+        request_.connect_timeout.count() > 0
+            ? std::min(Clock::now() + request_.connect_timeout, total_end_)
+            : total_end_;
+    const std::string& host = route_.dialHost();
+    const std::string& port = route_.dialPort();
+    std::vector<tcp::endpoint> endpoints;
+    error_code parse_error;
+    const auto address = asio::ip::make_address(host, parse_error);
+    if (!parse_error) {
+      endpoints.emplace_back(address, static_cast<unsigned short>(std::atoi(port.c_str())));
+    } else {
+      Resolution resolution(host, port);
+      while (true) {
+        const Clock::time_point now = Clock::now();
+        if (auto stop = limitReached(now, connect_end, "resolving the host timed out")) return stop;
+        auto found = resolution.waitUntil(
+            std::min({now + kPollInterval, connect_end, total_end_, request_.deadline}));
+        if (!found) continue;
+        if (!*found) {
+          return Stop{HttpFailure::kConnect,
+                      Error{ErrorCode::kUnavailable,
+                            fmt::format("could not resolve {}: {}", host, found->error().message)}};
+        }
+        endpoints = std::move(**found);
+        break;
+      }
+    }
+
+    bool done = false;
+    error_code ec;
+    c.io.restart();
+    asio::async_connect(c.socket(), endpoints, [&](const error_code& e, const tcp::endpoint&) {
+      ec = e;
+      done = true;
+    });
+    if (auto stop = wait(c, done, connect_end, "connecting timed out")) return stop;
+    if (ec) {
+      return Stop{HttpFailure::kConnect,
+                  Error{ErrorCode::kUnavailable, fmt::format("failed to connect to {} port {}: {}",
+                                                             host, port, ec.message())}};
+    }
+    c.socket().set_option(asio::socket_base::keep_alive(true), ec);
+    c.socket().set_option(tcp::no_delay(true), ec);
+
+    if (route_.proxied && route_.tls) {
+      if (auto stop = tunnel(c, connect_end)) return stop;
+    }
+    if (route_.tls) {
+      if (auto stop = handshake(c, *tls, connect_end)) return stop;
+    }
+    return std::nullopt;
+  }
+
+  // Sends the request and reads the response into `response` (or through the sink). Sets
+  // `keep` when the connection may serve another exchange.
+  std::optional<Stop> run(Connection& c, HttpResponse& response, bool& keep, bool& got_some) {
+    http::request<http::string_body> message;
+    if (const http::verb verb = http::string_to_verb(request_.method);
+        verb != http::verb::unknown) {
+      message.method(verb);
+    } else {
+      message.method_string(request_.method);
+    }
+    message.target(route_.target);
+    message.version(11);
+    if (!request_.headers.contains("Host")) message.set(http::field::host, route_.host_header);
+    if (!options_.user_agent.empty() && !request_.headers.contains("User-Agent")) {
+      message.set(http::field::user_agent, options_.user_agent);
+    }
+    if (route_.proxied && !route_.tls && !route_.proxy_authorization.empty()) {
+      message.set(http::field::proxy_authorization, route_.proxy_authorization);
+    }
+    for (const auto& [name, value] : request_.headers.fields()) message.insert(name, value);
+    if (sendsBody(request_)) {
+      message.body() = request_.body;
+      message.content_length(request_.body.size());
+    }
+
+    bool done = false;
+    error_code ec;
+    c.io.restart();
+    c.withStream([&](auto& stream) {
+      http::async_write(stream, message, [&](const error_code& e, size_t) {
+        ec = e;
+        done = true;
+      });
+    });
+    if (auto stop = wait(c, done, inactivityEnd(), "sending timed out")) return stop;
+    if (ec) return broken("sending the request", ec);
+
+    // Informational responses (100 Continue, 103 Early Hints) come before the real one.
+    std::optional<http::response_parser<http::buffer_body>> parser;
+    do {
+      parser.emplace();
+      parser->header_limit(kMaxHeaderBytes);
+      parser->body_limit(boost::none);
+      if (request_.method == "HEAD") parser->skip(true);
+      done = false;
+      c.io.restart();
+      c.withStream([&](auto& stream) {
+        http::async_read_header(stream, c.buffer, *parser, [&](const error_code& e, size_t) {
+          ec = e;
+          done = true;
+        });
+      });
+      if (auto stop = wait(c, done, inactivityEnd(), "waiting for the response timed out")) {
+        got_some = got_some || parser->got_some();
+        return stop;
+      }
+      got_some = got_some || parser->got_some();
+      if (ec) return broken("reading the response", ec);
+    } while (parser->get().result_int() / 100 == 1 && parser->get().result_int() != 101);
+
+    const auto& head = parser->get();
+    response.status = static_cast<long>(head.result_int());
+    for (const auto& field : head) {
+      response.headers.add(std::string(field.name_string()), std::string(field.value()));
+    }
+    if (response.status / 100 == 3) {
+      if (std::string location = response.headers.get("Location"); !location.empty()) {
+        response.redirect_url = resolveUrl(request_.url, location);
+      }
+    }
+
+    const bool success = response.status / 100 == 2;
+    const bool streaming = success && request_.sink;
+    std::string chunk(streaming ? kStreamingBufferBytes : kBufferBytes, '\0');
+    size_t filled = 0;
+    bool complete = true;
+    // What is in `chunk` goes to the sink or the body. A sink gets whole chunks (fewer, larger
+    // content-store writes) but for the last.
+    auto deliver = [&]() -> std::optional<Stop> {
+      const std::string_view data(chunk.data(), filled);
+      filled = 0;
+      if (streaming) {
+        if (Result<void> written = request_.sink(response, data); !written) {
+          return Stop{HttpFailure::kSink, written.error()};
+        }
+      } else if (response.body.size() + data.size() > request_.max_body) {
+        if (success) {
+          return Stop{HttpFailure::kTooLarge,
+                      Error{ErrorCode::kFailedPrecondition,
+                            fmt::format("response body larger than {} bytes", request_.max_body)}};
+        }
+        // An error page's start explains it; the rest is not worth reading.
+        response.body.append(data.substr(0, request_.max_body - response.body.size()));
+        complete = false;
+      } else {
+        response.body.append(data);
+      }
+      return std::nullopt;
+    };
+    while (complete && !parser->is_done()) {
+      parser->get().body().data = chunk.data() + filled;
+      parser->get().body().size = chunk.size() - filled;
+      done = false;
+      c.io.restart();
+      c.withStream([&](auto& stream) {
+        http::async_read_some(stream, c.buffer, *parser, [&](const error_code& e, size_t) {
+          ec = e;
+          done = true;
+        });
+      });
+      if (auto stop = wait(c, done, inactivityEnd(), "the body stopped arriving")) return stop;
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) return broken("reading the body", ec);
+      filled = chunk.size() - parser->get().body().size;
+      if (filled == chunk.size() || (parser->is_done() && filled > 0)) {
+        if (auto stop = deliver()) return stop;
+      }
+    }
+    keep = complete && parser->keep_alive() && c.buffer.size() == 0;
+    return std::nullopt;
+  }
+
+ private:
+  // The deadline, the cancellation check and the total timeout, then the phase's own limit.
+  std::optional<Stop> limitReached(Clock::time_point now, Clock::time_point phase_end,
+                                   std::string_view phase_message) const {
+    if (now >= request_.deadline) {
+      return Stop{HttpFailure::kDeadline, Error{ErrorCode::kUnavailable, "deadline passed"}};
+    }
+    if (request_.cancelled && request_.cancelled()) {
+      return Stop{HttpFailure::kCancelled, Error{ErrorCode::kUnavailable, "cancelled"}};
+    }
+    if (now >= total_end_) {
+      return Stop{HttpFailure::kTimedOut,
+                  Error{ErrorCode::kUnavailable,
+                        fmt::format("Operation timed out after {} ms", request_.timeout.count())}};
+    }
+    if (now >= phase_end) {
+      return Stop{HttpFailure::kTimedOut,
+                  Error{ErrorCode::kUnavailable, std::string(phase_message)}};
+    }
+    return std::nullopt;
+  }
+
+  // Runs the connection's operations until `done`, or until a limit: then the socket is closed,
+  // the aborted operation allowed to finish, and the limit returned.
+  std::optional<Stop> wait(Connection& c, const bool& done, Clock::time_point phase_end,
+                           std::string_view phase_message) {
+    while (!done) {
+      const Clock::time_point now = Clock::now();
+      if (auto stop = limitReached(now, phase_end, phase_message)) {
+        error_code ignored;
+        c.socket().close(ignored);
+        while (!done && c.io.run_one() != 0) {
+        }
+        return stop;
+      }
+      c.io.run_one_until(std::min({now + kPollInterval, phase_end, total_end_, request_.deadline}));
+    }
+    return std::nullopt;
+  }
+
+  Clock::time_point inactivityEnd() const {
+    return request_.inactivity_timeout.count() > 0 ? Clock::now() + request_.inactivity_timeout
+                                                   : Clock::time_point::max();
+  }
+
+  Stop broken(std::string_view doing, const error_code& ec) const {
+    if (ec == http::error::end_of_stream) {
+      return Stop{
+          HttpFailure::kBroken,
+          Error{ErrorCode::kUnavailable, "the server closed the connection without answering"}};
+    }
+    return Stop{brokenConnection(ec) ? HttpFailure::kBroken : HttpFailure::kOther,
+                Error{ErrorCode::kUnavailable, fmt::format("{}: {}", doing, ec.message())}};
+  }
+
+  // CONNECT host:port through the proxy, for TLS end to end.
+  std::optional<Stop> tunnel(Connection& c, Clock::time_point connect_end) {
+    http::request<http::empty_body> connect{
+        http::verb::connect,
+        route_.host_header.find(':') == std::string::npos || route_.host_header.ends_with(']')
+            ? route_.host_header + ":" + route_.port
+            : route_.host_header,
+        11};
+    connect.set(http::field::host, connect.target());
+    if (!route_.proxy_authorization.empty()) {
+      connect.set(http::field::proxy_authorization, route_.proxy_authorization);
+    }
+    bool done = false;
+    error_code ec;
+    c.io.restart();
+    http::async_write(*c.plain, connect, [&](const error_code& e, size_t) {
+      ec = e;
+      done = true;
+    });
+    if (auto stop = wait(c, done, connect_end, "connecting through the proxy timed out"))
+      return stop;
+    http::response_parser<http::empty_body> answer;
+    answer.skip(true);  // a CONNECT's answer has no body: the tunnel follows
+    if (!ec) {
+      done = false;
+      c.io.restart();
+      http::async_read_header(*c.plain, c.buffer, answer, [&](const error_code& e, size_t) {
+        ec = e;
+        done = true;
+      });
+      if (auto stop = wait(c, done, connect_end, "connecting through the proxy timed out")) {
+        return stop;
+      }
+    }
+    if (ec) {
+      return Stop{HttpFailure::kConnect,
+                  Error{ErrorCode::kUnavailable, fmt::format("proxy {}:{}: {}", route_.proxy_host,
+                                                             route_.proxy_port, ec.message())}};
+    }
+    if (answer.get().result_int() / 100 != 2) {
+      return Stop{HttpFailure::kConnect,
+                  Error{ErrorCode::kUnavailable,
+                        fmt::format("proxy {}:{} refused the tunnel: HTTP {}", route_.proxy_host,
+                                    route_.proxy_port, answer.get().result_int())}};
+    }
+    return std::nullopt;
+  }
+
+  // TLS with the peer's certificate verified against the trust store, for the URL's host name.
+  std::optional<Stop> handshake(Connection& c, asio::ssl::context& tls,
+                                Clock::time_point connect_end) {
+    tcp::socket socket = std::move(*c.plain);
+    c.plain.reset();
+    c.secure.emplace(std::move(socket), tls);
+    error_code parse_error;
+    asio::ip::make_address(route_.host, parse_error);
+    if (parse_error) SSL_set_tlsext_host_name(c.secure->native_handle(), route_.host.c_str());
+    c.secure->set_verify_mode(asio::ssl::verify_peer);
+    // OpenSSL's own check of the name (or address) against the certificate: a mismatch fails the
+    // handshake with a verify result that says so.
+    SSL_set1_host(c.secure->native_handle(), route_.host.c_str());
+    bool done = false;
+    error_code ec;
+    c.io.restart();
+    c.secure->async_handshake(asio::ssl::stream_base::client, [&](const error_code& e) {
+      ec = e;
+      done = true;
+    });
+    if (auto stop = wait(c, done, connect_end, "the TLS handshake timed out")) return stop;
+    if (ec) {
+      std::string detail = ec.message();
+      if (const long verify = SSL_get_verify_result(c.secure->native_handle());
+          verify != X509_V_OK) {
+        detail += fmt::format(" ({})", X509_verify_cert_error_string(verify));
+      }
+      return Stop{HttpFailure::kConnect,
+                  Error{ErrorCode::kUnavailable,
+                        fmt::format("TLS handshake with {}: {}", route_.host, detail)}};
+    }
+    return std::nullopt;
+  }
+
+  const HttpRequest& request_;
+  const HttpClientOptions& options_;
+  const Route& route_;
+  const Clock::time_point total_end_;
+};
 
 }  // namespace
 
@@ -196,128 +654,86 @@ Error HttpError::asError() const {
 struct HttpClient::Impl {
   HttpClientOptions options;
   std::mutex mutex;
-  std::vector<CurlHandle> idle;  // guarded by mutex
+  std::vector<std::unique_ptr<Connection>> idle;  // guarded by mutex; oldest first
+  std::shared_ptr<asio::ssl::context> tls;        // guarded by mutex; taken on first https
 
-  // Reusing easy handles keeps their connections (and TLS sessions) alive between requests.
-  CurlHandle acquire() {
-    {
-      std::lock_guard lock(mutex);
-      if (!idle.empty()) {
-        CurlHandle handle = std::move(idle.back());
-        idle.pop_back();
-        return handle;
-      }
-    }
-    return CurlHandle(curl_easy_init());
+  // The process's shared TLS context, taken on first use.
+  asio::ssl::context* tlsContext() {
+    std::lock_guard lock(mutex);
+    if (!tls) tls = sharedTlsClientContext();
+    return tls.get();
   }
 
-  void release(CurlHandle handle) {
-    curl_easy_reset(handle.get());  // options go, live connections stay
+  // An idle connection for the key that still looks open, else a new one.
+  std::unique_ptr<Connection> acquire(const std::string& key) {
+    std::unique_ptr<Connection> found;
+    {
+      std::lock_guard lock(mutex);
+      for (auto it = idle.rbegin(); it != idle.rend(); ++it) {
+        if ((*it)->key == key) {
+          found = std::move(*it);
+          idle.erase(std::next(it).base());
+          break;
+        }
+      }
+    }
+    if (found && found->looksAlive()) {
+      found->reused = true;
+      return found;
+    }
+    auto fresh = std::make_unique<Connection>();
+    fresh->key = key;
+    return fresh;
+  }
+
+  void release(std::unique_ptr<Connection> connection) {
     std::lock_guard lock(mutex);
-    if (idle.size() < options.max_idle_handles) idle.push_back(std::move(handle));
+    idle.push_back(std::move(connection));
+    if (idle.size() > options.max_idle_handles) idle.erase(idle.begin());
   }
 
   HttpResult<HttpResponse> perform(const HttpRequest& request);
 };
 
 HttpResult<HttpResponse> HttpClient::Impl::perform(const HttpRequest& request) {
-  HttpResponse response;
-  Transfer transfer{request, response, std::nullopt};
-  if (auto failure = transfer.stopRequested()) {
-    return std::unexpected(HttpError{*failure, stopCause(*failure), request.method, request.url});
+  auto failed = [&](HttpFailure failure, Error cause) {
+    return std::unexpected(HttpError{failure, std::move(cause), request.method, request.url});
+  };
+  if (Clock::now() >= request.deadline) {
+    return failed(HttpFailure::kDeadline, Error{ErrorCode::kUnavailable, "deadline passed"});
   }
-  CurlHandle handle = acquire();
-  if (!handle) {
-    return std::unexpected(HttpError{HttpFailure::kOther,
-                                     Error{ErrorCode::kInternal, "curl_easy_init failed"},
-                                     request.method, request.url});
+  if (request.cancelled && request.cancelled()) {
+    return failed(HttpFailure::kCancelled, Error{ErrorCode::kUnavailable, "cancelled"});
   }
-  CURL* h = handle.get();
-  Slist headers = headerList(request);
+  Result<Route> route = routeOf(request.url, options);
+  if (!route) return failed(HttpFailure::kOther, route.error());
+  asio::ssl::context* tls_context = route->tls ? tlsContext() : nullptr;
+  const Clock::time_point total_end =
+      request.timeout.count() > 0 ? Clock::now() + request.timeout : Clock::time_point::max();
 
-  // The deadline is a total timeout too, so that libcurl's own timer ends an exchange stuck where
-  // no callback runs (name resolution). A few milliseconds more, because libcurl's millisecond
-  // clock may fire a hair early, and a timeout that fires at the deadline should read as such.
-  std::chrono::milliseconds total = request.timeout;
-  if (request.deadline != Clock::time_point::max()) {
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(request.deadline - Clock::now()) +
-                kDeadlineSlack;
-    if (total.count() <= 0 || left < total) total = left;
+  // A kept-alive connection the server closed meanwhile fails before any answer: then the request
+  // goes once more, on a new connection (as curl does).
+  while (true) {
+    std::unique_ptr<Connection> connection = acquire(route->key());
+    Exchange exchange(request, options, *route, total_end);
+    if (!connection->reused) {
+      if (auto stop = exchange.connect(*connection, tls_context)) {
+        return failed(stop->failure, std::move(stop->cause));
+      }
+    }
+    HttpResponse response;
+    bool keep = false;
+    bool got_some = false;
+    if (auto stop = exchange.run(*connection, response, keep, got_some)) {
+      if (stop->failure == HttpFailure::kBroken && connection->reused && !got_some) continue;
+      return failed(stop->failure, std::move(stop->cause));
+    }
+    if (keep) release(std::move(connection));
+    return response;
   }
-  std::chrono::milliseconds connect = request.connect_timeout;
-  if (total.count() > 0 && (connect.count() <= 0 || total < connect)) connect = total;
-
-  char error_buffer[CURL_ERROR_SIZE] = {};
-  curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
-  if (request.method == "HEAD") {
-    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-  } else if (request.method != "GET") {
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, request.method.c_str());
-  }
-  if (sendsBody(request)) {
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, request.body.data());
-  }
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // many threads; no SIGALRM for DNS timeouts
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, options.protocols.c_str());
-  if (!options.use_proxy) curl_easy_setopt(h, CURLOPT_PROXY, "");
-  if (!options.user_agent.empty()) {
-    curl_easy_setopt(h, CURLOPT_USERAGENT, options.user_agent.c_str());
-  }
-  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
-  if (connect.count() > 0) {
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect.count()));
-  }
-  if (total.count() > 0) curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(total.count()));
-  if (request.inactivity_timeout.count() > 0) {
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
-                     static_cast<long>(request.inactivity_timeout.count()));
-  }
-  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-  if (request.sink) curl_easy_setopt(h, CURLOPT_BUFFERSIZE, kStreamingBufferBytes);
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, onHeader);
-  curl_easy_setopt(h, CURLOPT_HEADERDATA, &transfer);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, onBody);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &transfer);
-  if (request.cancelled || request.deadline != Clock::time_point::max()) {
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, onProgress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &transfer);
-  }
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
-
-  const CURLcode code = curl_easy_perform(h);
-  long os_errno = 0;
-  curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
-  if (char* location = nullptr;
-      curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &location) == CURLE_OK && location) {
-    response.redirect_url = location;
-  }
-  release(std::move(handle));
-
-  if (transfer.error) return std::unexpected(std::move(*transfer.error));
-  if (code == CURLE_OK) return response;
-
-  HttpFailure failure = classify(code);
-  if (failure == HttpFailure::kTimedOut && Clock::now() >= request.deadline) {
-    return std::unexpected(HttpError{HttpFailure::kDeadline, stopCause(HttpFailure::kDeadline),
-                                     request.method, request.url});
-  }
-  std::string detail = error_buffer[0] != 0 ? error_buffer : curl_easy_strerror(code);
-  // libcurl says "Couldn't connect to server"; the errno says why ("Connection refused").
-  // (Only then: a reused handle keeps the errno of an earlier connect.)
-  if (code == CURLE_COULDNT_CONNECT && os_errno != 0) {
-    detail +=
-        " (" + std::error_code(static_cast<int>(os_errno), std::generic_category()).message() + ")";
-  }
-  return std::unexpected(HttpError{failure, Error{ErrorCode::kUnavailable, std::move(detail)},
-                                   request.method, request.url});
 }
 
 HttpClient::HttpClient(HttpClientOptions options) : impl_(std::make_unique<Impl>()) {
-  initialiseCurl();
   impl_->options = std::move(options);
 }
 
@@ -325,22 +741,6 @@ HttpClient::~HttpClient() = default;
 
 HttpResult<HttpResponse> HttpClient::perform(const HttpRequest& request) {
   return impl_->perform(request);
-}
-
-std::string urlOrigin(const std::string& url) {
-  initialiseCurl();
-  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), curl_url_cleanup);
-  if (!parsed || curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return {};
-  std::string origin;
-  for (auto [part, separator] : {std::pair{CURLUPART_SCHEME, "://"}, std::pair{CURLUPART_HOST, ":"},
-                                 std::pair{CURLUPART_PORT, ""}}) {
-    char* value = nullptr;
-    if (curl_url_get(parsed.get(), part, &value, CURLU_DEFAULT_PORT) != CURLUE_OK) return {};
-    for (const char* c = value; *c != 0; ++c) origin += text::toLower(*c);
-    origin += separator;
-    curl_free(value);
-  }
-  return origin;
 }
 
 }  // namespace ecs::aws

@@ -1,11 +1,14 @@
-// HttpClient: HTTP over libcurl for everything the agent says to the outside — registries, IMDS,
-// and the AWS APIs (ECS, STS, S3, SSM ...), which sign an HttpRequest's method, URL, headers and
-// body before it is sent.
+// HttpClient: HTTP/1.1 (Boost.Beast, TLS through OpenSSL) for everything the agent says to the
+// outside — registries, IMDS, and the AWS APIs (ECS, STS, S3, SSM ...), which sign an HttpRequest's
+// method, URL, headers and body before it is sent. What goes out is exactly the request's method,
+// target and headers, plus Host (as SigV4 signs it), Content-Length and the client's User-Agent:
+// no Accept, Expect or Content-Type of the client's own.
 //
 // A request gives up at its own timeouts (connect, total, inactivity), at its deadline, or as soon
 // as its cancellation check says so; a 2xx body can stream into a sink instead of memory. Redirects
 // are returned, never followed: what the next hop may see (credentials) is the caller's decision.
-// libcurl is initialised once per process, on first use, whichever thread gets there first.
+// Connections are kept alive between requests to one origin; the environment's http_proxy,
+// https_proxy, all_proxy and no_proxy apply as curl reads them (HTTP proxies, CONNECT for https).
 #pragma once
 
 #include <chrono>
@@ -17,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/aws/url.h"
 #include "agent/common/result.h"
 
 namespace ecs::aws {
@@ -59,19 +63,16 @@ struct HttpRequest {
   std::string method = "GET";
   std::string url;
   HttpHeaders headers;
-  // Sent with its Content-Length; POST, PUT and PATCH always carry one (possibly 0). libcurl adds
-  // no Content-Type of its own.
+  // Sent with its Content-Length; POST, PUT and PATCH always carry one (possibly 0).
   std::string body;
 
   std::chrono::milliseconds connect_timeout{30'000};  // capped by what `timeout` leaves
   std::chrono::milliseconds timeout{0};               // the whole exchange; 0: none
-  // Aborts an exchange moving under one byte a second for this long; 0: never. (libcurl averages
-  // the speed over the last few seconds, so a body that stalls right after some bytes is aborted
-  // up to five seconds later than one that never starts.)
+  // Aborts an exchange when no byte moves for this long (connecting aside); 0: never.
   std::chrono::seconds inactivity_timeout{0};
   Clock::time_point deadline = Clock::time_point::max();  // HttpFailure::kDeadline past it
-  // Asked before the exchange and often during it (at least about once a second, even while the
-  // peer is silent); true aborts with HttpFailure::kCancelled. Called on the performing thread.
+  // Asked before the exchange and often during it (about ten times a second, even while the peer
+  // is silent); true aborts with HttpFailure::kCancelled. Called on the performing thread.
   std::function<bool()> cancelled;
 
   BodySink sink;  // null: 2xx bodies are kept in HttpResponse::body
@@ -94,8 +95,8 @@ enum class HttpFailure {
 
 struct HttpError {
   HttpFailure failure = HttpFailure::kOther;
-  // What happened, without the URL (a pre-signed URL must not reach a log through it): libcurl's
-  // words for the network (with the errno for a refused connection), the sink's Error unchanged.
+  // What happened, without the URL (a pre-signed URL must not reach a log through it): the
+  // network's words (with the system's for a refused connection), the sink's Error unchanged.
   // Code: kUnavailable but for kTooLarge (kFailedPrecondition) and kSink (the sink's).
   Error cause;
   std::string method;
@@ -113,8 +114,8 @@ struct HttpClientOptions {
   // Whether the environment's http_proxy/https_proxy/no_proxy apply. IMDS turns this off: it is
   // link-local, and its tokens and credentials must never pass through a proxy.
   bool use_proxy = true;
-  std::string protocols = "http,https";  // schemes allowed, libcurl's CURLOPT_PROTOCOLS_STR list
-  size_t max_idle_handles = 16;          // kept for their open connections and TLS sessions
+  std::string protocols = "http,https";  // schemes allowed, comma-separated
+  size_t max_idle_handles = 16;          // idle connections kept open for the next request
 };
 
 // Thread-safe: one client serves any number of threads at once.
@@ -133,9 +134,5 @@ class HttpClient {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// "scheme://host:port" of a URL, lower-cased, with the scheme's default port filled in; empty if
-// the URL does not parse. Two URLs with one origin may share credentials.
-std::string urlOrigin(const std::string& url);
 
 }  // namespace ecs::aws

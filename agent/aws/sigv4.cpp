@@ -9,6 +9,7 @@
 #include <optional>
 #include <span>
 
+#include "agent/aws/url.h"
 #include "agent/common/text.h"
 
 namespace ecs::aws {
@@ -70,48 +71,6 @@ std::string queryDecode(std::string_view text) {
     }
   }
   return out;
-}
-
-struct UrlParts {
-  std::string scheme;  // lowercase
-  std::string host;    // as written, brackets of an IPv6 literal included
-  std::string port;    // empty when not written
-  std::string path;
-  std::string query;
-};
-
-// scheme://[userinfo@]host[:port][/path][?query][#fragment]. Nullopt without scheme or host.
-std::optional<UrlParts> splitUrl(std::string_view url) {
-  size_t scheme_end = url.find("://");
-  if (scheme_end == std::string_view::npos || scheme_end == 0) return std::nullopt;
-  UrlParts parts;
-  parts.scheme = text::lowercase(url.substr(0, scheme_end));
-  std::string_view rest = url.substr(scheme_end + 3);
-  if (size_t hash = rest.find('#'); hash != std::string_view::npos) rest = rest.substr(0, hash);
-  size_t authority_end = rest.find_first_of("/?");
-  std::string_view authority = rest.substr(0, authority_end);
-  rest = authority_end == std::string_view::npos ? std::string_view() : rest.substr(authority_end);
-  if (size_t at = authority.rfind('@'); at != std::string_view::npos) {
-    authority = authority.substr(at + 1);
-  }
-  size_t colon = authority.rfind(':');
-  if (colon != std::string_view::npos && authority.find(']', colon) == std::string_view::npos) {
-    parts.port = std::string(authority.substr(colon + 1));
-    authority = authority.substr(0, colon);
-  }
-  if (authority.empty()) return std::nullopt;
-  parts.host = std::string(authority);
-  size_t question = rest.find('?');
-  parts.path = std::string(rest.substr(0, question));
-  if (question != std::string_view::npos) parts.query = std::string(rest.substr(question + 1));
-  return parts;
-}
-
-bool isDefaultPort(const UrlParts& parts) {
-  if (parts.port.empty()) return true;
-  if (parts.scheme == "http" || parts.scheme == "ws") return parts.port == "80";
-  if (parts.scheme == "https" || parts.scheme == "wss") return parts.port == "443";
-  return false;
 }
 
 // RFC 3986 §5.2.4, and no empty segments (AWS wants repeated slashes gone), as botocore does.
@@ -235,14 +194,6 @@ std::string encodeQuery(const QueryParameters& parameters) {
     out += name + "=" + value;
   }
   return out;
-}
-
-std::string hostHeader(std::string_view url) {
-  std::optional<UrlParts> parts = splitUrl(url);
-  if (!parts) return {};
-  std::string host = text::lowercase(parts->host);
-  if (!isDefaultPort(*parts)) host += ":" + parts->port;
-  return host;
 }
 
 Result<SigV4Signature> signV4(const SigV4Request& request, const SigV4Scope& scope,

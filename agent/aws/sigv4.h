@@ -19,6 +19,7 @@
 
 #include "agent/aws/credentials.h"
 #include "agent/aws/http_client.h"
+#include "agent/aws/url.h"
 #include "agent/common/result.h"
 
 namespace ecs::aws {
@@ -78,10 +79,5 @@ std::string uriEncode(std::string_view text, bool keep_slash = false);
 // signed.
 using QueryParameters = std::vector<std::pair<std::string, std::string>>;
 std::string encodeQuery(const QueryParameters& parameters);
-
-// The Host header value for a URL as HTTP clients send it: lowercase host, IPv6 in brackets, the
-// port only when it is not the scheme's default (80 for http/ws, 443 for https/wss). Empty when the
-// URL has no host.
-std::string hostHeader(std::string_view url);
 
 }  // namespace ecs::aws

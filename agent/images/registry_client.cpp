@@ -556,7 +556,7 @@ Result<void> RegistryClient::fetchBlob(const ImageReference& image, const runtim
   if (response->status != 200 && response->status != 206) {
     return fail(Impl::statusError(*response, host).wrap(context));
   }
-  // A body without Content-Length that ends early looks complete to libcurl.
+  // A body without Content-Length that ends early (the connection closed) looks complete.
   if (blob.size > 0 && offset + streamed != blob.size) {
     return fail(ErrorCode::kUnavailable, "{}: registry {} ended the transfer after {} of {} bytes",
                 context, host, offset + streamed, blob.size);

@@ -303,15 +303,14 @@ TaskEngine::Task* TaskEngine::findTask(const std::string& task_arn) {
 template <typename Pool, typename Work, typename Done>
 void TaskEngine::offload(Pool& pool, const std::string& task_arn, Work work, Done done) {
   std::weak_ptr<bool> alive = alive_;
-  boost::asio::post(
-      pool, [this, alive, task_arn, work = std::move(work), done = std::move(done)]() mutable {
-        auto result = work();
-        boost::asio::post(io_, [this, alive, task_arn, result = std::move(result),
-                                done = std::move(done)]() mutable {
+  pool.post([this, alive, task_arn, work = std::move(work), done = std::move(done)]() mutable {
+    auto result = work();
+    boost::asio::post(
+        io_, [this, alive, task_arn, result = std::move(result), done = std::move(done)]() mutable {
           if (!alive.lock()) return;
           if (auto* task = findTask(task_arn)) done(*task, std::move(result));
         });
-      });
+  });
 }
 
 void TaskEngine::apply(TaskSpec spec) {

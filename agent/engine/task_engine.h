@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/common/elastic_pool.h"
 #include "agent/engine/container_runtime.h"
 #include "agent/engine/engine_clock.h"
 #include "agent/engine/task_resource.h"
@@ -213,8 +214,8 @@ class TaskEngine {
   boost::asio::io_context& io_;
   EngineDependencies deps_;
   EngineOptions options_;
-  boost::asio::thread_pool workers_;
-  boost::asio::thread_pool pulls_;
+  ElasticPool workers_;
+  ElasticPool pulls_;
   boost::asio::thread_pool listener_thread_;
   boost::asio::strand<boost::asio::thread_pool::executor_type> listener_strand_;
   std::map<std::string, std::unique_ptr<Task>> tasks_;

@@ -183,9 +183,9 @@ Result<ParsedConfig> parseConfig(std::string_view body) {
   return parsed;
 }
 
-// Carries a download (pushed by the HTTP client on one thread) into a content store write (pulled by the
-// gRPC writer on another), holding at most kPipeBufferBytes in between. The writer stops at the
-// first chunk after the pull's control says stop.
+// Carries a download (pushed by the HTTP client on one thread) into a content store write (pulled
+// by the gRPC writer on another), holding at most kPipeBufferBytes in between. The writer stops at
+// the first chunk after the pull's control says stop.
 class BlobPipe {
  public:
   explicit BlobPipe(const PullControl& control) : control_(control) {}

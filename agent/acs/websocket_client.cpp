@@ -7,10 +7,12 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 
+#include "agent/aws/proxy.h"
 #include "agent/aws/tls_context.h"
 
 namespace ecs::acs {
@@ -18,6 +20,7 @@ namespace {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
+namespace http = boost::beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
@@ -135,12 +138,17 @@ connectWebSocket(asio::any_io_executor executor, WebSocketUrl url, std::string h
   };
   if (!abort) abort = std::make_shared<WebSocketDialAbort>();
   if (abort->aborted()) co_return aborted();
+  // Through the proxy the environment names for this URL, if any: a CONNECT tunnel to the host.
+  auto proxy = aws::proxyFor(url.tls ? "wss" : "ws", url.host);
+  if (!proxy) co_return Failure({0, {}, proxy.error()});
+  const std::string& dial_host = *proxy ? (*proxy)->host : url.host;
+  const std::string& dial_port = *proxy ? (*proxy)->port : url.port;
   tcp::resolver resolver(executor);
   abort->setHook([&resolver] { resolver.cancel(); });
-  auto [rec, endpoints] = co_await resolver.async_resolve(url.host, url.port, kAwait);
+  auto [rec, endpoints] = co_await resolver.async_resolve(dial_host, dial_port, kAwait);
   abort->setHook(nullptr);
   if (abort->aborted()) co_return aborted();
-  if (rec) co_return Failure({0, {}, netError(fmt::format("resolve {}", url.host), rec)});
+  if (rec) co_return Failure({0, {}, netError(fmt::format("resolve {}", dial_host), rec)});
 
   auto dial = [&](auto& conn) -> asio::awaitable<std::optional<WebSocketConnectError>> {
     auto& ws = conn->ws();
@@ -150,7 +158,37 @@ connectWebSocket(asio::any_io_executor executor, WebSocketUrl url, std::string h
     (void)ep;
     if (cec) {
       co_return WebSocketConnectError{
-          0, {}, netError(fmt::format("connect {}:{}", url.host, url.port), cec)};
+          0, {}, netError(fmt::format("connect {}:{}", dial_host, dial_port), cec)};
+    }
+    if (*proxy) {
+      const std::string authority =
+          (url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host) + ":" +
+          url.port;
+      http::request<http::empty_body> connect{http::verb::connect, authority, 11};
+      connect.set(http::field::host, authority);
+      if (!(*proxy)->authorization.empty()) {
+        connect.set(http::field::proxy_authorization, (*proxy)->authorization);
+      }
+      auto [pwec, written] = co_await http::async_write(lowest, connect, kAwait);
+      (void)written;
+      beast::flat_buffer buffer;
+      http::response_parser<http::empty_body> answer;
+      answer.skip(true);  // a CONNECT's answer has no body: the tunnel follows
+      if (!pwec) {
+        auto [prec, read] = co_await http::async_read_header(lowest, buffer, answer, kAwait);
+        (void)read;
+        pwec = prec;
+      }
+      const std::string proxy_name = fmt::format("proxy {}:{}", dial_host, dial_port);
+      if (pwec) co_return WebSocketConnectError{0, {}, netError(proxy_name, pwec)};
+      if (answer.get().result_int() / 100 != 2 || buffer.size() != 0) {
+        co_return WebSocketConnectError{
+            static_cast<int>(answer.get().result_int()),
+            {},
+            Error{ErrorCode::kUnavailable,
+                  fmt::format("{} refused the tunnel to {}: HTTP {}", proxy_name, authority,
+                              answer.get().result_int())}};
+      }
     }
     if constexpr (std::is_same_v<std::decay_t<decltype(*conn)>, TlsConnection>) {
       auto& tls = ws.next_layer();

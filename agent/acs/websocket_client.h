@@ -1,5 +1,6 @@
 // A websocket client connection for the control-plane sessions: ws:// over TCP or wss:// over TLS
-// (OpenSSL, peer verified against the system trust store, SNI set to the URL's host), with the
+// (OpenSSL, peer verified against the system trust store, SNI set to the URL's host), through a
+// CONNECT tunnel when the environment names a proxy for the URL (agent/aws/proxy.h), with the
 // caller's handshake headers sent as given — a SigV4-signed upgrade must go out exactly as signed.
 //
 // Every operation is a coroutine on the executor the connection was made with; callers keep to

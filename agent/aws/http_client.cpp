@@ -1,7 +1,6 @@
 #include "agent/aws/http_client.h"
 
 #include <netdb.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <poll.h>
@@ -20,6 +19,7 @@
 #include <optional>
 #include <thread>
 
+#include "agent/aws/proxy.h"
 #include "agent/aws/tls_context.h"
 #include "agent/common/text.h"
 
@@ -42,34 +42,6 @@ constexpr std::chrono::milliseconds kPollInterval{100};
 bool sendsBody(const HttpRequest& request) {
   return !request.body.empty() || request.method == "POST" || request.method == "PUT" ||
          request.method == "PATCH";
-}
-
-std::string percentDecode(std::string_view text) {
-  auto hex = [](char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {
-      out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
-      i += 2;
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
-
-std::string base64(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
-  const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                      reinterpret_cast<const unsigned char*>(bytes.data()),
-                                      static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(std::max(written, 0)));
-  return out;
 }
 
 std::string withoutBrackets(std::string_view host) {
@@ -99,54 +71,8 @@ struct Route {
   const std::string& dialPort() const { return proxied ? proxy_port : port; }
 };
 
-const char* environment(std::initializer_list<const char*> names) {
-  for (const char* name : names) {
-    if (const char* value = std::getenv(name); value != nullptr && *value != 0) return value;
-  }
-  return nullptr;
-}
-
-bool inIpv4Block(std::string_view host, std::string_view block) {
-  const size_t slash = block.find('/');
-  error_code ec1, ec2;
-  const auto address = asio::ip::make_address_v4(std::string(host), ec1);
-  const auto network = asio::ip::make_address_v4(std::string(block.substr(0, slash)), ec2);
-  if (ec1 || ec2) return false;
-  const int bits = std::atoi(std::string(block.substr(slash + 1)).c_str());
-  if (bits <= 0) return bits == 0;
-  if (bits > 32) return false;
-  const uint32_t mask = bits == 32 ? 0xffffffffu : ~(0xffffffffu >> bits);
-  return (address.to_uint() & mask) == (network.to_uint() & mask);
-}
-
-// no_proxy as curl reads it: "*", or comma-separated names (a name covers its subdomains; a
-// leading dot is the same), addresses, and IPv4 CIDR blocks.
-bool bypassesProxy(const std::string& host) {
-  const char* list = environment({"no_proxy", "NO_PROXY"});
-  if (list == nullptr) return false;
-  const std::string lower = text::lowercase(host);
-  std::string_view rest = list;
-  while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    std::string entry = text::lowercase(text::trim(rest.substr(0, comma)));
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    if (entry == "*") return true;
-    while (entry.starts_with('.')) entry.erase(0, 1);
-    if (entry.empty()) continue;
-    if (entry.find('/') != std::string::npos) {
-      if (inIpv4Block(lower, entry)) return true;
-      continue;
-    }
-    entry = withoutBrackets(entry);
-    if (lower == entry || (lower.size() > entry.size() && lower.ends_with("." + entry)))
-      return true;
-  }
-  return false;
-}
-
-// The route of a URL, with the environment's proxy settings when they apply (curl's variables:
-// http_proxy for http, https_proxy or HTTPS_PROXY for https, then all_proxy or ALL_PROXY;
-// no_proxy or NO_PROXY exempts hosts). Only http:// proxies are spoken to.
+// The route of a URL: straight to its host, or through the proxy the environment names for it
+// (agent/aws/proxy.h).
 Result<Route> routeOf(const std::string& url, const HttpClientOptions& options) {
   std::optional<UrlParts> parts = splitUrl(url);
   if (!parts) return fail(ErrorCode::kInvalidArgument, "malformed URL");
@@ -170,24 +96,14 @@ Result<Route> routeOf(const std::string& url, const HttpClientOptions& options) 
   route.target =
       (parts->path.empty() ? "/" : parts->path) + (parts->query.empty() ? "" : "?" + parts->query);
   route.host_header = hostHeader(url);
-  if (!options.use_proxy || bypassesProxy(route.host)) return route;
-  const char* proxy = route.tls
-                          ? environment({"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"})
-                          : environment({"http_proxy", "all_proxy", "ALL_PROXY"});
-  if (proxy == nullptr) return route;
-  std::string proxy_url = proxy;
-  if (proxy_url.find("://") == std::string::npos) proxy_url = "http://" + proxy_url;
-  std::optional<UrlParts> proxy_parts = splitUrl(proxy_url);
-  if (!proxy_parts || proxy_parts->scheme != "http") {
-    return fail(ErrorCode::kInvalidArgument,
-                "the proxy in the environment is not an http:// proxy URL");
-  }
+  if (!options.use_proxy) return route;
+  Result<std::optional<Proxy>> proxy = proxyFor(parts->scheme, route.host);
+  if (!proxy) return fail(proxy.error());
+  if (!*proxy) return route;
   route.proxied = true;
-  route.proxy_host = withoutBrackets(proxy_parts->host);
-  route.proxy_port = proxy_parts->port.empty() ? "1080" : proxy_parts->port;
-  if (!proxy_parts->userinfo.empty()) {
-    route.proxy_authorization = "Basic " + base64(percentDecode(proxy_parts->userinfo));
-  }
+  route.proxy_host = (*proxy)->host;
+  route.proxy_port = (*proxy)->port;
+  route.proxy_authorization = (*proxy)->authorization;
   if (!route.tls) route.target = "http://" + route.host_header + route.target;
   return route;
 }

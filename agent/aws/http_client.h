@@ -7,8 +7,9 @@
 // A request gives up at its own timeouts (connect, total, inactivity), at its deadline, or as soon
 // as its cancellation check says so; a 2xx body can stream into a sink instead of memory. Redirects
 // are returned, never followed: what the next hop may see (credentials) is the caller's decision.
-// Connections are kept alive between requests to one origin; the environment's http_proxy,
-// https_proxy, all_proxy and no_proxy apply as curl reads them (HTTP proxies, CONNECT for https).
+// Connections are kept alive between requests to one origin. The proxy the environment names
+// applies (agent/aws/proxy.h): plain http goes to it in absolute form, https through a CONNECT
+// tunnel.
 #pragma once
 
 #include <chrono>
@@ -111,8 +112,8 @@ using HttpResult = std::expected<T, HttpError>;
 
 struct HttpClientOptions {
   std::string user_agent;  // empty: no User-Agent header unless a request sets one
-  // Whether the environment's http_proxy/https_proxy/no_proxy apply. IMDS turns this off: it is
-  // link-local, and its tokens and credentials must never pass through a proxy.
+  // Whether the environment's proxy settings apply. IMDS turns this off: it is link-local, and
+  // its tokens and credentials must never pass through a proxy.
   bool use_proxy = true;
   std::string protocols = "http,https";  // schemes allowed, comma-separated
   size_t max_idle_handles = 16;          // idle connections kept open for the next request

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -92,6 +93,9 @@ int main(int argc, char** argv) {
     // The daemon's service must not restart on configuration it can never work with.
     return args[0] == "daemon" ? 5 : 2;
   }
+  // Before any thread starts: the proxy settings of /etc/ecs/ecs.config reach every client.
+  for (const auto& [name, value] : config->proxy_environment)
+    setenv(name.c_str(), value.c_str(), 1);
   // Interactive commands show their own progress; the agent's log is for problems unless asked.
   const bool interactive = args[0] == "run" || args[0] == "images" || args[0] == "status";
   using ecs::config::LogLevel;

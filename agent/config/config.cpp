@@ -347,6 +347,11 @@ Result<Config> load(const ConfigSources& sources) {
   for (const auto& [k, v] : sources.environment) values[k] = v;
 
   Config config;
+  for (const char* name :
+       {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"}) {
+    if (auto it = values.find(name); it != values.end())
+      config.proxy_environment[name] = it->second;
+  }
   // The trimmed value of `key`; nullopt when it is unset or blank (blank means the default, as
   // for the real agent).
   auto get = [&](const char* key) -> std::optional<std::string_view> {

@@ -138,7 +138,11 @@ struct Config {
   std::string data_dir = "/var/lib/ecs/data";  // ECS_DATADIR
   std::string cluster = "default";             // ECS_CLUSTER
   std::string region;                          // AWS_DEFAULT_REGION / AWS_REGION
-  std::optional<LogLevel> log_level;           // ECS_LOGLEVEL; unset: each command's own default
+  // HTTP_PROXY, HTTPS_PROXY, NO_PROXY (either case) as the files and the environment set them.
+  // main() puts them in the process environment, where every client of the agent reads them
+  // (agent/aws/proxy.h): the ECS guide sets them in /etc/ecs/ecs.config.
+  std::map<std::string, std::string> proxy_environment;
+  std::optional<LogLevel> log_level;  // ECS_LOGLEVEL; unset: each command's own default
 
   std::vector<std::string> warnings;  // values that were ignored, for the log
 };

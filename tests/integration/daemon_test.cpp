@@ -24,6 +24,7 @@
 #include "tests/support/agent_process.h"
 #include "tests/support/fake_control_plane.h"
 #include "tests/support/harness_env.h"
+#include "tests/support/tunnel_proxy.h"
 #include "tests/support/wait_for.h"
 
 namespace {
@@ -160,6 +161,11 @@ class DaemonTest : public ::testing::Test {
         R"(ECS_INSTANCE_ATTRIBUTES={"stack": "blue"})",
         R"(ECS_CONTAINER_INSTANCE_TAGS={"team": "node"})"};
     env.insert(env.end(), more.begin(), more.end());
+    // A test's own value of a variable replaces the fixture's.
+    for (const auto& extra : extra_env_) {
+      const std::string key = extra.substr(0, extra.find('=') + 1);
+      std::erase_if(env, [&](const std::string& entry) { return entry.starts_with(key); });
+    }
     env.insert(env.end(), extra_env_.begin(), extra_env_.end());
     return env;
   }
@@ -515,6 +521,44 @@ TEST_F(DaemonTest, RedeliveryReconnectHeartbeatAndManifest) {
   for (const auto& frame : plane_.acsFrames("AckRequest")) {
     EXPECT_NE(frame.at("message").at("messageId"), stale.at("messageId"));
   }
+}
+
+// A host behind a proxy, configured as the ECS guide has it: HTTP_PROXY alone (no NO_PROXY, so the
+// metadata and credentials addresses go direct). The ECS API goes through the proxy in absolute
+// form, ACS and TCS through CONNECT tunnels, and a task's start is reported through it.
+TEST_F(DaemonTest, BehindAnHttpProxyTheApiAndBothSessionsGoThroughIt) {
+  const std::string& direct = plane_.endpointUrl();
+  const std::string port = direct.substr(direct.rfind(':') + 1);
+  const std::string host = "ecs.proxy-test.invalid";  // only the proxy knows where it is
+  const std::string endpoint = "http://" + host + ":" + port;
+  ecs::testing::TunnelProxy proxy({{host, "127.0.0.1"}});
+  plane_.settings({{"acs_endpoint", endpoint}, {"tcs_endpoint", endpoint + "/tcs"}});
+  extra_env_ = {"HTTP_PROXY=" + proxy.url(), "ECS_BACKEND_HOST=" + endpoint};
+  startAndConnect();
+  ASSERT_TRUE(plane_.waitForTcsConnection(30s)) << daemon_->err();
+  auto sleeper = task(5, {container("app", "exec sleep 300")}, "none");
+  auto sent = plane_.pushAcs(payload({sleeper}));
+  ASSERT_TRUE(plane_.waitForAcsFrame("AckRequest", {{"messageId", sent.at("messageId")}}, 30s));
+  ASSERT_TRUE(waitForState(taskArn(5), "RUNNING")) << daemon_->err();
+
+  const auto seen = proxy.requests();
+  std::string all;
+  for (const auto& line : seen) all += line + "\n";
+  const auto count = [&](const std::string& line) {
+    return std::count(seen.begin(), seen.end(), line);
+  };
+  // RegisterContainerInstance, DiscoverPollEndpoint and SubmitTaskStateChange at least.
+  EXPECT_GE(count("POST " + endpoint + "/"), 3) << all;
+  EXPECT_GE(count("CONNECT " + host + ":" + port), 2) << all;  // ACS and TCS
+  EXPECT_EQ(count("POST " + endpoint + "/") + count("CONNECT " + host + ":" + port),
+            static_cast<std::ptrdiff_t>(seen.size()))
+      << "everything through the proxy is for the cluster's endpoint:\n"
+      << all;
+
+  // Stopping reports the task's end through the proxy too, while it is still there.
+  ASSERT_EQ(daemon_->stop(SIGTERM, 60s), 0) << daemon_->err();
+  daemon_.reset();
+  EXPECT_TRUE(waitForState(taskArn(5), "STOPPED", 1s));
 }
 
 TEST_F(DaemonTest, UnreadableTaskIsReportedStoppedAndThePayloadNotAcknowledged) {

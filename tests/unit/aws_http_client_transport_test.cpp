@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "agent/aws/http_client.h"
+#include "agent/aws/proxy.h"
 #include "agent/aws/tls_context.h"
 #include "tests/support/loopback_http_server.h"
 
@@ -73,10 +74,10 @@ class ScopedEnvironment {
 
 // No proxy from the machine's environment in the tests that do not set one.
 ScopedEnvironment noProxies() {
-  return ScopedEnvironment{{"http_proxy", std::nullopt},  {"https_proxy", std::nullopt},
-                           {"HTTPS_PROXY", std::nullopt}, {"all_proxy", std::nullopt},
-                           {"ALL_PROXY", std::nullopt},   {"no_proxy", std::nullopt},
-                           {"NO_PROXY", std::nullopt}};
+  return ScopedEnvironment{{"http_proxy", std::nullopt},  {"HTTP_PROXY", std::nullopt},
+                           {"https_proxy", std::nullopt}, {"HTTPS_PROXY", std::nullopt},
+                           {"all_proxy", std::nullopt},   {"ALL_PROXY", std::nullopt},
+                           {"no_proxy", std::nullopt},    {"NO_PROXY", std::nullopt}};
 }
 
 // A loopback TCP server running `serve(fd)` on a thread per connection; counts connections.
@@ -246,6 +247,7 @@ TEST(HttpClientTransportTest, HttpGoesThroughTheEnvironmentsProxyWithItsCredenti
     c.write(httpResponse("200 OK", "", "via"));
   });
   ScopedEnvironment environment{{"http_proxy", "http://agent:p%40ss@" + proxy.address()},
+                                {"HTTP_PROXY", std::nullopt},
                                 {"no_proxy", std::nullopt},
                                 {"NO_PROXY", std::nullopt},
                                 {"all_proxy", std::nullopt},
@@ -258,40 +260,24 @@ TEST(HttpClientTransportTest, HttpGoesThroughTheEnvironmentsProxyWithItsCredenti
   EXPECT_EQ(seen.target, "http://registry.invalid:5000/v2/?n=1");
   EXPECT_EQ(seen.header("Host"), "registry.invalid:5000");
   EXPECT_EQ(seen.header("Proxy-Authorization"), "Basic YWdlbnQ6cEBzcw==");  // agent:p@ss
-
-  // IMDS-style clients ignore the environment.
-  HttpClient direct(HttpClientOptions{.use_proxy = false});
-  auto refused = direct.perform(get("http://127.0.0.1:1/latest"));
-  ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.error().failure, HttpFailure::kConnect);
-  EXPECT_EQ(proxy.requests().size(), 1u);
 }
 
-TEST(HttpClientTransportTest, NoProxyNamesAddressesAndBlocksGoDirect) {
+TEST(HttpClientTransportTest, LoopbackIsNeverProxied) {
   LoopbackHttpServer proxy([](const LoopbackRequest&, LoopbackConnection& c) {
     c.write(httpResponse("200 OK", "", "via"));
   });
   LoopbackHttpServer origin([](const LoopbackRequest&, LoopbackConnection& c) {
     c.write(httpResponse("200 OK", "", "direct"));
   });
-  for (const std::string no_proxy : {"127.0.0.1", "example.com, 127.0.0.0/8", "*"}) {
-    ScopedEnvironment environment{{"http_proxy", "http://" + proxy.address()},
-                                  {"no_proxy", no_proxy},
-                                  {"NO_PROXY", std::nullopt}};
-    HttpClient client;
-    auto response = client.perform(get(origin.url("/x")));
-    ASSERT_TRUE(response) << response.error().asError().message;
-    EXPECT_EQ(response->body, "direct") << "no_proxy=" << no_proxy;
-    EXPECT_EQ(origin.requests().back().target, "/x");
-  }
   ScopedEnvironment environment{{"http_proxy", "http://" + proxy.address()},
-                                {"no_proxy", "127.0.0.2,.example.com"},
+                                {"HTTP_PROXY", "http://" + proxy.address()},
+                                {"no_proxy", std::nullopt},
                                 {"NO_PROXY", std::nullopt}};
   HttpClient client;
-  auto proxied = client.perform(get(origin.url("/y")));
-  ASSERT_TRUE(proxied) << proxied.error().asError().message;
-  EXPECT_EQ(proxied->body, "via");
-  EXPECT_TRUE(proxy.requests().size() == 1u && proxy.requests()[0].target == origin.url("/y"));
+  auto response = client.perform(get(origin.url("/x")));
+  ASSERT_TRUE(response) << response.error().asError().message;
+  EXPECT_EQ(response->body, "direct");
+  EXPECT_TRUE(proxy.requests().empty());
 }
 
 TEST(HttpClientTransportTest, HttpsThroughAProxyAsksForATunnel) {
@@ -409,6 +395,80 @@ TEST_F(HttpClientTlsTest, AnUntrustedCertificateOrAnotherHostsIsRefused) {
   EXPECT_EQ(response.error().failure, HttpFailure::kConnect);
   EXPECT_NE(response.error().cause.message.find("hostname mismatch"), std::string::npos)
       << response.error().cause.message;
+}
+
+// proxyFor(scheme, host) as "host:port", "direct", or "error: <message>".
+std::string routeOf(std::string_view scheme, std::string_view host) {
+  auto proxy = proxyFor(scheme, host);
+  if (!proxy) return "error: " + proxy.error().message;
+  if (!*proxy) return "direct";
+  return (*proxy)->host + ":" + (*proxy)->port;
+}
+
+TEST(ProxyForTest, TheEcsGuidesHttpProxyCarriesEveryScheme) {
+  auto environment = noProxies();
+  EXPECT_EQ(routeOf("https", "ecs.us-west-2.amazonaws.com"), "direct");
+  ScopedEnvironment guide{{"HTTP_PROXY", "10.0.0.131:3128"}};
+  EXPECT_EQ(routeOf("https", "ecs.us-west-2.amazonaws.com"), "10.0.0.131:3128");
+  EXPECT_EQ(routeOf("wss", "ecs-a-1.us-west-2.amazonaws.com"), "10.0.0.131:3128");
+  EXPECT_EQ(routeOf("http", "registry.example.com"), "10.0.0.131:3128");
+  // ... but never the instance metadata service or the credentials endpoint, unless NO_PROXY says
+  // otherwise.
+  EXPECT_EQ(routeOf("http", "169.254.169.254"), "direct");
+  EXPECT_EQ(routeOf("http", "169.254.170.2"), "direct");
+  ScopedEnvironment own{{"NO_PROXY", "example.com"}};
+  EXPECT_EQ(routeOf("http", "169.254.169.254"), "10.0.0.131:3128");
+}
+
+TEST(ProxyForTest, EachSchemeTakesItsOwnVariableFirst) {
+  auto environment = noProxies();
+  ScopedEnvironment set{{"HTTPS_PROXY", "http://secure:1"},
+                        {"HTTP_PROXY", "http://upper:2"},
+                        {"http_proxy", "http://lower:3"}};
+  EXPECT_EQ(routeOf("https", "a.example.com"), "secure:1");
+  EXPECT_EQ(routeOf("wss", "a.example.com"), "secure:1");
+  EXPECT_EQ(routeOf("http", "a.example.com"), "lower:3");
+  EXPECT_EQ(routeOf("ws", "a.example.com"), "lower:3");
+  ScopedEnvironment all{{"HTTPS_PROXY", std::nullopt},
+                        {"HTTP_PROXY", std::nullopt},
+                        {"http_proxy", std::nullopt},
+                        {"ALL_PROXY", "http://all:4"}};
+  EXPECT_EQ(routeOf("https", "a.example.com"), "all:4");
+  EXPECT_EQ(routeOf("http", "a.example.com"), "all:4");
+}
+
+TEST(ProxyForTest, NoProxyNamesAddressesAndBlocksAndLoopbackGoDirect) {
+  auto environment = noProxies();
+  ScopedEnvironment set{{"HTTPS_PROXY", "http://proxy.internal:3128"},
+                        {"NO_PROXY", ".example.com, 10.0.0.0/8,registry.local:5000"}};
+  EXPECT_EQ(routeOf("https", "example.com"), "direct");
+  EXPECT_EQ(routeOf("https", "api.EXAMPLE.com"), "direct");
+  EXPECT_EQ(routeOf("https", "badexample.com"), "proxy.internal:3128");
+  EXPECT_EQ(routeOf("https", "10.1.2.3"), "direct");
+  EXPECT_EQ(routeOf("https", "11.1.2.3"), "proxy.internal:3128");
+  EXPECT_EQ(routeOf("https", "registry.local"), "direct");
+  for (const char* loopback : {"127.0.0.1", "127.9.9.9", "localhost", "::1", "[::1]"}) {
+    EXPECT_EQ(routeOf("https", loopback), "direct") << loopback;
+  }
+  ScopedEnvironment everything{{"NO_PROXY", "*"}};
+  EXPECT_EQ(routeOf("https", "badexample.com"), "direct");
+}
+
+TEST(ProxyForTest, CredentialsBecomeBasicAuthAndBadProxiesAreNamedNotShown) {
+  auto environment = noProxies();
+  {
+    ScopedEnvironment set{{"HTTPS_PROXY", "http://agent:p%40ss@proxy.internal"}};
+    auto proxy = proxyFor("https", "ecs.us-west-2.amazonaws.com");
+    ASSERT_TRUE(proxy && *proxy);
+    EXPECT_EQ((*proxy)->port, "1080");
+    EXPECT_EQ((*proxy)->authorization, "Basic YWdlbnQ6cEBzcw==");  // agent:p@ss
+  }
+  ScopedEnvironment socks{{"HTTPS_PROXY", "socks5://agent:secret@proxy.internal:1080"}};
+  const std::string route = routeOf("https", "ecs.us-west-2.amazonaws.com");
+  EXPECT_EQ(route, "error: HTTPS_PROXY does not name an http:// proxy");
+  ScopedEnvironment port{{"HTTPS_PROXY", "http://proxy.internal:web"}};
+  EXPECT_EQ(routeOf("https", "ecs.us-west-2.amazonaws.com"),
+            "error: HTTPS_PROXY has a port that is not a number");
 }
 
 TEST(SharedTlsContextTest, OneTrustStoreServesEveryConnectionOfTheProcess) {

@@ -92,6 +92,25 @@ TEST(ConfigTest, EnvironmentOverridesFilesAndLaterFilesOverrideEarlier) {
   EXPECT_EQ(config->containerd_namespace, "env-ns");
 }
 
+TEST(ConfigTest, ProxySettingsFromTheFilesAreKeptForTheProcessEnvironment) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("ecs-config-proxy-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "ecs.config") << "HTTP_PROXY=10.0.0.131:3128\n"
+                                    << "NO_PROXY=169.254.169.254,169.254.170.2\n"
+                                    << "OTHER=not a proxy setting\n";
+  ConfigSources sources;
+  sources.files = {(dir / "ecs.config").string()};
+  sources.environment = {{"https_proxy", "http://env-proxy:8080"}};
+  auto config = load(sources);
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(config);
+  EXPECT_EQ(config->proxy_environment,
+            (std::map<std::string, std::string>{{"HTTP_PROXY", "10.0.0.131:3128"},
+                                                {"NO_PROXY", "169.254.169.254,169.254.170.2"},
+                                                {"https_proxy", "http://env-proxy:8080"}}));
+}
+
 TEST(ConfigTest, EnvFileParsingFollowsEcsInit) {
   auto values = parseEnvFile("A=1\n  B=x=y  \nno equals here\n=empty-key\nC=\n");
   EXPECT_EQ(values["A"], "1");

@@ -142,13 +142,26 @@ Result<engine::UserIds> ContainerdRuntime::resolveUser(const std::string& id,
                                                        const std::string& image_chain_id,
                                                        const std::string& user) {
   const std::string key = "userlookup-" + id;
-  auto mounts = client_.prepareSnapshot("", key, image_chain_id,
-                                        {{runtime::kLabelManagedBy, runtime::kManagedByValue}});
-  if (!mounts) return fail(mounts.error().wrap("read the image's /etc/passwd"));
-  auto ids = withSnapshotRootfs(
-      *mounts, [&](const std::string& dir) { return engine::resolveUserInRootfs(dir, user); });
-  if (auto removed = client_.removeSnapshot(key); !removed) {
-    spdlog::warn("remove snapshot {}: {}", key, removed.error().message);
+  // The snapshot is made under a lease of its own: an active snapshot nothing references is
+  // garbage to containerd, whose collector (run after any deletion, such as another pull's lease
+  // going) could remove it between the prepare and the mount. The lease expires by itself if the
+  // agent dies before it is deleted.
+  const runtime::Labels labels{{runtime::kLabelManagedBy, runtime::kManagedByValue}};
+  auto lease = client_.createLease(labels, std::chrono::minutes(10));
+  if (!lease) return fail(lease.error().wrap("read the image's /etc/passwd"));
+  auto mounts = client_.prepareSnapshot(*lease, key, image_chain_id, labels);
+  Result<engine::UserIds> ids =
+      mounts ? withSnapshotRootfs(
+                   *mounts,
+                   [&](const std::string& dir) { return engine::resolveUserInRootfs(dir, user); })
+             : fail(mounts.error().wrap("read the image's /etc/passwd"));
+  if (mounts) {
+    if (auto removed = client_.removeSnapshot(key); !removed) {
+      spdlog::warn("remove snapshot {}: {}", key, removed.error().message);
+    }
+  }
+  if (auto released = client_.deleteLease(*lease, false); !released) {
+    spdlog::warn("delete lease {}: {}", *lease, released.error().message);
   }
   return ids;
 }

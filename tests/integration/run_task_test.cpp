@@ -465,8 +465,8 @@ TEST_F(RunTaskTest, ContainerDefinitionFieldsReachTheContainer) {
         "fwd=1\n", "NoNewPrivs:\t1\n", "shares=512\n", "soft=33554432\n"}) {
     EXPECT_NE(out.find(expected), std::string::npos) << "missing " << expected << " in:\n" << out;
   }
-  EXPECT_EQ(run.output("named-user"), "65534:65534\n");
-  EXPECT_EQ(run.output("user-group"), "65534:0\n");
+  EXPECT_EQ(run.output("named-user"), "65534:65534\n") << run.describe();
+  EXPECT_EQ(run.output("user-group"), "65534:0\n") << run.describe();
 }
 
 TEST_F(RunTaskTest, PrivilegedContainerHasEveryCapabilityAndNoSeccomp) {

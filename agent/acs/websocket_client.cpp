@@ -14,6 +14,7 @@
 
 #include "agent/aws/proxy.h"
 #include "agent/aws/tls_context.h"
+#include "agent/aws/url.h"
 
 namespace ecs::acs {
 namespace {
@@ -161,9 +162,7 @@ connectWebSocket(asio::any_io_executor executor, WebSocketUrl url, std::string h
           0, {}, netError(fmt::format("connect {}:{}", dial_host, dial_port), cec)};
     }
     if (*proxy) {
-      const std::string authority =
-          (url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host) + ":" +
-          url.port;
+      const std::string authority = aws::authority(url.host, url.port);
       http::request<http::empty_body> connect{http::verb::connect, authority, 11};
       connect.set(http::field::host, authority);
       if (!(*proxy)->authorization.empty()) {

@@ -44,13 +44,6 @@ bool sendsBody(const HttpRequest& request) {
          request.method == "PATCH";
 }
 
-std::string withoutBrackets(std::string_view host) {
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  return std::string(host);
-}
-
 // Where a request goes: straight to its host, or through a proxy.
 struct Route {
   bool tls = false;
@@ -237,14 +230,12 @@ class Exchange {
       }
     }
 
-    bool done = false;
     error_code ec;
-    c.io.restart();
-    asio::async_connect(c.socket(), endpoints, [&](const error_code& e, const tcp::endpoint&) {
-      ec = e;
-      done = true;
-    });
-    if (auto stop = wait(c, done, connect_end, "connecting timed out")) return stop;
+    if (auto stop = await(c, ec, connect_end, "connecting timed out", [&](auto handler) {
+          asio::async_connect(c.socket(), endpoints, handler);
+        })) {
+      return stop;
+    }
     if (ec) {
       return Stop{HttpFailure::kConnect,
                   Error{ErrorCode::kUnavailable, fmt::format("failed to connect to {} port {}: {}",
@@ -287,16 +278,12 @@ class Exchange {
       message.content_length(request_.body.size());
     }
 
-    bool done = false;
     error_code ec;
-    c.io.restart();
-    c.withStream([&](auto& stream) {
-      http::async_write(stream, message, [&](const error_code& e, size_t) {
-        ec = e;
-        done = true;
-      });
-    });
-    if (auto stop = wait(c, done, inactivityEnd(), "sending timed out")) return stop;
+    if (auto stop = await(c, ec, inactivityEnd(), "sending timed out", [&](auto handler) {
+          c.withStream([&](auto& stream) { http::async_write(stream, message, handler); });
+        })) {
+      return stop;
+    }
     if (ec) return broken("sending the request", ec);
 
     // Informational responses (100 Continue, 103 Early Hints) come before the real one.
@@ -306,19 +293,13 @@ class Exchange {
       parser->header_limit(kMaxHeaderBytes);
       parser->body_limit(boost::none);
       if (request_.method == "HEAD") parser->skip(true);
-      done = false;
-      c.io.restart();
-      c.withStream([&](auto& stream) {
-        http::async_read_header(stream, c.buffer, *parser, [&](const error_code& e, size_t) {
-          ec = e;
-          done = true;
-        });
-      });
-      if (auto stop = wait(c, done, inactivityEnd(), "waiting for the response timed out")) {
-        got_some = got_some || parser->got_some();
-        return stop;
-      }
+      auto stop =
+          await(c, ec, inactivityEnd(), "waiting for the response timed out", [&](auto handler) {
+            c.withStream(
+                [&](auto& stream) { http::async_read_header(stream, c.buffer, *parser, handler); });
+          });
       got_some = got_some || parser->got_some();
+      if (stop) return stop;
       if (ec) return broken("reading the response", ec);
     } while (parser->get().result_int() / 100 == 1 && parser->get().result_int() != 101);
 
@@ -364,15 +345,12 @@ class Exchange {
     while (complete && !parser->is_done()) {
       parser->get().body().data = chunk.data() + filled;
       parser->get().body().size = chunk.size() - filled;
-      done = false;
-      c.io.restart();
-      c.withStream([&](auto& stream) {
-        http::async_read_some(stream, c.buffer, *parser, [&](const error_code& e, size_t) {
-          ec = e;
-          done = true;
-        });
-      });
-      if (auto stop = wait(c, done, inactivityEnd(), "the body stopped arriving")) return stop;
+      if (auto stop = await(c, ec, inactivityEnd(), "the body stopped arriving", [&](auto handler) {
+            c.withStream(
+                [&](auto& stream) { http::async_read_some(stream, c.buffer, *parser, handler); });
+          })) {
+        return stop;
+      }
       if (ec == http::error::need_buffer) ec = {};
       if (ec) return broken("reading the body", ec);
       filled = chunk.size() - parser->get().body().size;
@@ -404,6 +382,20 @@ class Exchange {
                   Error{ErrorCode::kUnavailable, std::string(phase_message)}};
     }
     return std::nullopt;
+  }
+
+  // Starts one asynchronous operation with `start(handler)` and waits for it as wait() does; the
+  // operation's own error lands in `ec`.
+  template <typename Start>
+  std::optional<Stop> await(Connection& c, error_code& ec, Clock::time_point phase_end,
+                            std::string_view phase_message, Start start) {
+    bool done = false;
+    c.io.restart();
+    start([&](const error_code& e, auto&&...) {
+      ec = e;
+      done = true;
+    });
+    return wait(c, done, phase_end, phase_message);
   }
 
   // Runs the connection's operations until `done`, or until a limit: then the socket is closed,
@@ -441,35 +433,24 @@ class Exchange {
 
   // CONNECT host:port through the proxy, for TLS end to end.
   std::optional<Stop> tunnel(Connection& c, Clock::time_point connect_end) {
-    http::request<http::empty_body> connect{
-        http::verb::connect,
-        route_.host_header.find(':') == std::string::npos || route_.host_header.ends_with(']')
-            ? route_.host_header + ":" + route_.port
-            : route_.host_header,
-        11};
+    http::request<http::empty_body> connect{http::verb::connect,
+                                            authority(route_.host, route_.port), 11};
     connect.set(http::field::host, connect.target());
     if (!route_.proxy_authorization.empty()) {
       connect.set(http::field::proxy_authorization, route_.proxy_authorization);
     }
-    bool done = false;
+    constexpr std::string_view kTimedOut = "connecting through the proxy timed out";
     error_code ec;
-    c.io.restart();
-    http::async_write(*c.plain, connect, [&](const error_code& e, size_t) {
-      ec = e;
-      done = true;
-    });
-    if (auto stop = wait(c, done, connect_end, "connecting through the proxy timed out"))
+    if (auto stop = await(c, ec, connect_end, kTimedOut,
+                          [&](auto handler) { http::async_write(*c.plain, connect, handler); })) {
       return stop;
+    }
     http::response_parser<http::empty_body> answer;
     answer.skip(true);  // a CONNECT's answer has no body: the tunnel follows
     if (!ec) {
-      done = false;
-      c.io.restart();
-      http::async_read_header(*c.plain, c.buffer, answer, [&](const error_code& e, size_t) {
-        ec = e;
-        done = true;
-      });
-      if (auto stop = wait(c, done, connect_end, "connecting through the proxy timed out")) {
+      if (auto stop = await(c, ec, connect_end, kTimedOut, [&](auto handler) {
+            http::async_read_header(*c.plain, c.buffer, answer, handler);
+          })) {
         return stop;
       }
     }
@@ -500,14 +481,12 @@ class Exchange {
     // OpenSSL's own check of the name (or address) against the certificate: a mismatch fails the
     // handshake with a verify result that says so.
     SSL_set1_host(c.secure->native_handle(), route_.host.c_str());
-    bool done = false;
     error_code ec;
-    c.io.restart();
-    c.secure->async_handshake(asio::ssl::stream_base::client, [&](const error_code& e) {
-      ec = e;
-      done = true;
-    });
-    if (auto stop = wait(c, done, connect_end, "the TLS handshake timed out")) return stop;
+    if (auto stop = await(c, ec, connect_end, "the TLS handshake timed out", [&](auto handler) {
+          c.secure->async_handshake(asio::ssl::stream_base::client, handler);
+        })) {
+      return stop;
+    }
     if (ec) {
       std::string detail = ec.message();
       if (const long verify = SSL_get_verify_result(c.secure->native_handle());

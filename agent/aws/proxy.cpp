@@ -1,12 +1,11 @@
 #include "agent/aws/proxy.h"
 
-#include <openssl/evp.h>
-
 #include <boost/asio/ip/address.hpp>
 #include <cstdlib>
 #include <initializer_list>
 
 #include "agent/aws/url.h"
+#include "agent/common/base64.h"
 #include "agent/common/text.h"
 
 namespace ecs::aws {
@@ -23,13 +22,6 @@ std::optional<std::pair<std::string, std::string>> firstSet(
     }
   }
   return std::nullopt;
-}
-
-std::string withoutBrackets(std::string_view host) {
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  return std::string(host);
 }
 
 bool isLoopback(const std::string& host) {
@@ -76,34 +68,6 @@ bool bypassesProxy(const std::string& host) {
   return false;
 }
 
-std::string percentDecode(std::string_view text) {
-  auto hex = [](char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {
-      out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
-      i += 2;
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
-
-std::string base64(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
-  const int written = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                      reinterpret_cast<const unsigned char*>(bytes.data()),
-                                      static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(written > 0 ? written : 0));
-  return out;
-}
-
 }  // namespace
 
 Result<std::optional<Proxy>> proxyFor(std::string_view scheme, std::string_view host) {
@@ -125,7 +89,7 @@ Result<std::optional<Proxy>> proxyFor(std::string_view scheme, std::string_view 
   }
   Proxy proxy{withoutBrackets(parts->host), parts->port.empty() ? "1080" : parts->port, ""};
   if (!parts->userinfo.empty()) {
-    proxy.authorization = "Basic " + base64(percentDecode(parts->userinfo));
+    proxy.authorization = "Basic " + encodeBase64(percentDecode(parts->userinfo));
   }
   return std::optional<Proxy>(std::move(proxy));
 }

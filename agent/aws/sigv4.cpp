@@ -47,32 +47,6 @@ bool isUnreserved(unsigned char c) {
          c == '_' || c == '.' || c == '~';
 }
 
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// How a server reads a query component: %XX escapes decoded, '+' a space. A '%' without two hex
-// digits after it stays itself.
-std::string queryDecode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '+') {
-      out += ' ';
-    } else if (text[i] == '%' && i + 2 < text.size() && hexValue(text[i + 1]) >= 0 &&
-               hexValue(text[i + 2]) >= 0) {
-      out += static_cast<char>(hexValue(text[i + 1]) * 16 + hexValue(text[i + 2]));
-      i += 2;
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
-
 // RFC 3986 §5.2.4, and no empty segments (AWS wants repeated slashes gone), as botocore does.
 std::string normalizePath(std::string_view path) {
   if (path.empty()) return "/";
@@ -110,7 +84,8 @@ std::string canonicalQuery(std::string_view query) {
       std::string_view name = pair.substr(0, equals);
       std::string_view value =
           equals == std::string_view::npos ? std::string_view() : pair.substr(equals + 1);
-      pairs.emplace_back(uriEncode(queryDecode(name)), uriEncode(queryDecode(value)));
+      pairs.emplace_back(uriEncode(percentDecode(name, true)),
+                         uriEncode(percentDecode(value, true)));
     }
     start = end + 1;
   }

@@ -36,6 +36,16 @@ std::string hostHeader(std::string_view url);
 // the URL does not parse. Two URLs with one origin may share credentials.
 std::string urlOrigin(const std::string& url);
 
+// A host as the URL writes it, without the brackets of an IPv6 literal.
+std::string withoutBrackets(std::string_view host);
+
+// "host:port", an IPv6 host in brackets: a CONNECT request's target.
+std::string authority(std::string_view host, std::string_view port);
+
+// %XX escapes decoded (a '%' without two hex digits after it stays itself); with `plus_is_space`,
+// '+' is a space, as a server reads a query component.
+std::string percentDecode(std::string_view text, bool plus_is_space = false);
+
 // `reference` (a Location header) made absolute against the URL it came from.
 std::string resolveUrl(std::string_view base, std::string_view reference);
 

@@ -15,6 +15,9 @@ Starts the test harness (private containerd and registry) and the stand-in contr
      still answer on the same ports.
 
 usage: bench/daemon_bench.py [BUILD_DIR] [ROUNDS]
+BENCH_VERBOSE=1 adds RSS by mapping and a timeline of the ten; BENCH_PERF=DIR records the whole
+machine with `perf record -a` while each set of ten starts (DIR/ours-ten.data, DIR/ctr-ten.data;
+`perf report -i FILE --sort comm` then says which processes the CPU went to).
 """
 import json
 import re
@@ -81,6 +84,25 @@ def cpu_ms(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def perf_start(name):
+    """With BENCH_PERF set, `perf record -a` into BENCH_PERF/NAME.data until perf_stop()."""
+    directory = os.environ.get("BENCH_PERF")
+    if not directory:
+        return None
+    os.makedirs(directory, exist_ok=True)
+    perf = subprocess.Popen(["perf", "record", "-a", "-q", "-o",
+                             os.path.join(directory, name + ".data")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # perf has opened its events on every CPU
+    return perf
+
+
+def perf_stop(perf):
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
 
 
 def rss_by_mapping(pid):
@@ -208,12 +230,14 @@ def main():
         ten = [task(2000 + i, ["sleep", "3600"]) for i in range(10)]
         containerd_pid = int(open(os.path.join(work, "pids", "containerd")).read())
         cpu_before = cpu_ms(daemon.pid), cpu_ms(containerd_pid)
+        perf = perf_start("ours-ten")
         t0 = time.monotonic()
         control(ctl, "/acs/send", {"message": {"type": "PayloadMessage",
                                                "message": {"tasks": ten}}, "fill": True})
         wait(ctl, {"kind": "api", "op": "SubmitTaskStateChange", "after": after,
                    "match": {"status": "RUNNING"}}, count=10)
         ten_ms = (time.monotonic() - t0) * 1000
+        perf_stop(perf)
         if os.environ.get("BENCH_VERBOSE"):
             print(f"  CPU for the ten: agent {cpu_ms(daemon.pid) - cpu_before[0]:.0f} ms, "
                   f"containerd {cpu_ms(containerd_pid) - cpu_before[1]:.0f} ms")
@@ -238,12 +262,14 @@ def main():
         # The machine's own floor for ten at once: ten `ctr run -d` started together, until all
         # ten report RUNNING.
         names = [f"bench-ten-{i}" for i in range(10)]
+        perf = perf_start("ctr-ten")
         t0 = time.monotonic()
         procs = [subprocess.Popen(["ctr", "-a", address, "-n", NAMESPACE, "run", "-d", IMAGE, n,
                                    "sleep", "3600"], stdout=subprocess.DEVNULL) for n in names]
         for p in procs:
             p.wait()
         ctr_ten_ms = (time.monotonic() - t0) * 1000
+        perf_stop(perf)
         for n in names:
             subprocess.run(["ctr", "-a", address, "-n", NAMESPACE, "tasks", "kill", "-s", "KILL", n],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -168,10 +168,8 @@ EventMonitor& ContainerdClient::events() {
 
 Result<std::string> ContainerdClient::version() {
   const auto& c = *impl_->conn;
-  CallContext ctx;
-  c.prepare(ctx);
   ::containerd::services::version::v1::VersionResponse response;
-  if (auto s = c.call(ctx, rpc::kVersion, google::protobuf::Empty(), &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kVersion, google::protobuf::Empty(), &response); !s.ok()) {
     return grpcFail(s, "version");
   }
   return response.version();
@@ -195,10 +193,8 @@ Result<std::string> ContainerdClient::createLease(const Labels& labels,
   thread_local std::mt19937_64 random{std::random_device{}()};
   const std::string id = fmt::format("ecs-node-agent-{:016x}", random());
   request.set_id(id);
-  CallContext ctx;
-  c.prepare(ctx);
   leases_v1::CreateResponse response;
-  if (auto s = c.call(ctx, rpc::kLeasesCreate, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kLeasesCreate, request, &response); !s.ok()) {
     auto failed = grpcFail(s, "create lease");
     if (failed.error().code == ErrorCode::kUnavailable)
       deleteLeaseSurely(id, false, "create lease");
@@ -212,10 +208,8 @@ Result<void> ContainerdClient::deleteLease(const std::string& id, bool sync_gc) 
   leases_v1::DeleteRequest request;
   request.set_id(id);
   request.set_sync(sync_gc);
-  CallContext ctx;
-  c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, rpc::kLeasesDelete, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kLeasesDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete lease {}", id));
   }
   return {};
@@ -252,10 +246,8 @@ void ContainerdClient::deleteLeaseSurely(const std::string& lease, bool sync_gc,
 
 Result<std::vector<std::string>> ContainerdClient::listLeases() {
   const auto& c = *impl_->conn;
-  CallContext ctx;
-  c.prepare(ctx);
   leases_v1::ListResponse response;
-  if (auto s = c.call(ctx, rpc::kLeasesList, leases_v1::ListRequest(), &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kLeasesList, leases_v1::ListRequest(), &response); !s.ok()) {
     return grpcFail(s, "list leases");
   }
   std::vector<std::string> ids;
@@ -265,10 +257,8 @@ Result<std::vector<std::string>> ContainerdClient::listLeases() {
 
 Result<std::vector<std::pair<std::string, Labels>>> ContainerdClient::listLeasesWithLabels() {
   const auto& c = *impl_->conn;
-  CallContext ctx;
-  c.prepare(ctx);
   leases_v1::ListResponse response;
-  if (auto s = c.call(ctx, rpc::kLeasesList, leases_v1::ListRequest(), &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kLeasesList, leases_v1::ListRequest(), &response); !s.ok()) {
     return grpcFail(s, "list leases");
   }
   std::vector<std::pair<std::string, Labels>> out;
@@ -285,10 +275,8 @@ Result<void> ContainerdClient::addLeaseResource(const std::string& lease, const 
   request.set_id(lease);
   request.mutable_resource()->set_id(id);
   request.mutable_resource()->set_type(type);
-  CallContext ctx;
-  c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, rpc::kLeasesAddResource, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kLeasesAddResource, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("add {} {} to lease {}", type, id, lease));
   }
   return {};
@@ -301,10 +289,8 @@ Result<void> ContainerdClient::deleteLeaseResource(const std::string& lease, con
   request.set_id(lease);
   request.mutable_resource()->set_id(id);
   request.mutable_resource()->set_type(type);
-  CallContext ctx;
-  c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, rpc::kLeasesDeleteResource, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kLeasesDeleteResource, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("remove {} {} from lease {}", type, id, lease));
   }
   return {};
@@ -316,10 +302,8 @@ Result<std::optional<ContentInfo>> ContainerdClient::contentInfo(const std::stri
   const auto& c = *impl_->conn;
   content_v1::InfoRequest request;
   request.set_digest(digest);
-  CallContext ctx;
-  c.prepare(ctx);
   content_v1::InfoResponse response;
-  auto s = c.call(ctx, rpc::kContentInfo, request, &response);
+  auto s = c.unary(rpc::kContentInfo, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("content info {}", digest));
   return ContentInfo{response.info().digest(), response.info().size(),
@@ -374,21 +358,17 @@ Result<void> ContainerdClient::Impl::writeOnce(const std::string& lease, const s
     request.mutable_info()->set_digest(expected.digest);
     labelsToProto(labels, request.mutable_info()->mutable_labels());
     for (const auto& [k, v] : labels) request.mutable_update_mask()->add_paths("labels." + k);
-    CallContext uctx;
-    c.prepare(uctx, lease);
     content_v1::UpdateResponse uresponse;
-    if (auto s = c.call(uctx, rpc::kContentUpdate, request, &uresponse); !s.ok()) {
+    if (auto s = c.unary(rpc::kContentUpdate, request, &uresponse, lease); !s.ok()) {
       return grpcFail(s, fmt::format("{}: label existing blob", what));
     }
     return {};
   };
   auto abortRef = [&] {
-    CallContext actx;
-    c.prepare(actx);
     content_v1::AbortRequest abort;
     abort.set_ref(ref);
     google::protobuf::Empty empty;
-    if (auto a = c.call(actx, rpc::kContentAbort, abort, &empty); !a.ok() && !isNotFound(a)) {
+    if (auto a = c.unary(rpc::kContentAbort, abort, &empty); !a.ok() && !isNotFound(a)) {
       spdlog::warn("{}: abort ingest: {}", what, a.message);
     }
   };
@@ -567,10 +547,8 @@ Result<void> ContainerdClient::updateContentLabels(const std::string& digest,
   request.mutable_info()->set_digest(digest);
   labelsToProto(labels, request.mutable_info()->mutable_labels());
   for (const auto& [k, v] : labels) request.mutable_update_mask()->add_paths("labels." + k);
-  CallContext ctx;
-  c.prepare(ctx);
   content_v1::UpdateResponse response;
-  if (auto s = c.call(ctx, rpc::kContentUpdate, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kContentUpdate, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("update labels of content {}", digest));
   }
   return {};
@@ -580,10 +558,8 @@ Result<void> ContainerdClient::deleteContent(const std::string& digest) {
   const auto& c = *impl_->conn;
   content_v1::DeleteContentRequest request;
   request.set_digest(digest);
-  CallContext ctx;
-  c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, rpc::kContentDelete, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kContentDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete content {}", digest));
   }
   return {};
@@ -612,20 +588,16 @@ Result<void> ContainerdClient::abortIngest(const std::string& ref) {
   const auto& c = *impl_->conn;
   content_v1::AbortRequest request;
   request.set_ref(ref);
-  CallContext ctx;
-  c.prepare(ctx);
   google::protobuf::Empty response;
-  auto s = c.call(ctx, rpc::kContentAbort, request, &response);
+  auto s = c.unary(rpc::kContentAbort, request, &response);
   if (!s.ok() && !isNotFound(s)) return grpcFail(s, fmt::format("abort ingest {}", ref));
   return {};
 }
 
 Result<std::vector<IngestStatus>> ContainerdClient::listIngests() {
   const auto& c = *impl_->conn;
-  CallContext ctx;
-  c.prepare(ctx);
   content_v1::ListStatusesResponse response;
-  if (auto s = c.call(ctx, rpc::kContentListStatuses, content_v1::ListStatusesRequest(), &response);
+  if (auto s = c.unary(rpc::kContentListStatuses, content_v1::ListStatusesRequest(), &response);
       !s.ok()) {
     return grpcFail(s, "list ingests");
   }
@@ -644,10 +616,8 @@ Result<std::optional<SnapshotInfo>> ContainerdClient::statSnapshot(const std::st
   snapshots_v1::StatSnapshotRequest request;
   request.set_snapshotter(snapshotter);
   request.set_key(key);
-  CallContext ctx;
-  c.prepare(ctx);
   snapshots_v1::StatSnapshotResponse response;
-  auto s = c.call(ctx, rpc::kSnapshotsStat, request, &response);
+  auto s = c.unary(rpc::kSnapshotsStat, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("stat snapshot {}", key));
   return fromProto(response.info());
@@ -664,10 +634,8 @@ Result<std::vector<Mount>> ContainerdClient::prepareSnapshot(const std::string& 
   request.set_key(key);
   request.set_parent(parent);
   labelsToProto(c.withDefaults(labels), request.mutable_labels());
-  CallContext ctx;
-  c.prepare(ctx, lease);
   snapshots_v1::PrepareSnapshotResponse response;
-  if (auto s = c.call(ctx, rpc::kSnapshotsPrepare, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kSnapshotsPrepare, request, &response, lease); !s.ok()) {
     return grpcFail(s, parent.empty() ? fmt::format("prepare snapshot {}", key)
                                       : fmt::format("prepare snapshot {} on {}", key, parent));
   }
@@ -682,10 +650,8 @@ Result<std::vector<Mount>> ContainerdClient::snapshotMounts(const std::string& k
   snapshots_v1::MountsRequest request;
   request.set_snapshotter(snapshotter);
   request.set_key(key);
-  CallContext ctx;
-  c.prepare(ctx);
   snapshots_v1::MountsResponse response;
-  if (auto s = c.call(ctx, rpc::kSnapshotsMounts, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kSnapshotsMounts, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("mounts of snapshot {}", key));
   }
   std::vector<Mount> mounts;
@@ -702,10 +668,8 @@ Result<void> ContainerdClient::commitSnapshot(const std::string& lease, const st
   request.set_name(name);
   request.set_key(key);
   labelsToProto(c.withDefaults(labels), request.mutable_labels());
-  CallContext ctx;
-  c.prepare(ctx, lease);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, rpc::kSnapshotsCommit, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kSnapshotsCommit, request, &response, lease); !s.ok()) {
     return grpcFail(s, fmt::format("commit snapshot {} as {}", key, name));
   }
   return {};
@@ -717,10 +681,8 @@ Result<void> ContainerdClient::removeSnapshot(const std::string& key,
   snapshots_v1::RemoveSnapshotRequest request;
   request.set_snapshotter(snapshotter);
   request.set_key(key);
-  CallContext ctx;
-  c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, rpc::kSnapshotsRemove, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kSnapshotsRemove, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("remove snapshot {}", key));
   }
   return {};
@@ -753,10 +715,8 @@ Result<void> ContainerdClient::Impl::removeSnapshotIfPresent(const std::string& 
   snapshots_v1::RemoveSnapshotRequest request;
   request.set_snapshotter(snapshotter);
   request.set_key(key);
-  CallContext ctx;
-  conn->prepare(ctx);
   google::protobuf::Empty response;
-  auto s = conn->call(ctx, rpc::kSnapshotsRemove, request, &response);
+  auto s = conn->unary(rpc::kSnapshotsRemove, request, &response);
   if (!s.ok() && !isNotFound(s))
     return grpcFail(s, fmt::format("{}: remove snapshot {}", what, key));
   return {};
@@ -770,10 +730,9 @@ Result<Descriptor> ContainerdClient::applyLayer(const Descriptor& layer,
   diff_v1::ApplyRequest request;
   toProto(layer, request.mutable_diff());
   for (const auto& m : mounts) toProto(m, request.add_mounts());
-  CallContext ctx;
-  c.prepare(ctx, {}, c.options.long_call_timeout);
   diff_v1::ApplyResponse response;
-  if (auto s = c.call(ctx, rpc::kDiffApply, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kDiffApply, request, &response, {}, c.options.long_call_timeout);
+      !s.ok()) {
     return grpcFail(s, fmt::format("apply layer {} ({})", layer.digest, layer.media_type));
   }
   return fromProto(response.applied());
@@ -785,10 +744,8 @@ Result<std::optional<ImageRecord>> ContainerdClient::getImage(const std::string&
   const auto& c = *impl_->conn;
   images_v1::GetImageRequest request;
   request.set_name(name);
-  CallContext ctx;
-  c.prepare(ctx);
   images_v1::GetImageResponse response;
-  auto s = c.call(ctx, rpc::kImagesGet, request, &response);
+  auto s = c.unary(rpc::kImagesGet, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("get image {}", name));
   return fromProto(response.image());
@@ -796,10 +753,8 @@ Result<std::optional<ImageRecord>> ContainerdClient::getImage(const std::string&
 
 Result<std::vector<ImageRecord>> ContainerdClient::listImages() {
   const auto& c = *impl_->conn;
-  CallContext ctx;
-  c.prepare(ctx);
   images_v1::ListImagesResponse response;
-  if (auto s = c.call(ctx, rpc::kImagesList, images_v1::ListImagesRequest(), &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kImagesList, images_v1::ListImagesRequest(), &response); !s.ok()) {
     return grpcFail(s, "list images");
   }
   std::vector<ImageRecord> out;
@@ -816,10 +771,8 @@ Result<ImageRecord> ContainerdClient::putImage(const ImageRecord& image) {
   {
     images_v1::CreateImageRequest request;
     *request.mutable_image() = proto;
-    CallContext ctx;
-    c.prepare(ctx);
     images_v1::CreateImageResponse response;
-    auto s = c.call(ctx, rpc::kImagesCreate, request, &response);
+    auto s = c.unary(rpc::kImagesCreate, request, &response);
     if (s.ok()) return fromProto(response.image());
     if (s.code != GrpcCode::kAlreadyExists) {
       return grpcFail(s, fmt::format("create image {}", image.name));
@@ -829,10 +782,8 @@ Result<ImageRecord> ContainerdClient::putImage(const ImageRecord& image) {
   *request.mutable_image() = proto;
   request.mutable_update_mask()->add_paths("target");
   request.mutable_update_mask()->add_paths("labels");
-  CallContext ctx;
-  c.prepare(ctx);
   images_v1::UpdateImageResponse response;
-  if (auto s = c.call(ctx, rpc::kImagesUpdate, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kImagesUpdate, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("update image {}", image.name));
   }
   return fromProto(response.image());
@@ -843,10 +794,8 @@ Result<void> ContainerdClient::deleteImage(const std::string& name, bool sync_gc
   images_v1::DeleteImageRequest request;
   request.set_name(name);
   request.set_sync(sync_gc);
-  CallContext ctx;
-  c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, rpc::kImagesDelete, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kImagesDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete image {}", name));
   }
   return {};
@@ -910,10 +859,8 @@ Result<ContainerRecord> ContainerdClient::createContainer(const ContainerSpec& s
     container->set_snapshotter(spec.snapshotter);
     container->set_snapshot_key(spec.id);
   }
-  CallContext ctx;
-  c.prepare(ctx, lease);
   containers_v1::CreateContainerResponse response;
-  if (auto s = c.call(ctx, rpc::kContainersCreate, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kContainersCreate, request, &response, lease); !s.ok()) {
     auto error = grpcError(s, what);
     if (!spec.snapshot_parent.empty()) {
       if (auto removed = impl_->removeSnapshotIfPresent(spec.id, spec.snapshotter, what);
@@ -930,10 +877,8 @@ Result<std::optional<ContainerRecord>> ContainerdClient::getContainer(const std:
   const auto& c = *impl_->conn;
   containers_v1::GetContainerRequest request;
   request.set_id(id);
-  CallContext ctx;
-  c.prepare(ctx);
   containers_v1::GetContainerResponse response;
-  auto s = c.call(ctx, rpc::kContainersGet, request, &response);
+  auto s = c.unary(rpc::kContainersGet, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("get container {}", id));
   return fromProto(response.container());
@@ -943,10 +888,8 @@ Result<std::vector<ContainerRecord>> ContainerdClient::listContainers(const Labe
   const auto& c = *impl_->conn;
   containers_v1::ListContainersRequest request;
   if (!label_filter.empty()) request.add_filters(labelFilter(label_filter));
-  CallContext ctx;
-  c.prepare(ctx);
   containers_v1::ListContainersResponse response;
-  if (auto s = c.call(ctx, rpc::kContainersList, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kContainersList, request, &response); !s.ok()) {
     return grpcFail(s, "list containers");
   }
   std::vector<ContainerRecord> out;
@@ -974,11 +917,8 @@ Result<void> ContainerdClient::deleteContainer(const std::string& id) {
     snapshotter = (*record)->snapshotter;
     containers_v1::DeleteContainerRequest request;
     request.set_id(id);
-    CallContext ctx;
-    c.prepare(ctx);
     google::protobuf::Empty response;
-    if (auto s = c.call(ctx, rpc::kContainersDelete, request, &response);
-        !s.ok() && !isNotFound(s)) {
+    if (auto s = c.unary(rpc::kContainersDelete, request, &response); !s.ok() && !isNotFound(s)) {
       return grpcFail(s, what);
     }
   }
@@ -1017,10 +957,8 @@ Result<uint32_t> ContainerdClient::startTask(const std::string& container_id,
   create.set_stderr(io->stderr_uri);
   create.set_terminal(false);
   {
-    CallContext ctx;
-    c.prepare(ctx);
     tasks_v1::CreateTaskResponse response;
-    if (auto s = c.call(ctx, rpc::kTasksCreate, create, &response); !s.ok()) {
+    if (auto s = c.unary(rpc::kTasksCreate, create, &response); !s.ok()) {
       return grpcFail(s, fmt::format("{}: create", what));
     }
     impl_->monitor->taskCreated(container_id, response.pid());
@@ -1028,10 +966,8 @@ Result<uint32_t> ContainerdClient::startTask(const std::string& container_id,
 
   tasks_v1::StartRequest start;
   start.set_container_id(container_id);
-  CallContext ctx;
-  c.prepare(ctx);
   tasks_v1::StartResponse response;
-  if (auto s = c.call(ctx, rpc::kTasksStart, start, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kTasksStart, start, &response); !s.ok()) {
     auto error = grpcError(s, what);
     if (auto deleted = deleteTask(container_id);
         !deleted && deleted.error().code != ErrorCode::kNotFound) {
@@ -1046,10 +982,8 @@ Result<std::optional<TaskInfo>> ContainerdClient::getTask(const std::string& con
   const auto& c = *impl_->conn;
   tasks_v1::GetRequest request;
   request.set_container_id(container_id);
-  CallContext ctx;
-  c.prepare(ctx);
   tasks_v1::GetResponse response;
-  auto s = c.call(ctx, rpc::kTasksGet, request, &response);
+  auto s = c.unary(rpc::kTasksGet, request, &response);
   if (isNotFound(s)) return std::nullopt;
   if (!s.ok()) return grpcFail(s, fmt::format("get task {}", container_id));
   const auto& p = response.process();
@@ -1059,10 +993,8 @@ Result<std::optional<TaskInfo>> ContainerdClient::getTask(const std::string& con
 
 Result<std::vector<TaskInfo>> ContainerdClient::listTasks() {
   const auto& c = *impl_->conn;
-  CallContext ctx;
-  c.prepare(ctx);
   tasks_v1::ListTasksResponse response;
-  if (auto s = c.call(ctx, rpc::kTasksList, tasks_v1::ListTasksRequest(), &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kTasksList, tasks_v1::ListTasksRequest(), &response); !s.ok()) {
     return grpcFail(s, "list tasks");
   }
   std::vector<TaskInfo> out;
@@ -1084,10 +1016,8 @@ Result<void> ContainerdClient::killTask(const std::string& container_id, int sig
   request.set_container_id(container_id);
   request.set_signal(static_cast<uint32_t>(signal));
   request.set_all(all);
-  CallContext ctx;
-  c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, rpc::kTasksKill, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kTasksKill, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("kill task {} with signal {}", container_id, signal));
   }
   return {};
@@ -1104,10 +1034,8 @@ Result<void> ContainerdClient::killProcess(const std::string& container_id,
   request.set_container_id(container_id);
   request.set_exec_id(exec_id);
   request.set_signal(static_cast<uint32_t>(signal));
-  CallContext ctx;
-  c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, rpc::kTasksKill, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kTasksKill, request, &response); !s.ok()) {
     return grpcFail(
         s, fmt::format("kill process {} of {} with signal {}", exec_id, container_id, signal));
   }
@@ -1136,19 +1064,14 @@ Result<uint32_t> ContainerdClient::execProcess(const std::string& container_id,
     request.set_terminal(false);
     request.mutable_spec()->set_type_url(kProcessTypeUrl);
     request.mutable_spec()->set_value(process_spec_json);
-    CallContext ctx;
-    c.prepare(ctx);
     google::protobuf::Empty response;
-    if (auto s = c.call(ctx, rpc::kTasksExec, request, &response); !s.ok())
-      return grpcFail(s, what);
+    if (auto s = c.unary(rpc::kTasksExec, request, &response); !s.ok()) return grpcFail(s, what);
   }
   tasks_v1::StartRequest start;
   start.set_container_id(container_id);
   start.set_exec_id(exec_id);
-  CallContext ctx;
-  c.prepare(ctx);
   tasks_v1::StartResponse response;
-  if (auto s = c.call(ctx, rpc::kTasksStart, start, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kTasksStart, start, &response); !s.ok()) {
     auto error = grpcError(s, fmt::format("{}: start", what));
     if (auto deleted = deleteProcess(container_id, exec_id);
         !deleted && deleted.error().code != ErrorCode::kNotFound) {
@@ -1166,10 +1089,8 @@ Result<TaskExit> ContainerdClient::deleteProcess(const std::string& container_id
   tasks_v1::DeleteProcessRequest request;
   request.set_container_id(container_id);
   request.set_exec_id(exec_id);
-  CallContext ctx;
-  c.prepare(ctx);
   tasks_v1::DeleteResponse response;
-  if (auto s = c.call(ctx, rpc::kTasksDeleteProcess, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kTasksDeleteProcess, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete process {} of {}", exec_id, container_id));
   }
   auto exit = exitFromDelete(container_id, exec_id, response);
@@ -1181,10 +1102,8 @@ Result<TaskExit> ContainerdClient::deleteTask(const std::string& container_id) {
   const auto& c = *impl_->conn;
   tasks_v1::DeleteTaskRequest request;
   request.set_container_id(container_id);
-  CallContext ctx;
-  c.prepare(ctx);
   tasks_v1::DeleteResponse response;
-  if (auto s = c.call(ctx, rpc::kTasksDelete, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kTasksDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete task {}", container_id));
   }
   auto exit = exitFromDelete(container_id, "", response);
@@ -1196,10 +1115,8 @@ Result<TaskExit> ContainerdClient::deleteTask(const std::string& container_id) {
 
 Result<std::vector<std::string>> ContainerdClient::listNamespaces() {
   const auto& c = *impl_->conn;
-  CallContext ctx;
-  c.prepare(ctx);
   namespaces_v1::ListNamespacesResponse response;
-  if (auto s = c.call(ctx, rpc::kNamespacesList, namespaces_v1::ListNamespacesRequest(), &response);
+  if (auto s = c.unary(rpc::kNamespacesList, namespaces_v1::ListNamespacesRequest(), &response);
       !s.ok()) {
     return grpcFail(s, "list namespaces");
   }
@@ -1212,10 +1129,8 @@ Result<void> ContainerdClient::deleteNamespace(const std::string& name) {
   const auto& c = *impl_->conn;
   namespaces_v1::DeleteNamespaceRequest request;
   request.set_name(name);
-  CallContext ctx;
-  c.prepare(ctx);
   google::protobuf::Empty response;
-  if (auto s = c.call(ctx, rpc::kNamespacesDelete, request, &response); !s.ok()) {
+  if (auto s = c.unary(rpc::kNamespacesDelete, request, &response); !s.ok()) {
     return grpcFail(s, fmt::format("delete namespace {}", name));
   }
   return {};

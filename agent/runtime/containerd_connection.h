@@ -167,6 +167,15 @@ struct Connection {
                   Response* response) const {
     return channel->call(ctx, rpc.path, request, response);
   }
+  // A unary call made with prepare()'s metadata and deadline: what most methods need.
+  template <typename Request, typename Response>
+  GrpcStatus unary(Rpc<Request, Response> rpc, const Request& request, Response* response,
+                   std::string_view lease = {},
+                   std::optional<std::chrono::milliseconds> timeout = std::nullopt) const {
+    CallContext ctx;
+    prepare(ctx, lease, timeout);
+    return call(ctx, rpc, request, response);
+  }
   // Streaming methods: write the request(s), then read.
   template <typename Request, typename Response>
   Stream<Request, Response> open(CallContext& ctx, Rpc<Request, Response> rpc) const {

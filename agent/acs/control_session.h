@@ -1,7 +1,7 @@
 // What the agent's two control-plane websocket sessions (ACS here, TCS in agent/tcs) share: the
 // session URL and its SigV4-signed upgrade, one dial from endpoint lookup to open connection,
 // which close codes count as a clean close, and the reconnect backoff with jitter. Each session
-// keeps its own loop and timers.
+// runs on SessionLoop (session_loop.h), the connection loop they share.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

@@ -17,7 +17,8 @@ Starts the test harness (private containerd and registry) and the stand-in contr
 usage: bench/daemon_bench.py [BUILD_DIR] [ROUNDS]
 BENCH_VERBOSE=1 adds RSS by mapping and a timeline of the ten; BENCH_PERF=DIR records the whole
 machine with `perf record -a` while each set of ten starts (DIR/ours-ten.data, DIR/ctr-ten.data;
-`perf report -i FILE --sort comm` then says which processes the CPU went to).
+`perf report -i FILE --sort comm` then says which processes the CPU went to; the recording starts
+0.5 s before the payload, so the idle "swapper" share includes that lead-in).
 """
 import json
 import re
@@ -337,8 +338,8 @@ def main():
         print(f"{'daemon RSS, ten tasks running':48} {busy / 1024:8.1f}MB {48:8.0f}MB "
               f"{busy / 1024 / 48:7.2f} <= 24 MB (real agent 48 MB)")
         print(f"{'  of which its own memory (RssAnon)':48} {busy_anon / 1024:8.1f}MB")
-        print("(RSS less RssAnon is shared libraries and the binary mapped from disk: OpenSSL, "
-              "libstdc++, libc, SQLite)")
+        print("(RSS less RssAnon is mapped from disk: the binary, which carries its libraries, "
+              "and glibc)")
         print(f"{'restart after kill -9, 20 bridge tasks: adopted':48} {took_over[1]:8.0f}ms "
               f"{'':>10} {'':>7} < 1 s ({took_over[0]} tasks in the store, 20 running; as logged)")
         print(f"{'  from exec to adopted, seen from outside':48} {restart_ms:8.0f}ms "

@@ -24,8 +24,10 @@ source "$WORK/harness.env"
 IMAGE=$ECS_TEST_REGISTRY/test/busybox:oci
 export ECS_CONTAINERD_ADDRESS=$ECS_TEST_CONTAINERD_ADDRESS ECS_CONTAINERD_NAMESPACE=bench-run
 export ECS_LOGLEVEL=warn ECS_DATADIR=$WORK/data ECS_IMAGE_PULL_BEHAVIOR=prefer-cached
+# BENCH_NETWORK_MODE (host, none, awsvpc) replaces the default bridge network, to see its share.
+NETWORK_MODE=${BENCH_NETWORK_MODE:+\"networkMode\": \"$BENCH_NETWORK_MODE\",}
 cat >"$WORK/task.json" <<JSON
-{"family": "bench", "containerDefinitions": [
+{"family": "bench", $NETWORK_MODE "containerDefinitions": [
   {"name": "app", "image": "$IMAGE", "memory": 32, "command": ["sh", "-c", ":"]}]}
 JSON
 "$AGENT" images pull "$IMAGE" >/dev/null

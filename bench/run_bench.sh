@@ -14,6 +14,10 @@ AGENT=$BUILD_DIR/agent/cli/ecs-node-agent
 
 WORK=$(mktemp -d /tmp/ecs-run-bench.XXXXXX)
 cleanup() {
+  # The bridge and its rules outlive a run, as the agent's do: remove what the bench made.
+  if [[ ${ECS_BRIDGE_NAME:-} == ecs-runbench-br ]]; then
+    "$AGENT" network teardown >/dev/null 2>&1 || true
+  fi
   ctr -a "$ECS_TEST_CONTAINERD_ADDRESS" -n bench-run images rm --sync "$IMAGE" >/dev/null 2>&1 || true
   bash tests/harness/harness.sh down "$WORK" >/dev/null 2>&1 || true
 }
@@ -24,6 +28,8 @@ source "$WORK/harness.env"
 IMAGE=$ECS_TEST_REGISTRY/test/busybox:oci
 export ECS_CONTAINERD_ADDRESS=$ECS_TEST_CONTAINERD_ADDRESS ECS_CONTAINERD_NAMESPACE=bench-run
 export ECS_LOGLEVEL=warn ECS_DATADIR=$WORK/data ECS_IMAGE_PULL_BEHAVIOR=prefer-cached
+# A bridge of its own, never the host agent's ecs-br0.
+export ECS_BRIDGE_NAME=ecs-runbench-br ECS_BRIDGE_SUBNET=172.31.253.0/24
 # BENCH_NETWORK_MODE (host, none, awsvpc) replaces the default bridge network, to see its share.
 NETWORK_MODE=${BENCH_NETWORK_MODE:+\"networkMode\": \"$BENCH_NETWORK_MODE\",}
 cat >"$WORK/task.json" <<JSON

@@ -89,7 +89,7 @@ Result<std::optional<Proxy>> proxyFor(std::string_view scheme, std::string_view 
   }
   Proxy proxy{withoutBrackets(parts->host), parts->port.empty() ? "1080" : parts->port, ""};
   if (!parts->userinfo.empty()) {
-    proxy.authorization = "Basic " + encodeBase64(percentDecode(parts->userinfo));
+    proxy.authorization = "Basic " + encodeBase64(text::percentDecode(parts->userinfo));
   }
   return std::optional<Proxy>(std::move(proxy));
 }

@@ -84,8 +84,8 @@ std::string canonicalQuery(std::string_view query) {
       std::string_view name = pair.substr(0, equals);
       std::string_view value =
           equals == std::string_view::npos ? std::string_view() : pair.substr(equals + 1);
-      pairs.emplace_back(uriEncode(percentDecode(name, true)),
-                         uriEncode(percentDecode(value, true)));
+      pairs.emplace_back(uriEncode(text::percentDecode(name, true)),
+                         uriEncode(text::percentDecode(value, true)));
     }
     start = end + 1;
   }

@@ -73,29 +73,6 @@ std::string authority(std::string_view host, std::string_view port) {
   return (bare.find(':') != std::string::npos ? "[" + bare + "]" : bare) + ":" + std::string(port);
 }
 
-std::string percentDecode(std::string_view text, bool plus_is_space) {
-  const auto hex = [](char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (plus_is_space && text[i] == '+') {
-      out += ' ';
-    } else if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 &&
-               hex(text[i + 2]) >= 0) {
-      out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
-      i += 2;
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
-
 std::string resolveUrl(std::string_view base, std::string_view reference) {
   if (reference.find("://") != std::string_view::npos) return std::string(reference);
   std::optional<UrlParts> parts = splitUrl(base);

@@ -42,10 +42,6 @@ std::string withoutBrackets(std::string_view host);
 // "host:port", an IPv6 host in brackets: a CONNECT request's target.
 std::string authority(std::string_view host, std::string_view port);
 
-// %XX escapes decoded (a '%' without two hex digits after it stays itself); with `plus_is_space`,
-// '+' is a space, as a server reads a query component.
-std::string percentDecode(std::string_view text, bool plus_is_space = false);
-
 // `reference` (a Location header) made absolute against the URL it came from.
 std::string resolveUrl(std::string_view base, std::string_view reference);
 

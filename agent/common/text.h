@@ -27,6 +27,31 @@ inline std::string lowercase(std::string_view s) {
   return out;
 }
 
+// %XX escapes decoded, a '%' without two hex digits after it kept as it is (grpc-message, proxy
+// userinfo); with `plus_is_space`, '+' is a space, as a server reads a query component.
+inline std::string percentDecode(std::string_view text, bool plus_is_space = false) {
+  const auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (plus_is_space && text[i] == '+') {
+      out += ' ';
+    } else if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 &&
+               hex(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
 inline std::string uppercase(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(), toUpper);

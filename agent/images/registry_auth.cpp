@@ -7,20 +7,13 @@
 #include <boost/json.hpp>
 
 #include "agent/common/base64.h"
+#include "agent/common/text.h"
 
 namespace ecs::images {
 namespace {
 
-std::string toLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 bool startsWithIgnoreCase(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && toLower(s.substr(0, prefix.size())) == prefix;
+  return s.size() >= prefix.size() && text::lowercase(s.substr(0, prefix.size())) == prefix;
 }
 
 // Docker Hub goes by several names; keys and images using any of them mean the same registry.
@@ -75,7 +68,7 @@ RegistryKey normaliseKey(std::string_view key) {
     if (startsWithIgnoreCase(key, scheme)) key.remove_prefix(scheme.size());
   }
   size_t slash = key.find('/');
-  RegistryKey out{toLower(key.substr(0, slash)), ""};
+  RegistryKey out{text::lowercase(key.substr(0, slash)), ""};
   if (slash != std::string_view::npos) {
     std::string_view path = key.substr(slash + 1);
     while (path.ends_with('/')) path.remove_suffix(1);
@@ -164,7 +157,7 @@ std::unique_ptr<EngineAuthProvider> EngineAuthProvider::fromConfig(
 }
 
 std::optional<BasicCredentials> EngineAuthProvider::lookup(const ImageReference& image) const {
-  std::string host = toLower(image.domain);
+  std::string host = text::lowercase(image.domain);
   if (isDockerHubHost(host)) host = "docker.io";
   // Longest matching repository prefix wins; a key without a path matches the whole registry.
   const Entry* best = nullptr;
@@ -185,14 +178,14 @@ std::optional<AuthChallenge> AuthChallenge::parse(std::string_view header) {
   while (i < header.size() && !isSpace(header[i]) && header[i] != ',') ++i;
   if (i == start) return std::nullopt;
   AuthChallenge challenge;
-  challenge.scheme = toLower(header.substr(start, i - start));
+  challenge.scheme = text::lowercase(header.substr(start, i - start));
 
   while (i < header.size()) {
     while (i < header.size() && (isSpace(header[i]) || header[i] == ',')) ++i;
     if (i == header.size()) break;
     start = i;
     while (i < header.size() && header[i] != '=' && !isSpace(header[i]) && header[i] != ',') ++i;
-    std::string name = toLower(header.substr(start, i - start));
+    std::string name = text::lowercase(header.substr(start, i - start));
     if (i == header.size() || header[i] != '=') break;  // a second challenge or a token68 blob
     ++i;
     std::string value;

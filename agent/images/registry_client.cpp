@@ -32,14 +32,6 @@ constexpr std::chrono::seconds kTokenExpiryMargin{5};
 constexpr std::array<const char*, 4> kAcceptedManifestTypes{
     kMediaTypeOciIndex, kMediaTypeOciManifest, kMediaTypeDockerList, kMediaTypeDockerManifest};
 
-std::string toLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 bool isAcceptedManifestType(std::string_view media_type) {
   return std::find(kAcceptedManifestTypes.begin(), kAcceptedManifestTypes.end(), media_type) !=
          kAcceptedManifestTypes.end();
@@ -390,7 +382,7 @@ struct RegistryClient::Impl {
     std::string out;
     for (const RegistryError& error : parseRegistryErrors(response.body)) {
       if (!out.empty()) out += "; ";
-      out += error.message.empty() ? toLower(error.code) : error.message;
+      out += error.message.empty() ? text::lowercase(error.code) : error.message;
     }
     return out;
   }
@@ -424,7 +416,7 @@ RegistryClient::RegistryClient(RegistryOptions options)
 RegistryClient::~RegistryClient() = default;
 
 std::string RegistryClient::baseUrl(const ImageReference& image) const {
-  const std::string host = toLower(image.registryHost());
+  const std::string host = text::lowercase(image.registryHost());
   const std::string bare(bareHost(host));
   bool plain_http = isLoopbackHost(bare);
   for (const std::string& entry : impl_->options.insecure_registries) {
@@ -433,7 +425,7 @@ std::string RegistryClient::baseUrl(const ImageReference& image) const {
       if (name.starts_with(scheme)) name.remove_prefix(scheme.size());
     }
     while (name.ends_with('/')) name.remove_suffix(1);
-    const std::string wanted = toLower(name);
+    const std::string wanted = text::lowercase(name);
     if (wanted == host || wanted == bare) plain_http = true;
   }
   return (plain_http ? "http://" : "https://") + image.registryHost();

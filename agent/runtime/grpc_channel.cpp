@@ -18,6 +18,8 @@
 #include <map>
 #include <stdexcept>
 
+#include "agent/common/text.h"
+
 namespace ecs::runtime::internal {
 
 // --- wire format ---------------------------------------------------------------------------------
@@ -40,35 +42,6 @@ std::string encodeGrpcTimeout(std::chrono::nanoseconds timeout) {
     if (value <= kMaxValue) return fmt::format("{}{}", value, unit.name);
   }
   return fmt::format("{}H", kMaxValue);
-}
-
-namespace {
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
-
-std::string percentDecode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size()) {
-      const int hi = hexValue(text[i + 1]);
-      const int lo = hexValue(text[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(text[i]);
-  }
-  return out;
 }
 
 GrpcCode parseGrpcStatus(std::string_view value) {
@@ -461,7 +434,8 @@ struct NgCallbacks {
     } else if (n == "grpc-status") {
       s->grpc_status = parseGrpcStatus(v);
     } else if (n == "grpc-message") {
-      s->grpc_message = percentDecode(v.substr(0, kMaxStatusMessageBytes));
+      // grpc-message is percent-encoded; malformed escapes are kept as they are.
+      s->grpc_message = text::percentDecode(v.substr(0, kMaxStatusMessageBytes));
     }
     return 0;
   }

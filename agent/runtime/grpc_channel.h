@@ -80,8 +80,6 @@ inline constexpr size_t kMaxStatusMessageBytes = 4096;
 
 // The grpc-timeout header value for `timeout` (at most 8 digits, rounded up to its unit).
 std::string encodeGrpcTimeout(std::chrono::nanoseconds timeout);
-// grpc-message is percent-encoded; malformed escapes are kept as they are.
-std::string percentDecode(std::string_view text);
 // grpc-status's value; anything that is not a known code is UNKNOWN.
 GrpcCode parseGrpcStatus(std::string_view value);
 // The status of a response that carried no grpc-status, from its HTTP status.

@@ -11,11 +11,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
-#include <cctype>
 #include <map>
 
 #include "agent/acs/session_loop.h"
 #include "agent/aws/sigv4.h"
+#include "agent/common/text.h"
 #include "agent/endpoints/endpoints_resource.h"
 
 namespace ecs::tcs {
@@ -50,12 +50,6 @@ bool hasHealthCheck(const engine::ContainerSnapshot& c) {
   return c.health != engine::HealthStatus::kUnknown || c.health_checked_at.has_value();
 }
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (auto& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return out;
-}
-
 }  // namespace
 
 std::string tcsQuery(const TcsSessionOptions& options) {
@@ -77,8 +71,9 @@ Result<std::string> signedFrame(const std::string& http_url, const std::string& 
   std::vector<std::pair<std::string, std::string>> headers(signature->headers.fields().begin(),
                                                            signature->headers.fields().end());
   headers.emplace_back("Host", aws::hostHeader(http_url));
-  std::sort(headers.begin(), headers.end(),
-            [](const auto& a, const auto& b) { return lower(a.first) < lower(b.first); });
+  std::sort(headers.begin(), headers.end(), [](const auto& a, const auto& b) {
+    return text::lowercase(a.first) < text::lowercase(b.first);
+  });
   std::string frame;
   frame.reserve(envelope.size() + 512);
   for (const auto& [name, value] : headers) {

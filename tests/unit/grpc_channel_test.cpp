@@ -18,6 +18,7 @@
 #include <mutex>
 #include <thread>
 
+#include "agent/common/text.h"
 #include "github.com/containerd/containerd/api/services/version/v1/version.pb.h"
 #include "tests/support/wait_for.h"
 
@@ -49,12 +50,12 @@ TEST(GrpcWireTest, TimeoutRoundsUpAndIsNeverZero) {
 }
 
 TEST(GrpcWireTest, PercentDecodingKeepsMalformedEscapes) {
-  EXPECT_EQ(percentDecode("no%20such%20container"), "no such container");
-  EXPECT_EQ(percentDecode("%E2%82%ac"), "\u20ac");
-  EXPECT_EQ(percentDecode("100%"), "100%");
-  EXPECT_EQ(percentDecode("%4"), "%4");
-  EXPECT_EQ(percentDecode("%zz%41"), "%zzA");
-  EXPECT_EQ(percentDecode(""), "");
+  EXPECT_EQ(text::percentDecode("no%20such%20container"), "no such container");
+  EXPECT_EQ(text::percentDecode("%E2%82%ac"), "\u20ac");
+  EXPECT_EQ(text::percentDecode("100%"), "100%");
+  EXPECT_EQ(text::percentDecode("%4"), "%4");
+  EXPECT_EQ(text::percentDecode("%zz%41"), "%zzA");
+  EXPECT_EQ(text::percentDecode(""), "");
 }
 
 TEST(GrpcWireTest, StatusValuesOutsideTheKnownCodesAreUnknown) {
